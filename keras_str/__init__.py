@@ -1,0 +1,15 @@
+"""keras-str: learnable sparsity (Soft Threshold Reparameterization) for Keras 3."""
+
+from keras_str import ops
+from keras_str.callbacks import SparsityMonitor
+from keras_str.layers import STRConv1D
+from keras_str.layers import STRConv2D
+from keras_str.layers import STRDense
+from keras_str.layers import STRDepthwiseConv2D
+from keras_str.layers import STRLayer
+from keras_str.report import LayerSparsity
+from keras_str.report import SparsityReport
+from keras_str.report import sparsity_report
+from keras_str.weight_decay import apply_weight_decay
+
+__version__ = "0.1.0"

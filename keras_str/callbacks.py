@@ -1,0 +1,63 @@
+"""Keras callbacks that follow sparsity while a model trains."""
+
+import keras
+
+from keras_str.report import sparsity_report
+
+
+class SparsityMonitor(keras.callbacks.Callback):
+    """Logs overall and per-layer sparsity and thresholds after each epoch.
+
+    Adds `sparsity` (overall kernel sparsity), `sparsity/<layer>` and, for
+    STR layers, `threshold/<layer>` (mean `g(s)`) to the epoch logs, so they
+    land in `History.history` and in every callback after this one. With a
+    `log_dir`, also writes them as TensorBoard scalars (TensorFlow's summary
+    writer, imported only then).
+
+    Args:
+        log_dir: Optional folder for TensorBoard event files.
+        per_layer: Whether to log each layer, not just the total.
+
+    Example:
+
+    >>> history = model.fit(x, y, callbacks=[keras_str.SparsityMonitor()])
+    >>> history.history["sparsity"]
+    """
+
+    def __init__(self, log_dir=None, per_layer=True):
+        super().__init__()
+        self.log_dir = log_dir
+        self.per_layer = per_layer
+        self._writer = None
+
+    def _sparsity_logs(self):
+        report = sparsity_report(self.model)
+        values = {"sparsity": report.totals["sparsity"]}
+        if self.per_layer:
+            for row in report.rows:
+                values[f"sparsity/{row.name}"] = row.sparsity
+                if row.threshold is not None:
+                    values[f"threshold/{row.name}"] = row.threshold
+        return values
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = self._sparsity_logs()
+        if logs is not None:
+            logs.update(values)
+        if self.log_dir is not None:
+            self._write_summaries(values, step=epoch)
+
+    def _write_summaries(self, values, step):
+        import tensorflow as tf
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default():
+            for name, value in values.items():
+                tf.summary.scalar(name, value, step=step)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

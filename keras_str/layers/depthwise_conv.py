@@ -1,0 +1,31 @@
+import keras
+
+from keras_str.layers.str_layer import STRLayer
+
+
+@keras.saving.register_keras_serializable(package="keras_str")
+class STRDepthwiseConv2D(STRLayer, keras.layers.DepthwiseConv2D):
+    """`keras.layers.DepthwiseConv2D` with a learned soft threshold.
+
+    The depthwise kernel, shaped `(kh, kw, in_channels, depth_multiplier)`,
+    is used as `sign(W) * relu(|W| - g(s))`. With
+    `threshold_granularity="channel"` there is one threshold per output
+    channel, i.e. a `(in_channels, depth_multiplier)` grid. The kernel's
+    regularizer is `depthwise_regularizer`, as in the parent.
+
+    Args:
+        kernel_size: Height and width of the depthwise window.
+        threshold_fn: `"sigmoid"` (default), `"exp"`, or a callable `g(s)`.
+        threshold_init: Initial value of the raw threshold parameter `s`.
+        threshold_granularity: `"layer"`, `"channel"` or `"weight"`.
+        threshold_regularizer: Regularizer for `s`.
+        **kwargs: Every other argument of `keras.layers.DepthwiseConv2D`.
+
+    Example:
+
+    >>> layer = keras_str.STRDepthwiseConv2D(3, padding="same")
+    >>> layer(np.ones((2, 8, 8, 4))).shape
+    (2, 8, 8, 4)
+    """
+
+    output_channel_ndim = 2

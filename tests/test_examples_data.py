@@ -1,0 +1,68 @@
+import gzip
+import os
+import struct
+import time
+
+import numpy as np
+import pytest
+
+from examples import data
+
+
+def write_idx(path, array, magic):
+    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_read_idx_round_trip(tmp_path):
+    images = np.arange(2 * 3 * 4).reshape(2, 3, 4) % 255
+    write_idx(str(tmp_path / "x.gz"), images, 2051)
+    np.testing.assert_array_equal(data.read_idx(str(tmp_path / "x.gz")), images)
+
+
+def test_read_idx_rejects_truncated_and_foreign_files(tmp_path):
+    images = np.zeros((2, 3, 4))
+    path = str(tmp_path / "x.gz")
+    write_idx(path, images, 2051)
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    with gzip.open(path, "wb") as f:
+        f.write(raw[:-5])
+    with pytest.raises(ValueError, match="truncated"):
+        data.read_idx(path)
+    with gzip.open(path, "wb") as f:
+        f.write(b"PK\x03\x04garbage")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        data.read_idx(path)
+
+
+def test_unreachable_network_is_detected_quickly():
+    start = time.monotonic()
+    # 192.0.2.0/24 is TEST-NET-1: never routed, so the probe must time out.
+    assert not data.network_reachable(("192.0.2.1", 9), timeout=1.0)
+    assert time.monotonic() - start < 3.0
+
+
+def test_missing_dataset_fails_fast_with_install_hint(monkeypatch):
+    monkeypatch.setattr(data, "network_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", "/nonexistent")
+    monkeypatch.setattr(data, "_tfds_prepared", lambda *a: False)
+    start = time.monotonic()
+    with pytest.raises(data.DatasetUnavailableError, match="dataset-fashion-mnist"):
+        data.load_image_classification("fashion_mnist")
+    with pytest.raises(data.DatasetUnavailableError, match="cifar10"):
+        data.load_image_classification("cifar10")
+    assert time.monotonic() - start < 5.0
+
+
+@pytest.mark.skipif(
+    not os.path.isdir(data.DEBIAN_FASHION_MNIST_DIR),
+    reason="Debian's dataset-fashion-mnist is not installed",
+)
+def test_debian_fashion_mnist_loads():
+    (x, y), (x_test, y_test) = data.load_debian_fashion_mnist()
+    assert x.shape == (60000, 28, 28, 1) and x.dtype == np.uint8
+    assert x_test.shape == (10000, 28, 28, 1)
+    assert sorted(np.unique(y)) == list(range(10))
+    assert np.bincount(y_test).tolist() == [1000] * 10

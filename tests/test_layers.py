@@ -1,0 +1,460 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl.testing import parameterized
+from keras.src import testing
+
+import keras_str
+from keras_str.model_utils import raw_kernel_variable
+from tests import numpy_reference
+
+# (name, STR class, Keras parent, init kwargs, input shape, output shape)
+LAYERS = [
+    (
+        "dense",
+        keras_str.STRDense,
+        keras.layers.Dense,
+        {"units": 4},
+        (2, 3),
+        (2, 4),
+    ),
+    (
+        "conv1d",
+        keras_str.STRConv1D,
+        keras.layers.Conv1D,
+        {"filters": 4, "kernel_size": 3},
+        (2, 8, 3),
+        (2, 6, 4),
+    ),
+    (
+        "conv2d",
+        keras_str.STRConv2D,
+        keras.layers.Conv2D,
+        {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"},
+        (2, 8, 8, 3),
+        (2, 4, 4, 4),
+    ),
+    (
+        "depthwise_conv2d",
+        keras_str.STRDepthwiseConv2D,
+        keras.layers.DepthwiseConv2D,
+        {"kernel_size": 3, "depth_multiplier": 2},
+        (2, 8, 8, 3),
+        (2, 6, 6, 6),
+    ),
+]
+GRANULARITIES = ("layer", "channel", "weight")
+
+
+def layer_granularity_cases():
+    for name, cls, parent, kwargs, in_shape, out_shape in LAYERS:
+        for granularity in GRANULARITIES:
+            yield {
+                "testcase_name": f"{name}_{granularity}",
+                "cls": cls,
+                "parent": parent,
+                "kwargs": kwargs,
+                "input_shape": in_shape,
+                "output_shape": out_shape,
+                "granularity": granularity,
+            }
+
+
+def layer_cases():
+    for name, cls, parent, kwargs, in_shape, out_shape in LAYERS:
+        yield {
+            "testcase_name": name,
+            "cls": cls,
+            "parent": parent,
+            "kwargs": kwargs,
+            "input_shape": in_shape,
+            "output_shape": out_shape,
+        }
+
+
+def built_layer(cls, kwargs, input_shape, **str_kwargs):
+    layer = cls(**kwargs, **str_kwargs)
+    layer.build(input_shape)
+    return layer
+
+
+def randomize(layer, threshold, seed=0):
+    """Gives the layer a random kernel and bias and a fixed raw threshold."""
+    rng = np.random.default_rng(seed)
+    layer._kernel.assign(rng.normal(size=layer._kernel.shape).astype("float32"))
+    if layer.use_bias:
+        layer.bias.assign(rng.normal(size=layer.bias.shape).astype("float32"))
+    s = np.broadcast_to(
+        np.asarray(threshold, "float32"), layer.threshold_param.shape
+    )
+    layer.threshold_param.assign(s + rng.uniform(-0.3, 0.3, s.shape))
+    return layer
+
+
+def parent_twin(layer, parent, kwargs, input_shape, kernel):
+    """The Keras parent layer with the given kernel and the same bias."""
+    twin = parent(**kwargs)
+    twin.build(input_shape)
+    twin_kernel = raw_kernel_variable(twin)
+    twin_kernel.assign(kernel)
+    if layer.use_bias:
+        twin.bias.assign(layer.bias)
+    return twin
+
+
+class STRLayerTest(testing.TestCase):
+    @parameterized.named_parameters(*layer_granularity_cases())
+    def test_keras_layer_checks(
+        self, cls, parent, kwargs, input_shape, output_shape, granularity
+    ):
+        # Keras's own bar: build shapes, weight counts, config round-trip,
+        # a training step, serialization and mixed precision.
+        self.run_layer_test(
+            cls,
+            init_kwargs={**kwargs, "threshold_granularity": granularity},
+            input_shape=input_shape,
+            expected_output_shape=output_shape,
+            expected_num_trainable_weights=3,
+            expected_num_non_trainable_weights=0,
+            expected_num_seed_generators=0,
+            expected_num_losses=0,
+            supports_masking=cls is keras_str.STRDense,
+        )
+
+    @parameterized.named_parameters(*layer_cases())
+    def test_regularizers_add_losses(
+        self, cls, parent, kwargs, input_shape, output_shape
+    ):
+        self.run_layer_test(
+            cls,
+            init_kwargs={
+                **kwargs,
+                "threshold_regularizer": "l2",
+                "bias_regularizer": "l1",
+            },
+            input_shape=input_shape,
+            expected_output_shape=output_shape,
+            expected_num_trainable_weights=3,
+            expected_num_losses=2,
+            supports_masking=cls is keras_str.STRDense,
+        )
+
+    @parameterized.named_parameters(*layer_granularity_cases())
+    def test_threshold_shape(
+        self, cls, parent, kwargs, input_shape, output_shape, granularity
+    ):
+        layer = built_layer(
+            cls, kwargs, input_shape, threshold_granularity=granularity
+        )
+        kernel_shape = tuple(layer._kernel.shape)
+        expected = {
+            "layer": (),
+            "channel": kernel_shape[-layer.output_channel_ndim :],
+            "weight": kernel_shape,
+        }[granularity]
+        self.assertEqual(tuple(layer.threshold_param.shape), expected)
+        self.assertIn("threshold", layer.threshold_param.path)
+        self.assertEqual(
+            [w.name for w in layer.trainable_weights],
+            ["kernel", "bias", "threshold"],
+        )
+
+    @parameterized.named_parameters(*layer_granularity_cases())
+    def test_forward_matches_numpy_formula(
+        self, cls, parent, kwargs, input_shape, output_shape, granularity
+    ):
+        for threshold_fn, s in (("sigmoid", -0.5), ("exp", -1.0)):
+            layer = built_layer(
+                cls,
+                kwargs,
+                input_shape,
+                threshold_granularity=granularity,
+                threshold_fn=threshold_fn,
+            )
+            randomize(layer, s)
+            w = keras.ops.convert_to_numpy(layer._kernel)
+            s_value = keras.ops.convert_to_numpy(layer.threshold_param)
+            g, _ = numpy_reference.THRESHOLD_FNS[threshold_fn]
+            expected_kernel = numpy_reference.soft_threshold(w, g(s_value))
+            self.assertAllClose(layer.kernel, expected_kernel, atol=1e-6)
+            sparsity = np.mean(expected_kernel == 0)
+            self.assertGreater(sparsity, 0.1)
+            self.assertEqual(
+                np.mean(keras.ops.convert_to_numpy(layer.kernel) == 0),
+                sparsity,
+            )
+            x = np.random.default_rng(1).normal(size=input_shape)
+            twin = parent_twin(layer, parent, kwargs, input_shape, expected_kernel)
+            self.assertAllClose(layer(x), twin(x), atol=1e-5)
+
+    @parameterized.named_parameters(*layer_granularity_cases())
+    def test_gradients_match_numpy_formula(
+        self, cls, parent, kwargs, input_shape, output_shape, granularity
+    ):
+        for threshold_fn, s in (("sigmoid", -0.5), ("exp", -1.0)):
+            layer = built_layer(
+                cls,
+                kwargs,
+                input_shape,
+                threshold_granularity=granularity,
+                threshold_fn=threshold_fn,
+            )
+            randomize(layer, s)
+            rng = np.random.default_rng(2)
+            x = rng.normal(size=input_shape).astype("float32")
+            upstream = rng.normal(size=output_shape).astype("float32")
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(layer(x) * upstream)
+            grad_w, grad_s = tape.gradient(
+                loss, [layer._kernel.value, layer.threshold_param.value]
+            )
+            # d loss / d effective kernel, from the parent layer at that kernel.
+            w = keras.ops.convert_to_numpy(layer._kernel)
+            s_value = keras.ops.convert_to_numpy(layer.threshold_param)
+            g, _ = numpy_reference.THRESHOLD_FNS[threshold_fn]
+            kernel = numpy_reference.soft_threshold(w, g(s_value))
+            twin = parent_twin(layer, parent, kwargs, input_shape, kernel)
+            twin_kernel = raw_kernel_variable(twin)
+            with tf.GradientTape() as tape:
+                twin_loss = tf.reduce_sum(twin(x) * upstream)
+            grad_kernel = tape.gradient(twin_loss, twin_kernel.value).numpy()
+            expected_w, expected_s = numpy_reference.soft_threshold_grads(
+                w, s_value, grad_kernel, threshold_fn
+            )
+            self.assertAllClose(grad_w, expected_w, atol=1e-4, rtol=1e-4)
+            self.assertAllClose(grad_s, expected_s, atol=1e-4, rtol=1e-4)
+            # Pruned weights get no gradient from the loss (no straight-through).
+            self.assertTrue(np.all(grad_w.numpy()[kernel == 0] == 0))
+
+    @parameterized.named_parameters(*layer_cases())
+    def test_config_extends_parent_config(
+        self, cls, parent, kwargs, input_shape, output_shape
+    ):
+        layer = cls(**kwargs, threshold_fn="exp", threshold_init=-4.0)
+        config = layer.get_config()
+        parent_keys = set(parent(**kwargs).get_config())
+        self.assertEqual(
+            set(config) - parent_keys, set(keras_str.layers.str_layer.STR_CONFIG_KEYS)
+        )
+        self.assertEqual(config["threshold_fn"], "exp")
+        self.assertEqual(config["threshold_init"], -4.0)
+        restored = cls.from_config(config)
+        self.assertEqual(restored.get_config(), config)
+
+    @parameterized.named_parameters(*layer_cases())
+    def test_mixed_precision_keeps_threshold_math_in_float32(
+        self, cls, parent, kwargs, input_shape, output_shape
+    ):
+        layer = cls(**kwargs, dtype="mixed_float16", threshold_init=-3.0)
+        y = layer(np.ones(input_shape, "float32"))
+        self.assertEqual(keras.backend.standardize_dtype(y.dtype), "float16")
+        self.assertEqual(layer._kernel.dtype, "float32")
+        self.assertEqual(layer.threshold_param.dtype, "float32")
+        self.assertEqual(
+            keras.backend.standardize_dtype(layer.thresholded_kernel().dtype),
+            "float32",
+        )
+        self.assertFalse(np.any(np.isnan(keras.ops.convert_to_numpy(y))))
+
+    def test_mixed_precision_threshold_resolution(self):
+        # |W| - g(s) = 2e-5 in float32; float16 would round W and g(s) to
+        # values 6.1e-5 apart. The layer must give the float32 answer.
+        threshold = 0.1
+        layer = keras_str.STRDense(
+            1,
+            use_bias=False,
+            dtype="mixed_float16",
+            threshold_init=float(np.log(threshold / (1 - threshold))),
+        )
+        layer.build((1, 1))
+        g = float(keras.ops.convert_to_numpy(layer.threshold))
+        layer._kernel.assign([[g + 2e-5]])
+        y = float(keras.ops.convert_to_numpy(layer(np.ones((1, 1)))).item())
+        self.assertAllClose(y, 2e-5, rtol=0.02)
+
+    def test_conv_channels_first(self):
+        layer = keras_str.STRConv2D(
+            4, 3, data_format="channels_first", threshold_granularity="channel"
+        )
+        y = layer(np.ones((2, 3, 8, 8), "float32"))
+        self.assertEqual(tuple(y.shape), (2, 4, 6, 6))
+        self.assertEqual(tuple(layer.threshold_param.shape), (4,))
+
+    def test_callable_threshold_fn_serializes(self):
+        @keras.saving.register_keras_serializable(package="keras_str_tests")
+        def softplus_threshold(s):
+            return keras.ops.softplus(s)
+
+        layer = keras_str.STRDense(3, threshold_fn=softplus_threshold)
+        layer.build((2, 4))
+        restored = keras_str.STRDense.from_config(layer.get_config())
+        restored.build((2, 4))
+        self.assertAllClose(
+            restored.threshold, keras.ops.softplus(restored.threshold_param)
+        )
+
+    def test_lora_and_quantization_are_refused(self):
+        with self.assertRaisesRegex(ValueError, "lora_rank=2"):
+            keras_str.STRDense(4, lora_rank=2)
+        layer = keras_str.STRDense(4)
+        layer.build((2, 3))
+        with self.assertRaises(NotImplementedError):
+            layer.enable_lora(2)
+        with self.assertRaises(NotImplementedError):
+            layer.quantize("int8")
+
+
+@pytest.mark.parametrize(
+    "argument, value",
+    [
+        ("threshold_fn", "relu"),
+        ("threshold_fn", 3),
+        ("threshold_init", "low"),
+        ("threshold_init", float("nan")),
+        ("threshold_init", float("-inf")),
+        ("threshold_init", True),
+        ("threshold_granularity", "row"),
+        ("threshold_granularity", None),
+    ],
+)
+@pytest.mark.parametrize("cls, kwargs", [(c, k) for _, c, _, k, _, _ in LAYERS])
+def test_bad_arguments_name_argument_and_value(cls, kwargs, argument, value):
+    with pytest.raises(ValueError, match=f"{argument}={value}"):
+        cls(**kwargs, **{argument: value})
+
+
+def test_bad_regularizer_is_refused():
+    with pytest.raises(ValueError):
+        keras_str.STRDense(3, threshold_regularizer="not_a_regularizer")
+
+
+def test_parent_argument_validation_still_applies():
+    with pytest.raises(ValueError, match="units=0"):
+        keras_str.STRDense(0)
+    with pytest.raises(ValueError):
+        keras_str.STRConv2D(4, 0)
+
+
+def test_positional_parent_arguments_keep_their_meaning():
+    layer = keras_str.STRDense(4, "relu")
+    assert layer.activation is keras.activations.relu
+    conv = keras_str.STRConv2D(8, 3, 2)
+    assert conv.strides == (2, 2)
+
+
+def small_model():
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 2)),
+            keras_str.STRConv2D(4, 3, activation="relu", threshold_init=-2.0),
+            keras_str.STRDepthwiseConv2D(
+                3, threshold_granularity="channel", threshold_init=-2.0
+            ),
+            keras.layers.Flatten(),
+            keras_str.STRDense(3, threshold_granularity="weight", threshold_init=-3.0),
+        ]
+    )
+
+
+def test_saved_model_reloads_in_fresh_process(tmp_path):
+    model = small_model()
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 2)).astype("float32")
+    path = tmp_path / "model.keras"
+    model.save(path)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", keras.ops.convert_to_numpy(model(x)))
+    np.save(
+        tmp_path / "s.npy",
+        keras.ops.convert_to_numpy(model.layers[1].threshold_param),
+    )
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, keras
+        import keras_str  # registers the layers
+        model = keras.saving.load_model({str(path)!r})
+        assert isinstance(model.layers[3], keras_str.STRDense)
+        x = np.load({str(tmp_path / "x.npy")!r})
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(model(x)),
+            np.load({str(tmp_path / "y.npy")!r}), atol=1e-6)
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(model.layers[1].threshold_param),
+            np.load({str(tmp_path / "s.npy")!r}))
+        print("reloaded")
+        """
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "reloaded" in result.stdout
+
+
+def test_saved_weights_are_raw_kernel_and_threshold(tmp_path):
+    model = small_model()
+    layer = model.layers[0]
+    raw = keras.ops.convert_to_numpy(layer._kernel).copy()
+    path = tmp_path / "model.weights.h5"
+    model.save_weights(path)
+    layer._kernel.assign(np.zeros_like(raw))
+    layer.threshold_param.assign(5.0)
+    model.load_weights(path)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer._kernel), raw)
+    assert float(keras.ops.convert_to_numpy(layer.threshold_param)) == -2.0
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_trains_without_nan(jit_compile):
+    model = small_model()
+    keras_str.apply_weight_decay(model, 1e-3)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 2)).astype("float32")
+    y = rng.integers(0, 3, size=(64,))
+    before = [keras.ops.convert_to_numpy(v).copy() for v in model.trainable_weights]
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    after = [keras.ops.convert_to_numpy(v) for v in model.trainable_weights]
+    thresholds = [v for v in model.trainable_weights if v.name == "threshold"]
+    assert len(thresholds) == 3
+    for b, a, v in zip(before, after, model.trainable_weights):
+        assert np.all(np.isfinite(a)), v.path
+        assert not np.array_equal(b, a), f"{v.path} did not train"
+
+
+def test_trains_under_mixed_float16_policy():
+    keras.config.set_dtype_policy("mixed_float16")
+    model = small_model()
+    keras_str.apply_weight_decay(model, 1e-3)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 2)).astype("float32")
+    y = rng.integers(0, 3, size=(64,))
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    for layer in model.layers:
+        if isinstance(layer, keras_str.STRLayer):
+            assert layer.compute_dtype == "float16"
+            assert layer.threshold_param.dtype == "float32"
+            s = keras.ops.convert_to_numpy(layer.threshold_param)
+            assert np.all(np.isfinite(s))

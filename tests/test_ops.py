@@ -1,0 +1,47 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_str import ops as str_ops
+from tests import numpy_reference
+
+
+def test_soft_threshold_matches_formula():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(5, 7)).astype("float32")
+    result = keras.ops.convert_to_numpy(str_ops.soft_threshold(w, 0.4))
+    np.testing.assert_allclose(
+        result, numpy_reference.soft_threshold(w, 0.4), atol=1e-7
+    )
+    assert np.all(result[np.abs(w) <= 0.4] == 0.0)
+    assert np.all(np.sign(result[np.abs(w) > 0.4]) == np.sign(w[np.abs(w) > 0.4]))
+
+
+def test_soft_threshold_broadcasts_per_channel():
+    w = np.array([[0.5, -0.5], [0.2, -0.9]], dtype="float32")
+    result = keras.ops.convert_to_numpy(
+        str_ops.soft_threshold(w, np.array([0.3, 0.6], dtype="float32"))
+    )
+    np.testing.assert_allclose(result, [[0.2, 0.0], [0.0, -0.3]], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "exp"])
+def test_named_threshold_functions(name):
+    s = np.array([-3.0, 0.0, 1.5], dtype="float32")
+    g, _ = numpy_reference.THRESHOLD_FNS[name]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(str_ops.get_threshold_fn(name)(s)),
+        g(s),
+        rtol=1e-6,
+    )
+
+
+def test_callable_threshold_function_is_returned():
+    fn = keras.ops.softplus
+    assert str_ops.get_threshold_fn(fn) is fn
+
+
+@pytest.mark.parametrize("bad", ["relu", "", 3, None])
+def test_bad_threshold_function(bad):
+    with pytest.raises(ValueError, match="threshold_fn"):
+        str_ops.get_threshold_fn(bad)
