@@ -85,6 +85,13 @@ def load_debian_fashion_mnist(directory=DEBIAN_FASHION_MNIST_DIR):
 
 
 def _tfds_prepared(name, data_dir):
+    root = (
+        data_dir
+        or os.environ.get("TFDS_DATA_DIR")
+        or os.path.expanduser("~/tensorflow_datasets")
+    )
+    if not os.path.isdir(os.path.join(root, name)):
+        return False
     import tensorflow_datasets as tfds
 
     try:

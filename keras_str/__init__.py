@@ -10,6 +10,8 @@ from keras_str.layers import STRLayer
 from keras_str.report import LayerSparsity
 from keras_str.report import SparsityReport
 from keras_str.report import sparsity_report
+from keras_str.sparsify import sparsify
+from keras_str.strip import strip
 from keras_str.weight_decay import apply_weight_decay
 
 __version__ = "0.1.0"

@@ -1,0 +1,66 @@
+"""Rebuilding a Sequential or functional model with some layers replaced."""
+
+import keras
+
+
+def check_clonable(model, argument="model"):
+    """Raises a clear `ValueError` unless `model` is Sequential or functional."""
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"Expected a Keras 3 `keras.Model` for argument `{argument}`. "
+            f"Received: {argument}={model!r} of type {type(model).__name__}"
+        )
+    is_sequential = isinstance(model, keras.Sequential)
+    is_functional = type(model).__name__ == "Functional" or (
+        hasattr(model, "_operations") and hasattr(model, "_inputs_struct")
+        and type(model) is keras.Model
+    )
+    if not (is_sequential or is_functional):
+        raise ValueError(
+            f"Cannot rebuild subclassed model {model.name!r} "
+            f"({type(model).__name__}): only Sequential and functional "
+            "models have a layer graph keras-str can rewrite. Use the STR "
+            "layers directly in your model's __init__ (e.g. "
+            "`keras_str.STRDense` in place of `keras.layers.Dense`), or build "
+            "the model with the functional API."
+        )
+    if not model.built:
+        raise ValueError(
+            f"Model {model.name!r} is not built; create it with `keras.Input` "
+            "or call it on data first."
+        )
+
+
+def clone_with(model, replace):
+    """Clones `model`, replacing each layer `l` by `replace(l)` (or a copy).
+
+    `replace(layer)` returns `(new_layer, copy_weights)` or `None` to keep a
+    fresh copy of the layer with the same weights. `copy_weights(old, new)`
+    is called once the clone is built.
+
+    Returns:
+        The new model.
+    """
+    pairs = []
+
+    def clone_function(layer):
+        replacement = replace(layer)
+        if replacement is None:
+            new_layer = layer.__class__.from_config(layer.get_config())
+            copy = copy_all_weights
+        else:
+            new_layer, copy = replacement
+        pairs.append((layer, new_layer, copy))
+        return new_layer
+
+    clone = keras.models.clone_model(
+        model, clone_function=clone_function, recursive=True
+    )
+    for old, new, copy in pairs:
+        if old.built:
+            copy(old, new)
+    return clone
+
+
+def copy_all_weights(old, new):
+    new.set_weights(old.get_weights())
