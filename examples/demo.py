@@ -1,11 +1,12 @@
-"""keras-str end to end on Fashion-MNIST: train STR, report, strip, save.
+"""keras-str end to end on Fashion-MNIST: train STR, strip, export, report.
 
     python -m examples.demo [--epochs 6] [--weight_decay 5e-3] [--out_dir demo_output]
 
 Trains the small CNN of `examples/models.py` with STR (the paper's coupled
 weight decay on weights and thresholds, SGD with momentum and a cosine
 schedule), prints the per-layer sparsity table and the test accuracy, and
-writes the STR model and its stripped (plain Keras, exact zeros) twin.
+writes the STR model, its stripped (plain Keras, exact zeros) twin and a
+sparse float32 `.tflite`, whose predictions are checked in LiteRT.
 """
 
 import os
@@ -17,6 +18,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
 
 import keras_str  # noqa: E402
 from examples.data import load_image_classification  # noqa: E402
@@ -37,6 +39,7 @@ flags.DEFINE_string("out_dir", "demo_output", "Where the models are written.")
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)
     start = time.time()
     keras.utils.set_random_seed(FLAGS.seed)
     (x_train, y_train), (x_test, y_test) = load_image_classification(
@@ -79,11 +82,25 @@ def main(argv):
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)
     _, stripped_accuracy = stripped.evaluate(x_test, y_test, verbose=0)
 
+    tflite_path = os.path.join(FLAGS.out_dir, "model.tflite")
+    export = keras_str.export_tflite(stripped, tflite_path)
+    keras_logits = stripped.predict(x_test, batch_size=1000, verbose=0)
+    tflite_logits = keras_str.predict_tflite(tflite_path, x_test)
+    tflite_accuracy = np.mean(np.argmax(tflite_logits, axis=1) == y_test)
+    max_difference = np.max(np.abs(tflite_logits - keras_logits))
+
+    print("\nSparse TFLite export:")
+    print(export.summary())
     print("\nPer-layer sparsity of the trained model:")
     print(report.table())
     print(f"\nSTR model:       {model_path}")
     print(f"stripped model:  {stripped_path}")
-    print(f"test accuracy:   {accuracy:.4f} (stripped: {stripped_accuracy:.4f})")
+    print(f"tflite model:    {tflite_path}")
+    print(
+        f"test accuracy:   {accuracy:.4f} (stripped: {stripped_accuracy:.4f}, "
+        f"LiteRT: {tflite_accuracy:.4f}, max |LiteRT - Keras| "
+        f"{max_difference:.1e})"
+    )
     print(f"overall sparsity: {100 * report.totals['sparsity']:.2f}%")
     print(f"total time:      {time.time() - start:.0f} s")
 

@@ -2,6 +2,9 @@
 
 from keras_str import ops
 from keras_str.callbacks import SparsityMonitor
+from keras_str.export import ExportReport
+from keras_str.export import export_tflite
+from keras_str.export import predict_tflite
 from keras_str.layers import STRConv1D
 from keras_str.layers import STRConv2D
 from keras_str.layers import STRDense

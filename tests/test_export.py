@@ -1,0 +1,141 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_str
+from keras_str.tflite_inspect import inspect_tflite
+
+
+def sparse_cnn(sparsity=0.8):
+    """A small STR CNN whose thresholds zero `sparsity` of each kernel."""
+    model = keras.Sequential(
+        [
+            keras.Input((12, 12, 1)),
+            keras_str.STRConv2D(8, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras_str.STRConv2D(16, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras_str.STRDense(32, activation="relu"),
+            keras_str.STRDense(4),
+        ]
+    )
+    for layer in model.layers:
+        if isinstance(layer, keras_str.STRLayer):
+            magnitudes = np.abs(keras.ops.convert_to_numpy(layer._kernel))
+            threshold = np.quantile(magnitudes, sparsity)
+            layer.threshold_param.assign(np.log(threshold / (1 - threshold)))
+    return model
+
+
+def inputs(n=64, seed=0):
+    return np.random.default_rng(seed).uniform(size=(n, 12, 12, 1)).astype("float32")
+
+
+def test_float32_export_is_sparse_and_matches_keras(tmp_path):
+    model = sparse_cnn()
+    assert keras_str.sparsity_report(model).totals["sparsity"] > 0.75
+    path = tmp_path / "model.tflite"
+    report = keras_str.export_tflite(model, path)
+    assert path.is_file() and os.path.getsize(path) == report.size_bytes
+    assert report.size_bytes < 0.6 * report.dense_size_bytes
+    assert len(report.sparse_tensors) == 4
+    assert all(t.encoding == "element-wise" for t in report.sparse_tensors)
+    assert report.densify_ops == 4
+    assert "DENSIFY" in report.runtime_note and "densely" in report.runtime_note
+    x = inputs()
+    expected = keras.ops.convert_to_numpy(model(x))
+    actual = keras_str.predict_tflite(path, x, batch_size=16)
+    assert np.max(np.abs(actual - expected)) <= 1e-4
+    # Stripped first: the plain model gives the same file.
+    plain_path = tmp_path / "plain.tflite"
+    plain_report = keras_str.export_tflite(keras_str.strip(model), plain_path)
+    assert plain_report.size_bytes == report.size_bytes
+    assert list(sorted(p.name for p in tmp_path.iterdir())) == ["model.tflite", "plain.tflite"]
+
+
+def test_float16_export_matches_keras(tmp_path):
+    model = sparse_cnn()
+    path = tmp_path / "model16.tflite"
+    report = keras_str.export_tflite(model, path, precision="float16")
+    float32 = keras_str.export_tflite(model, tmp_path / "model32.tflite")
+    assert report.size_bytes < float32.size_bytes
+    assert {t.dtype for t in report.sparse_tensors} == {"float16"}
+    x = inputs()
+    expected = keras.ops.convert_to_numpy(model(x))
+    actual = keras_str.predict_tflite(path, x)
+    relative = np.max(np.abs(actual - expected)) / np.max(np.abs(expected))
+    assert relative <= 1e-2
+
+
+def test_inspection_counts_match_the_stripped_kernels(tmp_path):
+    model = sparse_cnn()
+    path = tmp_path / "m.tflite"
+    keras_str.export_tflite(model, path)
+    inspection = inspect_tflite(path.read_bytes())
+    rows = keras_str.sparsity_report(model).rows
+    densities = sorted(round(r.nonzeros / r.params, 4) for r in rows)
+    assert sorted(round(t.density, 4) for t in inspection.sparse_tensors) == densities
+
+
+def test_int8_needs_representative_data(tmp_path):
+    with pytest.raises(ValueError, match="representative_data=None"):
+        keras_str.export_tflite(sparse_cnn(), tmp_path / "m.tflite", precision="int8")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_that_does_not_load_is_never_written(tmp_path):
+    # This LiteRT's XNNPACK cannot load sparse int8 FullyConnected weights
+    # densified at load: export must refuse and leave nothing behind.
+    path = tmp_path / "m.tflite"
+    try:
+        keras_str.export_tflite(
+            sparse_cnn(), path, precision="int8", representative_data=inputs(32)
+        )
+    except RuntimeError as error:
+        assert "does not load" in str(error)
+        assert list(tmp_path.iterdir()) == []
+    else:
+        x = inputs(8)
+        assert keras_str.predict_tflite(path, x).shape == (8, 4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"precision": "int4"}, "precision='int4'"),
+        ({"precision": None}, "precision=None"),
+    ],
+)
+def test_bad_precision(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        keras_str.export_tflite(sparse_cnn(), tmp_path / "m.tflite", **kwargs)
+
+
+def test_bad_paths(tmp_path):
+    model = sparse_cnn()
+    with pytest.raises(ValueError, match="tflite"):
+        keras_str.export_tflite(model, tmp_path / "m.bin")
+    with pytest.raises(ValueError, match="does not exist"):
+        keras_str.export_tflite(model, tmp_path / "missing" / "m.tflite")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    with pytest.raises(ValueError, match="Cannot write"):
+        keras_str.export_tflite(sparse_cnn(), folder / "m.tflite")
+
+
+def test_bad_representative_data(tmp_path):
+    with pytest.raises(ValueError, match="shape"):
+        keras_str.export_tflite(
+            sparse_cnn(),
+            tmp_path / "m.tflite",
+            precision="int8",
+            representative_data=np.zeros((4, 10, 10, 1)),
+        )
+    assert list(tmp_path.iterdir()) == []
