@@ -10,7 +10,13 @@ import numpy as np
 from keras_str.io_utils import atomic_path
 from keras_str.layers.mapping import is_str_layer
 from keras_str.model_utils import iter_layers
-from keras_str.tflite_inspect import inspect_tflite
+from keras_str.tflite_flatbuffer import inspect_tflite
+from keras_str.tflite_flatbuffer import store_dense
+from keras_str.xnnpack_rules import check_xnnpack_sparse
+
+# A file is checked on this many inputs against the same model converted
+# without sparse encoding.
+CHECK_EXAMPLES = 8
 
 PRECISIONS = ("float32", "float16", "int8", "dynamic_int8")
 
@@ -35,6 +41,9 @@ class ExportReport:
     sparse_tensors: list
     densify_ops: int
     op_counts: dict
+    stored_dense: dict
+    xnnpack: object
+    max_difference: float
 
     @property
     def size_ratio(self):
@@ -47,22 +56,29 @@ class ExportReport:
         notes = []
         if not self.sparse_tensors:
             notes.append(
-                "No tensor is stored sparse (none had enough exact zeros): "
-                "the file is as large and as fast as the dense one."
+                "No tensor is stored sparse (none had the >= 30 % exact "
+                "zeros the converter asks for): the file is as large and as "
+                "fast as the dense one."
             )
         if self.densify_ops:
             notes.append(
                 f"{self.densify_ops} sparse tensors are expanded to dense "
                 "when the model loads (DENSIFY): the file is smaller, but "
-                "the CPU kernels compute densely, so latency and runtime "
-                "memory match the dense model. On ARM CPUs XNNPACK can run "
-                "qualifying 1x1 convolutions sparse (see the README)."
+                "unless XNNPACK's sparse inference applies (below) they are "
+                "computed densely, so latency and runtime memory match the "
+                "dense model."
             )
         if kept_sparse:
             notes.append(
                 f"{len(kept_sparse)} sparse tensors stay sparse at run time "
-                "(e.g. FullyConnected with 1x4 blocks) and use TFLite's "
-                "sparse kernels."
+                "(FullyConnected with 1x4 float / 1x16 int8 blocks) and use "
+                "TFLite's sparse kernels: faster on every CPU."
+            )
+        if self.stored_dense:
+            notes.append(
+                f"{len(self.stored_dense)} tensors had to be stored dense so "
+                "that the file loads and computes correctly in LiteRT (see "
+                "stored_dense)."
             )
         return " ".join(notes)
 
@@ -78,6 +94,13 @@ class ExportReport:
             "sparse_tensors": [
                 dataclasses.asdict(t) for t in self.sparse_tensors
             ],
+            "stored_dense": dict(self.stored_dense),
+            "xnnpack_sparse_inference": {
+                "eligible": self.xnnpack.eligible,
+                "reasons": list(self.xnnpack.reasons),
+                "pointwise_zero_fraction": self.xnnpack.pointwise_zero_fraction,
+            },
+            "max_difference_vs_non_sparse_file": self.max_difference,
             "runtime_note": self.runtime_note,
         }
 
@@ -96,7 +119,10 @@ class ExportReport:
                 f"density {tensor.density:.3f} -> {tensor.consumer}"
                 + (" (densified at load)" if tensor.densified else "")
             )
+        for name, reason in self.stored_dense.items():
+            lines.append(f"  stored dense: {name[:48]} ({reason})")
         lines.append(self.runtime_note)
+        lines.append(self.xnnpack.summary())
         return "\n".join(lines)
 
 
@@ -161,22 +187,115 @@ def export_tflite(
         if representative_data is None
         else _representative_samples(model, representative_data)
     )
-    sparse_bytes = _convert(model, precision, samples, sparse=True)
+    check_inputs = _check_inputs(model, samples)
     dense_bytes = _convert(model, precision, samples, sparse=False)
+    try:
+        reference = _run(dense_bytes, check_inputs)
+    except _LoadError as error:
+        raise RuntimeError(
+            f"The model converted to {precision} does not run in LiteRT's "
+            f"default interpreter even without sparse weights: {error}"
+        ) from error
+    content, stored_dense, difference = _loadable_sparse(
+        _convert(model, precision, samples, sparse=True),
+        reference,
+        check_inputs,
+        precision,
+    )
+    if stored_dense and not inspect_tflite(content).sparse_tensors:
+        reasons = sorted(set(stored_dense.values()))
+        raise RuntimeError(
+            f"No sparse weight of this model survives {precision} export: "
+            f"{'; '.join(reasons)}. The file would be no smaller than a "
+            "plain export, so none was written. Use precision='int8' with "
+            "representative_data, or 'float16'."
+        )
     with atomic_path(path) as tmp_path:
         with open(tmp_path, "wb") as f:
-            f.write(sparse_bytes)
-        _check_loads(tmp_path, precision)
-    inspection = inspect_tflite(sparse_bytes)
+            f.write(content)
+        _run(tmp_path, check_inputs)
+    inspection = inspect_tflite(content)
     return ExportReport(
         path=path,
         precision=precision,
-        size_bytes=len(sparse_bytes),
+        size_bytes=len(content),
         dense_size_bytes=len(dense_bytes),
         sparse_tensors=inspection.sparse_tensors,
         densify_ops=inspection.densify_ops,
         op_counts=inspection.op_counts,
+        stored_dense=stored_dense,
+        xnnpack=check_xnnpack_sparse(
+            content, precision, [layer.name for layer in iter_layers(model)]
+        ),
+        max_difference=difference,
     )
+
+
+class _LoadError(RuntimeError):
+    def __init__(self, message, op_name=None):
+        super().__init__(message)
+        self.op_name = op_name
+
+
+def _tolerance(precision, reference):
+    scale = float(np.max(np.abs(reference))) if reference.size else 0.0
+    relative = 1e-4 if precision in ("float32", "float16") else 2e-2
+    return relative * max(scale, 1.0)
+
+
+def _loadable_sparse(content, reference, check_inputs, precision):
+    """Stores dense whatever LiteRT cannot load or computes wrongly.
+
+    Returns `(content, {tensor name: reason}, max |sparse - non-sparse|)`.
+    """
+    stored_dense = {}
+    for _ in range(4):
+        try:
+            outputs = _run(content, check_inputs)
+        except _LoadError as error:
+            op_name = error.op_name
+            if op_name is None:
+                raise RuntimeError(
+                    f"The sparse {precision} .tflite does not load in LiteRT: "
+                    f"{error}"
+                ) from error
+            reason = (
+                f"XNNPACK cannot prepare {op_name} with sparse {precision} "
+                "weights"
+            )
+            pick = lambda row: op_name in row.consumer.split(",")
+        else:
+            difference = float(np.max(np.abs(outputs - reference)))
+            if difference <= _tolerance(precision, reference):
+                return content, stored_dense, difference
+            reason = (
+                f"TFLite's sparse kernel gave outputs {difference:.3g} away "
+                "from the non-sparse file"
+            )
+            pick = lambda row: not row.densified
+        content, names = store_dense(content, pick)
+        if not names:
+            raise RuntimeError(
+                f"The sparse {precision} .tflite cannot be made to run "
+                f"correctly in LiteRT ({reason}); no file was written."
+            )
+        stored_dense.update({name: reason for name in names})
+    raise RuntimeError(
+        f"The sparse {precision} .tflite still fails in LiteRT after storing "
+        f"{len(stored_dense)} tensors dense; no file was written."
+    )
+
+
+def _check_inputs(model, samples):
+    if samples is not None:
+        return np.concatenate(samples[:CHECK_EXAMPLES])
+    shape = (CHECK_EXAMPLES,) + tuple(model.inputs[0].shape[1:])
+    if any(dim is None for dim in shape):
+        raise ValueError(
+            "Export needs a fixed input shape (no None besides the batch). "
+            f"Received: model input shape {tuple(model.inputs[0].shape)}"
+        )
+    return np.random.default_rng(0).uniform(size=shape).astype("float32")
 
 
 def _representative_samples(model, representative_data):
@@ -221,30 +340,40 @@ def _convert(model, precision, samples, sparse):
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8
         ]
     # The converter prints SavedModel chatter to stdout; keep the user's clean.
-    with contextlib.redirect_stdout(io.StringIO()):
-        return converter.convert()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return converter.convert()
+    except Exception as error:
+        if "ConverterError" not in type(error).__name__:
+            raise
+        raise ValueError(
+            "The TFLite converter cannot handle this model (an op with no "
+            f"TFLite builtin?): {str(error).strip()[:600]}"
+        ) from error
 
 
-def _check_loads(path, precision):
+def _run(model, inputs):
+    """Runs a `.tflite` (path or bytes) on a batch in the default interpreter."""
+    import re
+
     from ai_edge_litert.interpreter import Interpreter
 
     try:
-        interpreter = Interpreter(model_path=path)
+        if isinstance(model, bytes):
+            interpreter = Interpreter(model_content=model)
+        else:
+            interpreter = Interpreter(model_path=model)
+        detail = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(detail["index"], inputs.shape)
         interpreter.allocate_tensors()
-        for detail in interpreter.get_input_details():
-            interpreter.set_tensor(
-                detail["index"], np.zeros(detail["shape"], detail["dtype"])
-            )
+        interpreter.set_tensor(detail["index"], inputs.astype(detail["dtype"]))
         interpreter.invoke()
+        output = interpreter.get_output_details()[0]["index"]
+        return interpreter.get_tensor(output).astype("float32")
     except (RuntimeError, ValueError) as error:
-        raise RuntimeError(
-            f"The sparse {precision} .tflite does not load in LiteRT's "
-            f"default interpreter ({str(error).strip()[:300]}), so it was "
-            "not written. This LiteRT's XNNPACK delegate cannot prepare "
-            "convolution or fully-connected nodes whose sparse int8 weights "
-            "are densified at load; use precision='float16' (half the size "
-            "of float32) or 'float32'."
-        ) from error
+        message = str(error).strip()
+        match = re.search(r"failed to delegate (\w+) node", message)
+        raise _LoadError(message[:300], match.group(1) if match else None) from error
 
 
 def predict_tflite(path, inputs, batch_size=256):

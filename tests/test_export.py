@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_str
-from keras_str.tflite_inspect import inspect_tflite
+from keras_str.tflite_flatbuffer import inspect_tflite
 
 
 def sparse_cnn(sparsity=0.8):
@@ -85,20 +85,98 @@ def test_int8_needs_representative_data(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_file_that_does_not_load_is_never_written(tmp_path):
-    # This LiteRT's XNNPACK cannot load sparse int8 FullyConnected weights
-    # densified at load: export must refuse and leave nothing behind.
+def test_int8_export_loads_keeps_conv_weights_sparse_and_agrees(tmp_path):
+    model = sparse_cnn()
     path = tmp_path / "m.tflite"
+    x = inputs(128)
+    report = keras_str.export_tflite(
+        model, path, precision="int8", representative_data=x[:64]
+    )
+    # Sparse int8 convolutions load; FullyConnected ones are stored dense,
+    # each with its reason, because XNNPACK cannot prepare them here.
+    consumers = {t.consumer for t in report.sparse_tensors}
+    assert consumers == {"CONV_2D"}
+    assert len(report.stored_dense) == 2
+    assert all("FULLY_CONNECTED" in r for r in report.stored_dense.values())
+    assert not report.xnnpack.eligible
+    expected = np.argmax(keras.ops.convert_to_numpy(model(x)), axis=1)
+    actual = np.argmax(keras_str.predict_tflite(path, x), axis=1)
+    assert np.mean(actual == expected) >= 0.9
+
+
+def block_sparse_mlp(block, sparsity=0.9, seed=0):
+    """An MLP whose zeros come in blocks of `block` input features."""
+    rng = np.random.default_rng(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+    for layer in model.layers:
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        mask = rng.random((kernel.shape[0] // block, kernel.shape[1])) < sparsity
+        kernel[np.repeat(mask, block, axis=0)] = 0.0
+        layer.kernel.assign(kernel)
+    return model
+
+
+def test_block_sparse_fully_connected_stays_sparse_at_run_time(tmp_path):
+    x = np.random.default_rng(0).normal(size=(32, 64)).astype("float32")
+    model = block_sparse_mlp(16)
+    f32 = keras_str.export_tflite(model, tmp_path / "f32.tflite")
+    assert f32.densify_ops == 0
+    assert {t.encoding for t in f32.sparse_tensors} == {"blocks 4"}
+    assert "stay sparse at run time" in f32.runtime_note
+    np.testing.assert_allclose(
+        keras_str.predict_tflite(tmp_path / "f32.tflite", x),
+        keras.ops.convert_to_numpy(model(x)),
+        atol=1e-4,
+    )
+    int8 = keras_str.export_tflite(
+        model, tmp_path / "int8.tflite", precision="int8", representative_data=x
+    )
+    assert int8.densify_ops == 0
+    assert {t.encoding for t in int8.sparse_tensors} == {"blocks 16"}
+    assert int8.size_bytes < 0.5 * int8.dense_size_bytes
+
+
+def test_dynamic_int8_is_never_wrong(tmp_path):
+    # Here, sparse dynamic-range weights either fail to load (densified
+    # conv/FC) or, for 1x16 FC blocks, compute wrong outputs: export must
+    # repair or refuse, never write a file that disagrees with Keras.
+    x = np.random.default_rng(0).normal(size=(32, 64)).astype("float32")
+    model = block_sparse_mlp(16)
+    path = tmp_path / "dyn.tflite"
     try:
-        keras_str.export_tflite(
-            sparse_cnn(), path, precision="int8", representative_data=inputs(32)
-        )
+        report = keras_str.export_tflite(model, path, precision="dynamic_int8")
     except RuntimeError as error:
-        assert "does not load" in str(error)
+        assert "none was written" in str(error)
         assert list(tmp_path.iterdir()) == []
     else:
-        x = inputs(8)
-        assert keras_str.predict_tflite(path, x).shape == (8, 4)
+        assert report.sparse_tensors
+        expected = keras.ops.convert_to_numpy(model(x))
+        actual = keras_str.predict_tflite(path, x)
+        assert np.max(np.abs(actual - expected)) < 0.05 * np.max(np.abs(expected))
+
+
+def test_unsupported_op_is_a_clear_error(tmp_path):
+    inputs_ = keras.Input((4,))
+    outputs = keras.layers.Lambda(lambda t: keras.ops.real(keras.ops.fft((t, t))[0]))(inputs_)
+    with pytest.raises(ValueError, match="converter cannot handle"):
+        keras_str.export_tflite(keras.Model(inputs_, outputs), tmp_path / "m.tflite")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_json_carries_the_verdict(tmp_path):
+    report = keras_str.export_tflite(sparse_cnn(), tmp_path / "m.tflite")
+    data = report.to_dict()
+    assert data["xnnpack_sparse_inference"]["eligible"] is False
+    assert "first convolution" in data["xnnpack_sparse_inference"]["reasons"][0]
+    assert data["max_difference_vs_non_sparse_file"] <= 1e-4
+    assert data["size_ratio"] == pytest.approx(report.size_bytes / report.dense_size_bytes)
 
 
 @pytest.mark.parametrize(

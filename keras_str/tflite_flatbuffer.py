@@ -1,0 +1,247 @@
+"""The .tflite flatbuffer: its operators, its sparse weights, and rewriting them dense."""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class SparseTensor:
+    """A constant tensor stored in TFLite's sparse (CSR-like) format.
+
+    `encoding` is `"element-wise"` or `"blocks RxC"`; `stored_values` counts
+    the values kept in the file (nonzeros, or whole blocks); `densified` is
+    whether a DENSIFY op expands it to a dense tensor when the model loads,
+    i.e. whether the runtime computes with it densely.
+    """
+
+    name: str
+    shape: list
+    dtype: str
+    encoding: str
+    stored_values: int
+    density: float
+    densified: bool
+    consumer: str
+
+
+@dataclasses.dataclass
+class TFLiteInspection:
+    size_bytes: int
+    op_counts: dict
+    sparse_tensors: list
+
+    @property
+    def densify_ops(self):
+        return self.op_counts.get("DENSIFY", 0)
+
+
+def _schema():
+    from tensorflow.lite.python import schema_py_generated
+
+    return schema_py_generated
+
+
+def inspect_tflite(model_content):
+    """Lists the operators and sparse tensors of a `.tflite` model (bytes)."""
+    fb = _schema()
+    model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(model_content, 0))
+    op_names = {
+        value: name
+        for name, value in vars(fb.BuiltinOperator).items()
+        if not name.startswith("_")
+    }
+    tensor_types = {
+        value: name.lower()
+        for name, value in vars(fb.TensorType).items()
+        if not name.startswith("_")
+    }
+    op_counts = {}
+    sparse_tensors = []
+    for subgraph in model.subgraphs:
+        consumers = {}
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+            op_counts[name] = op_counts.get(name, 0) + 1
+            for index in op.inputs if op.inputs is not None else []:
+                consumers.setdefault(int(index), []).append((name, op))
+        for index, tensor in enumerate(subgraph.tensors):
+            if tensor.sparsity is None:
+                continue
+            dtype = tensor_types.get(tensor.type, str(tensor.type))
+            buffer = model.buffers[tensor.buffer].data
+            itemsize = np.dtype(
+                {"float16": "float16", "int8": "int8"}.get(dtype, "float32")
+            ).itemsize
+            stored = 0 if buffer is None else len(buffer) // itemsize
+            size = int(np.prod(tensor.shape))
+            block_map = tensor.sparsity.blockMap
+            if block_map is None or len(block_map) == 0:
+                encoding = "element-wise"
+            else:
+                dims = tensor.sparsity.dimMetadata[-len(block_map):]
+                encoding = "blocks " + "x".join(
+                    str(d.denseSize) for d in dims
+                )
+            users = consumers.get(index, [])
+            densified = any(name == "DENSIFY" for name, _ in users)
+            consumer = ",".join(name for name, _ in users)
+            if densified:
+                densify_op = next(op for name, op in users if name == "DENSIFY")
+                consumer = ",".join(
+                    name for name, _ in consumers.get(int(densify_op.outputs[0]), [])
+                )
+            sparse_tensors.append(
+                SparseTensor(
+                    name=tensor.name.decode() if tensor.name else str(index),
+                    shape=[int(d) for d in tensor.shape],
+                    dtype=dtype,
+                    encoding=encoding,
+                    stored_values=stored,
+                    density=stored / size if size else 0.0,
+                    densified=densified,
+                    consumer=consumer,
+                )
+            )
+    return TFLiteInspection(
+        size_bytes=len(model_content),
+        op_counts=op_counts,
+        sparse_tensors=sparse_tensors,
+    )
+
+
+def _index_vector(union_type, vector):
+    """The values of a DimensionMetadata segments/indices union."""
+    if vector is None:
+        return None
+    return np.asarray(vector.values, dtype=np.int64)
+
+
+def decode_sparse(tensor, values):
+    """Expands TFLite's sparse encoding of `tensor` into a dense numpy array.
+
+    Args:
+        tensor: A `TensorT` with `sparsity` set.
+        values: The stored values (numpy, 1-D), in traversal order.
+
+    Returns:
+        The dense array, shaped `tensor.shape`.
+    """
+    sparsity = tensor.sparsity
+    shape = [int(d) for d in tensor.shape]
+    rank = len(shape)
+    traversal = [int(d) for d in sparsity.traversalOrder]
+    block_map = [int(d) for d in (sparsity.blockMap if sparsity.blockMap is not None else [])]
+    metadata = sparsity.dimMetadata
+    block_sizes = {
+        dim: int(metadata[traversal.index(rank + j)].denseSize)
+        for j, dim in enumerate(block_map)
+    }
+    dense = np.zeros(shape, dtype=values.dtype)
+    coordinate = [0] * len(traversal)
+    cursor = [0]
+
+    def place(level, parent):
+        if level == len(traversal):
+            index = []
+            for dim in range(rank):
+                outer = coordinate[traversal.index(dim)]
+                if dim in block_sizes:
+                    inner = coordinate[traversal.index(rank + block_map.index(dim))]
+                    index.append(outer * block_sizes[dim] + inner)
+                else:
+                    index.append(outer)
+            dense[tuple(index)] = values[cursor[0]]
+            cursor[0] += 1
+            return
+        meta = metadata[level]
+        if meta.format == _schema().DimensionType.DENSE:
+            size = int(meta.denseSize)
+            for i in range(size):
+                coordinate[traversal[level]] = i
+                place(level + 1, parent * size + i)
+        else:
+            segments = _index_vector(meta.arraySegmentsType, meta.arraySegments)
+            indices = _index_vector(meta.arrayIndicesType, meta.arrayIndices)
+            for i in range(segments[parent], segments[parent + 1]):
+                coordinate[traversal[level]] = int(indices[i])
+                place(level + 1, i)
+
+    place(0, 0)
+    return dense
+
+
+_NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8}
+
+
+def store_dense(model_content, should_store_dense):
+    """Rewrites the sparse weights that `should_store_dense(row)` picks as dense.
+
+    Each picked tensor gets its decoded values in place of the sparse
+    buffer; if a DENSIFY op expanded it, that op is removed and its
+    consumers read the dense constant directly.
+
+    Args:
+        model_content: The `.tflite` bytes.
+        should_store_dense: `fn(SparseTensor) -> bool`, given the inspection
+            row of each sparse tensor.
+
+    Returns:
+        `(new_content, names)`: the rewritten bytes and the names of the
+        tensors now stored dense.
+    """
+    import flatbuffers
+
+    fb = _schema()
+    rows = {t.name: t for t in inspect_tflite(model_content).sparse_tensors}
+    model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(model_content, 0))
+    densify_codes = {
+        i
+        for i, code in enumerate(model.operatorCodes)
+        if max(code.builtinCode, code.deprecatedBuiltinCode)
+        == fb.BuiltinOperator.DENSIFY
+    }
+    stored_dense = []
+    for subgraph in model.subgraphs:
+        for index, tensor in enumerate(subgraph.tensors):
+            name = tensor.name.decode() if tensor.name else str(index)
+            row = rows.get(name)
+            if tensor.sparsity is None or row is None or not should_store_dense(row):
+                continue
+            buffer = model.buffers[tensor.buffer]
+            values = np.frombuffer(
+                bytes(bytearray(buffer.data)), dtype=_NUMPY_DTYPES[row.dtype]
+            )
+            dense = decode_sparse(tensor, values)
+            buffer.data = np.frombuffer(dense.tobytes(), dtype=np.uint8)
+            tensor.sparsity = None
+            stored_dense.append(name)
+        renamed = {}
+        kept_ops = []
+        for op in subgraph.operators:
+            source = int(op.inputs[0]) if op.inputs is not None else -1
+            if (
+                op.opcodeIndex in densify_codes
+                and subgraph.tensors[source].sparsity is None
+            ):
+                renamed[int(op.outputs[0])] = source
+                continue
+            kept_ops.append(op)
+        for op in kept_ops:
+            if op.inputs is not None:
+                op.inputs = np.asarray(
+                    [renamed.get(int(i), int(i)) for i in op.inputs],
+                    dtype=np.int32,
+                )
+        subgraph.operators = kept_ops
+        if subgraph.outputs is not None:
+            subgraph.outputs = np.asarray(
+                [renamed.get(int(i), int(i)) for i in subgraph.outputs],
+                dtype=np.int32,
+            )
+    if not stored_dense:
+        return model_content, []
+    builder = flatbuffers.Builder(len(model_content) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output()), stored_dense

@@ -1,0 +1,274 @@
+"""Does a .tflite graph qualify for XNNPACK's sparse (NCHW) inference?
+
+XNNPACK runs a float graph region with sparse 1x1 convolutions only when
+the whole region can switch to its NCHW layout: it must start at a 3x3
+stride-2 convolution on 3 channels with 1 pixel of padding on every side,
+contain only 1x1 convolutions, depthwise 3x3/5x5 convolutions (depth
+multiplier 1, symmetric padding), element-wise ops, and end at a global
+average pooling; its 1x1 convolution weights must be more than 2/3 zeros.
+Anything else keeps the model dense, silently. These rules follow
+XNNPACK's layout-compatibility check; the emulated ARM core in
+`shared/armsim` is what confirms them (see the README).
+"""
+
+import dataclasses
+import re
+
+import numpy as np
+
+from keras_str.tflite_flatbuffer import _schema
+from keras_str.tflite_flatbuffer import decode_sparse
+
+SPARSE_ZERO_FRACTION = 2.0 / 3.0
+_ELEMENTWISE = {
+    "ADD", "MUL", "SUB", "RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1",
+    "LOGISTIC", "HARD_SWISH", "LEAKY_RELU", "ABS", "NEG", "TANH", "ELU",
+    "SQUARE", "SQRT", "MAXIMUM", "MINIMUM",
+}
+_WEIGHT_PREPARATION = {"DENSIFY", "DEQUANTIZE"}
+
+
+@dataclasses.dataclass
+class XNNPackVerdict:
+    """Whether XNNPACK's sparse inference applies, and if not, why not."""
+
+    eligible: bool
+    reasons: list
+    pointwise_params: int
+    pointwise_zeros: int
+
+    @property
+    def pointwise_zero_fraction(self):
+        if not self.pointwise_params:
+            return 0.0
+        return self.pointwise_zeros / self.pointwise_params
+
+    def summary(self):
+        if self.eligible:
+            return (
+                "XNNPACK sparse inference: eligible (1x1 convolutions "
+                f"{100 * self.pointwise_zero_fraction:.1f}% zeros); on ARM "
+                "CPUs they run with sparse kernels. x86 CPUs with AVX never "
+                "use them."
+            )
+        return "XNNPACK sparse inference: not eligible, the model runs dense:\n" + "\n".join(
+            f"  - {reason}" for reason in self.reasons
+        )
+
+
+class _Graph:
+    def __init__(self, model_content, layer_names=()):
+        fb = _schema()
+        # Longest first, so "conv1_bn" is not reported as "conv1".
+        self.layer_patterns = [
+            (name, re.compile(rf"(^|[/;]){re.escape(name)}(_\d+)?/"))
+            for name in sorted(layer_names, key=len, reverse=True)
+        ]
+        self.fb = fb
+        self.model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(model_content, 0))
+        self.subgraph = self.model.subgraphs[0]
+        names = {
+            value: name
+            for name, value in vars(fb.BuiltinOperator).items()
+            if not name.startswith("_")
+        }
+        self.ops = []
+        self.producer = {}
+        for op in self.subgraph.operators:
+            code = self.model.operatorCodes[op.opcodeIndex]
+            name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+            self.ops.append((name, op))
+            for output in op.outputs:
+                self.producer[int(output)] = (name, op)
+
+    def tensor(self, index):
+        return self.subgraph.tensors[int(index)]
+
+    def label(self, op):
+        """The Keras layer an op comes from, read off its tensor names."""
+        candidates = []
+        if len(op.inputs) > 1:
+            weights = int(op.inputs[1])
+            producer = self.producer.get(weights)
+            if producer is not None and producer[0] in _WEIGHT_PREPARATION:
+                weights = int(producer[1].inputs[0])
+            candidates.append(self.tensor(weights).name)
+        candidates.append(self.tensor(op.outputs[0]).name)
+        names = [c.decode() for c in candidates if c]
+        for name in names:  # the weights name first: outputs carry fused ops
+            for layer_name, pattern in self.layer_patterns:
+                if pattern.search(name):
+                    return layer_name
+        return names[-1].split(";")[0] if names else "?"
+
+    def shape(self, index):
+        return [int(d) for d in self.tensor(index).shape]
+
+    def constant(self, index):
+        """A constant's values, through DENSIFY/DEQUANTIZE, or None."""
+        index = int(index)
+        producer = self.producer.get(index)
+        if producer is not None and producer[0] in _WEIGHT_PREPARATION:
+            return self.constant(producer[1].inputs[0])
+        tensor = self.tensor(index)
+        data = self.model.buffers[tensor.buffer].data
+        if data is None or len(data) == 0:
+            return None
+        dtype = {
+            self.fb.TensorType.FLOAT32: np.float32,
+            self.fb.TensorType.FLOAT16: np.float16,
+            self.fb.TensorType.INT8: np.int8,
+            self.fb.TensorType.INT32: np.int32,
+            self.fb.TensorType.INT64: np.int64,
+        }.get(tensor.type)
+        if dtype is None:
+            return None
+        values = np.frombuffer(bytes(bytearray(data)), dtype=dtype)
+        if tensor.sparsity is not None:
+            return decode_sparse(tensor, values)
+        return values.reshape([int(d) for d in tensor.shape])
+
+
+def _conv_padding(graph, op, options, kernel):
+    """Padding (top, bottom, left, right) the conv really applies."""
+    input_index = op.inputs[0]
+    height, width = graph.shape(input_index)[1:3]
+    pads = [0, 0, 0, 0]
+    producer = graph.producer.get(int(input_index))
+    if producer is not None and producer[0] == "PAD":
+        paddings = graph.constant(producer[1].inputs[1])
+        if paddings is not None:
+            pads = [int(v) for v in paddings[1:3].reshape(-1)]
+            height += pads[0] + pads[1]
+            width += pads[2] + pads[3]
+    if options.padding == graph.fb.Padding.SAME:
+        for axis, (size, stride, k) in enumerate(
+            [(height, options.strideH, kernel[0]), (width, options.strideW, kernel[1])]
+        ):
+            out = -(-size // stride)
+            total = max((out - 1) * stride + k - size, 0)
+            pads[2 * axis] += total // 2
+            pads[2 * axis + 1] += total - total // 2
+    return pads
+
+
+def check_xnnpack_sparse(model_content, precision="float32", layer_names=()):
+    """Checks a `.tflite` against XNNPACK's sparse-inference rules.
+
+    Args:
+        model_content: The `.tflite` bytes.
+        precision: The export precision; only float models qualify.
+        layer_names: The Keras model's layer names, to name the layer that
+            breaks a rule (else the TFLite tensor name is used).
+
+    Returns:
+        An `XNNPackVerdict`.
+    """
+    if precision not in ("float32", "float16"):
+        return XNNPackVerdict(
+            False,
+            [f"{precision} models never take XNNPACK's sparse path: its sparse "
+             "kernels are float only"],
+            0,
+            0,
+        )
+    graph = _Graph(model_content, layer_names)
+    reasons = []
+    state = "before"
+    params = zeros = 0
+    compute_ops = [
+        (name, op) for name, op in graph.ops
+        if name not in _WEIGHT_PREPARATION and name != "PAD"
+    ]
+    for name, op in compute_ops:
+        label = graph.label(op)
+        if state == "before":
+            if name != "CONV_2D":
+                reasons.append(
+                    f"{name} '{label}' comes before the first convolution; the "
+                    "sparse region must start at the model's first conv"
+                )
+                break
+            filters = graph.shape(op.inputs[1])
+            options = op.builtinOptions
+            pads = _conv_padding(graph, op, options, filters[1:3])
+            if not (
+                filters[1:3] == [3, 3]
+                and filters[3] == 3
+                and (options.strideH, options.strideW) == (2, 2)
+                and pads == [1, 1, 1, 1]
+                and (options.dilationHFactor, options.dilationWFactor) == (1, 1)
+            ):
+                reasons.append(
+                    f"first convolution '{label}' is {filters[1]}x{filters[2]} "
+                    f"stride {options.strideH} on {filters[3]} channels with "
+                    f"padding {pads}; the sparse region must start at a 3x3 "
+                    "stride-2 conv on 3 channels padded 1 on every side "
+                    "(ZeroPadding2D(1) + padding='valid')"
+                )
+                break
+            state = "inside"
+        elif state == "inside":
+            if name == "CONV_2D":
+                filters = graph.shape(op.inputs[1])
+                options = op.builtinOptions
+                if filters[1:3] == [1, 1] and (options.strideH, options.strideW) == (1, 1):
+                    weights = graph.constant(op.inputs[1])
+                    params += filters[0] * filters[3]
+                    zeros += int(np.sum(weights == 0)) if weights is not None else 0
+                else:
+                    reasons.append(
+                        f"convolution '{label}' is {filters[1]}x{filters[2]} "
+                        f"stride {options.strideH}; inside the sparse region only "
+                        "1x1 stride-1 convolutions are allowed"
+                    )
+            elif name == "DEPTHWISE_CONV_2D":
+                filters = graph.shape(op.inputs[1])
+                options = op.builtinOptions
+                k = filters[1]
+                pads = _conv_padding(graph, op, options, filters[1:3])
+                channels = graph.shape(op.inputs[0])[3]
+                if not (
+                    filters[1] == filters[2]
+                    and k in (3, 5)
+                    and filters[3] == channels
+                    and (options.strideH, options.strideW) in ((1, 1), (2, 2))
+                    and pads == [(k - 1) // 2] * 4
+                ):
+                    reasons.append(
+                        f"depthwise convolution '{label}' ({filters[1]}x{filters[2]}, "
+                        f"stride {options.strideH}, padding {pads}, "
+                        f"{filters[3] // max(channels, 1)}x channels) is not 3x3/5x5 "
+                        "with depth multiplier 1 and symmetric padding"
+                    )
+            elif name == "MEAN":
+                axes = graph.constant(op.inputs[1])
+                if axes is None or sorted(int(a) for a in axes.reshape(-1)) != [1, 2]:
+                    reasons.append(f"MEAN '{label}' does not average over height and width")
+                state = "after"
+            elif name not in _ELEMENTWISE:
+                reasons.append(
+                    f"{name} '{label}' is not supported inside XNNPACK's sparse "
+                    "region (allowed: 1x1 and depthwise convs, element-wise ops, "
+                    "then global average pooling)"
+                )
+        else:
+            if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+                reasons.append(
+                    f"convolution '{label}' after global average pooling: a "
+                    "sparse one makes the model fail to load, a dense one keeps "
+                    "it dense; use GlobalAveragePooling2D() + Dense instead"
+                )
+    if state == "inside":
+        reasons.append(
+            "the graph never reaches a global average pooling, where the sparse "
+            "region must end"
+        )
+    if state != "before" and params == 0:
+        reasons.append("the sparse region holds no 1x1 convolution")
+    elif params and zeros / params <= SPARSE_ZERO_FRACTION:
+        reasons.append(
+            f"1x1 convolutions hold {100 * zeros / params:.1f}% zeros; XNNPACK "
+            "needs more than 66.7%"
+        )
+    return XNNPackVerdict(not reasons, reasons, params, zeros)

@@ -1,0 +1,96 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_str.export import _convert
+from keras_str.xnnpack_rules import check_xnnpack_sparse
+
+layers = keras.layers
+
+
+def mobilenet_like(explicit_padding=True, head="dense", input_size=64):
+    """MobileNetV1-style graph; explicit padding is what XNNPACK needs."""
+    inputs = keras.Input((input_size, input_size, 3))
+    if explicit_padding:
+        x = layers.ZeroPadding2D(1)(inputs)
+        x = layers.Conv2D(16, 3, strides=2, name="entry")(x)
+    else:
+        x = layers.Conv2D(16, 3, strides=2, padding="same", name="entry")(inputs)
+    x = layers.ReLU(6.0)(x)
+    for i, (filters, stride) in enumerate([(32, 1), (64, 2), (64, 1)]):
+        if stride == 2:
+            x = layers.ZeroPadding2D(1)(x)
+            x = layers.DepthwiseConv2D(3, strides=2, name=f"dw{i}")(x)
+        else:
+            x = layers.DepthwiseConv2D(3, padding="same", name=f"dw{i}")(x)
+        x = layers.ReLU(6.0)(x)
+        x = layers.Conv2D(filters, 1, name=f"pw{i}")(x)
+        x = layers.ReLU(6.0)(x)
+    if head == "dense":
+        x = layers.GlobalAveragePooling2D()(x)
+        x = layers.Dense(10, name="logits")(x)
+    elif head == "conv":
+        x = layers.GlobalAveragePooling2D(keepdims=True)(x)
+        x = layers.Conv2D(10, 1, name="conv_head")(x)
+    else:
+        x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, x)
+
+
+def zero_pointwise(model, fraction, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.name.startswith("pw"):
+            kernel = keras.ops.convert_to_numpy(layer.kernel)
+            kernel[rng.random(kernel.shape) < fraction] = 0.0
+            layer.kernel.assign(kernel)
+    return model
+
+
+def verdict(model, precision="float32"):
+    return check_xnnpack_sparse(
+        _convert(model, precision, None, sparse=True),
+        precision,
+        [layer.name for layer in model.layers],
+    )
+
+
+@pytest.mark.parametrize("head", ["dense", "none"])
+def test_mobilenet_rules_with_sparse_pointwise_are_eligible(head):
+    result = verdict(zero_pointwise(mobilenet_like(head=head), 0.9))
+    assert result.eligible, result.reasons
+    assert result.pointwise_zero_fraction == pytest.approx(0.9, abs=0.02)
+    assert "eligible" in result.summary()
+
+
+def test_too_few_zeros():
+    result = verdict(zero_pointwise(mobilenet_like(), 0.5))
+    assert not result.eligible
+    assert "zeros" in result.reasons[0] and "66.7%" in result.reasons[0]
+
+
+def test_same_padding_on_even_input_is_asymmetric():
+    result = verdict(zero_pointwise(mobilenet_like(explicit_padding=False), 0.9))
+    assert not result.eligible
+    assert "entry" in result.reasons[0] and "padding [0, 1, 0, 1]" in result.reasons[0]
+
+
+def test_conv_head_after_keepdims_pooling_is_flagged():
+    result = verdict(zero_pointwise(mobilenet_like(head="conv"), 0.9))
+    assert not result.eligible
+    assert any("conv_head" in r and "after global average pooling" in r for r in result.reasons)
+
+
+def test_float16_can_qualify_and_int8_cannot():
+    model = zero_pointwise(mobilenet_like(), 0.9)
+    assert verdict(model, "float16").eligible
+    assert not verdict(model, "dynamic_int8").eligible
+
+
+def test_not_a_mobilenet():
+    model = keras.Sequential(
+        [keras.Input((16,)), layers.Dense(8), layers.Dense(2)]
+    )
+    result = verdict(model)
+    assert not result.eligible
+    assert "before the first convolution" in result.reasons[0]
