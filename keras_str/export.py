@@ -9,6 +9,8 @@ import numpy as np
 
 from keras_str.io_utils import atomic_path
 from keras_str.layers.mapping import is_str_layer
+from keras_str.litert import LiteRTError
+from keras_str.litert import run_tflite
 from keras_str.model_utils import iter_layers
 from keras_str.tflite_flatbuffer import inspect_tflite
 from keras_str.tflite_flatbuffer import store_dense
@@ -54,11 +56,26 @@ class ExportReport:
     def runtime_note(self):
         kept_sparse = [t for t in self.sparse_tensors if not t.densified]
         notes = []
-        if not self.sparse_tensors:
+        if not self.sparse_tensors and self.stored_dense:
+            notes.append(
+                "No weight could stay sparse in this LiteRT (see "
+                "stored_dense): this is a plain, loadable "
+                f"{self.precision} file, no smaller than one exported with "
+                "sparse=False."
+            )
+        elif not self.sparse_tensors:
             notes.append(
                 "No tensor is stored sparse (none had the >= 30 % exact "
                 "zeros the converter asks for): the file is as large and as "
                 "fast as the dense one."
+            )
+        if any(
+            "FULLY_CONNECTED" in reason for reason in self.stored_dense.values()
+        ):
+            notes.append(
+                "Sparse int8 FullyConnected weights load only when their "
+                "zeros come in blocks of 16 consecutive inputs (they then "
+                "run TFLite's sparse kernel)."
             )
         if self.densify_ops:
             notes.append(
@@ -127,7 +144,7 @@ class ExportReport:
 
 
 def export_tflite(
-    model, path, precision="float32", representative_data=None
+    model, path, precision="float32", representative_data=None, sparse=True
 ):
     """Writes a sparse-encoded `.tflite` of `model` and reports on it.
 
@@ -147,6 +164,8 @@ def export_tflite(
         representative_data: For `"int8"`: a numpy array of model inputs
             (first axis = examples; 100-500 is plenty) or an iterable of
             single-example batches.
+        sparse: `False` writes the plain (non-sparse) file, the baseline
+            for size and latency comparisons.
 
     Returns:
         An `ExportReport`.
@@ -190,30 +209,25 @@ def export_tflite(
     check_inputs = _check_inputs(model, samples)
     dense_bytes = _convert(model, precision, samples, sparse=False)
     try:
-        reference = _run(dense_bytes, check_inputs)
-    except _LoadError as error:
+        reference = run_tflite(dense_bytes, check_inputs)
+    except LiteRTError as error:
         raise RuntimeError(
             f"The model converted to {precision} does not run in LiteRT's "
             f"default interpreter even without sparse weights: {error}"
         ) from error
-    content, stored_dense, difference = _loadable_sparse(
-        _convert(model, precision, samples, sparse=True),
-        reference,
-        check_inputs,
-        precision,
-    )
-    if stored_dense and not inspect_tflite(content).sparse_tensors:
-        reasons = sorted(set(stored_dense.values()))
-        raise RuntimeError(
-            f"No sparse weight of this model survives {precision} export: "
-            f"{'; '.join(reasons)}. The file would be no smaller than a "
-            "plain export, so none was written. Use precision='int8' with "
-            "representative_data, or 'float16'."
+    if sparse:
+        content, stored_dense, difference = _loadable_sparse(
+            _convert(model, precision, samples, sparse=True),
+            reference,
+            check_inputs,
+            precision,
         )
+    else:
+        content, stored_dense, difference = dense_bytes, {}, 0.0
     with atomic_path(path) as tmp_path:
         with open(tmp_path, "wb") as f:
             f.write(content)
-        _run(tmp_path, check_inputs)
+        run_tflite(tmp_path, check_inputs)
     inspection = inspect_tflite(content)
     return ExportReport(
         path=path,
@@ -231,12 +245,6 @@ def export_tflite(
     )
 
 
-class _LoadError(RuntimeError):
-    def __init__(self, message, op_name=None):
-        super().__init__(message)
-        self.op_name = op_name
-
-
 def _tolerance(precision, reference):
     scale = float(np.max(np.abs(reference))) if reference.size else 0.0
     relative = 1e-4 if precision in ("float32", "float16") else 2e-2
@@ -251,8 +259,8 @@ def _loadable_sparse(content, reference, check_inputs, precision):
     stored_dense = {}
     for _ in range(4):
         try:
-            outputs = _run(content, check_inputs)
-        except _LoadError as error:
+            outputs = run_tflite(content, check_inputs)
+        except LiteRTError as error:
             op_name = error.op_name
             if op_name is None:
                 raise RuntimeError(
@@ -350,59 +358,3 @@ def _convert(model, precision, samples, sparse):
             "The TFLite converter cannot handle this model (an op with no "
             f"TFLite builtin?): {str(error).strip()[:600]}"
         ) from error
-
-
-def _run(model, inputs):
-    """Runs a `.tflite` (path or bytes) on a batch in the default interpreter."""
-    import re
-
-    from ai_edge_litert.interpreter import Interpreter
-
-    try:
-        if isinstance(model, bytes):
-            interpreter = Interpreter(model_content=model)
-        else:
-            interpreter = Interpreter(model_path=model)
-        detail = interpreter.get_input_details()[0]
-        interpreter.resize_tensor_input(detail["index"], inputs.shape)
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(detail["index"], inputs.astype(detail["dtype"]))
-        interpreter.invoke()
-        output = interpreter.get_output_details()[0]["index"]
-        return interpreter.get_tensor(output).astype("float32")
-    except (RuntimeError, ValueError) as error:
-        message = str(error).strip()
-        match = re.search(r"failed to delegate (\w+) node", message)
-        raise _LoadError(message[:300], match.group(1) if match else None) from error
-
-
-def predict_tflite(path, inputs, batch_size=256):
-    """Runs a single-input `.tflite` on `inputs` in LiteRT's default interpreter.
-
-    Args:
-        path: The `.tflite` file.
-        inputs: Numpy array of model inputs, first axis = examples.
-        batch_size: Examples per `invoke()`.
-
-    Returns:
-        The model's outputs for all examples, as one numpy array.
-    """
-    from ai_edge_litert.interpreter import Interpreter
-
-    inputs = np.asarray(inputs)
-    interpreter = Interpreter(model_path=os.fspath(path))
-    input_index = interpreter.get_input_details()[0]["index"]
-    input_dtype = interpreter.get_input_details()[0]["dtype"]
-    outputs = []
-    allocated = None
-    for start in range(0, len(inputs), batch_size):
-        batch = inputs[start : start + batch_size].astype(input_dtype)
-        if allocated != batch.shape:
-            interpreter.resize_tensor_input(input_index, batch.shape)
-            interpreter.allocate_tensors()
-            allocated = batch.shape
-        interpreter.set_tensor(input_index, batch)
-        interpreter.invoke()
-        output_index = interpreter.get_output_details()[0]["index"]
-        outputs.append(interpreter.get_tensor(output_index).copy())
-    return np.concatenate(outputs)

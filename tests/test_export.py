@@ -150,16 +150,14 @@ def test_dynamic_int8_is_never_wrong(tmp_path):
     x = np.random.default_rng(0).normal(size=(32, 64)).astype("float32")
     model = block_sparse_mlp(16)
     path = tmp_path / "dyn.tflite"
-    try:
-        report = keras_str.export_tflite(model, path, precision="dynamic_int8")
-    except RuntimeError as error:
-        assert "none was written" in str(error)
-        assert list(tmp_path.iterdir()) == []
-    else:
-        assert report.sparse_tensors
-        expected = keras.ops.convert_to_numpy(model(x))
-        actual = keras_str.predict_tflite(path, x)
-        assert np.max(np.abs(actual - expected)) < 0.05 * np.max(np.abs(expected))
+    report = keras_str.export_tflite(model, path, precision="dynamic_int8")
+    expected = keras.ops.convert_to_numpy(model(x))
+    actual = keras_str.predict_tflite(path, x)
+    assert np.max(np.abs(actual - expected)) < 0.05 * np.max(np.abs(expected))
+    if report.stored_dense:
+        assert not report.sparse_tensors  # here: the 1x16 blocks compute wrong
+        assert "plain, loadable dynamic_int8 file" in report.runtime_note
+        assert all("away from the non-sparse file" in r for r in report.stored_dense.values())
 
 
 def test_unsupported_op_is_a_clear_error(tmp_path):

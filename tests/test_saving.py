@@ -1,0 +1,60 @@
+import shutil
+import zipfile
+
+import keras
+import pytest
+
+import keras_str
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras_str.STRDense(3)])
+    path = tmp_path / "model.keras"
+    model.save(path)
+    return path
+
+
+def test_loads_a_good_file(saved_model):
+    model = keras_str.load_model(saved_model)
+    assert isinstance(model.layers[0], keras_str.STRDense)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        keras_str.load_model(tmp_path / "nope.keras")
+
+
+def test_truncated_file(saved_model, tmp_path):
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(saved_model.read_bytes()[:500])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        keras_str.load_model(truncated)
+
+
+def test_corrupt_member(saved_model, tmp_path):
+    damaged = tmp_path / "damaged.keras"
+    shutil.copy(saved_model, damaged)
+    data = bytearray(damaged.read_bytes())
+    with zipfile.ZipFile(saved_model) as archive:
+        info = archive.getinfo("model.weights.h5")
+    offset = info.header_offset + 30 + len(info.filename) + len(info.extra) + 64
+    data[offset] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupt"):
+        keras_str.load_model(damaged)
+
+
+def test_zip_that_is_not_a_model(tmp_path):
+    path = tmp_path / "other.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("hello.txt", "hi")
+    with pytest.raises(ValueError, match="config.json"):
+        keras_str.load_model(path)
+
+
+def test_wrong_extension(saved_model, tmp_path):
+    other = tmp_path / "model.h5x"
+    shutil.copy(saved_model, other)
+    with pytest.raises(ValueError, match="'.keras'"):
+        keras_str.load_model(other)

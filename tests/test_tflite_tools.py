@@ -1,0 +1,91 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_str
+from tests.test_export import sparse_cnn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_tool(name, *args):
+    return subprocess.run(
+        [sys.executable, "-m", f"tflite.{name}", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tools")
+    keras.utils.set_random_seed(0)
+    model = sparse_cnn()
+    path = folder / "model.keras"
+    model.save(path)
+    np.save(folder / "inputs.npy", np.random.default_rng(0).uniform(size=(32, 12, 12, 1)))
+    return path
+
+
+def test_export_then_inspect(saved_model):
+    folder = saved_model.parent
+    out = folder / "m.tflite"
+    result = run_tool(
+        "export_tflite", "--model", str(saved_model), "--output", str(out),
+        "--precision", "int8", "--representative_data", str(folder / "inputs.npy"),
+        "--json", str(folder / "export.json"),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "int8" in result.stdout and "stored dense" in result.stdout
+    data = json.loads((folder / "export.json").read_text())
+    assert data["precision"] == "int8" and data["size_bytes"] == out.stat().st_size
+    result = run_tool("inspect_tflite", "--tflite", str(out), "--json", str(folder / "inspect.json"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "CONV_2D after DENSIFY" in result.stdout
+    inspect = json.loads((folder / "inspect.json").read_text())
+    assert len(inspect["sparse_tensors"]) == 2
+    assert inspect["xnnpack_sparse_inference"]["eligible"] is False
+
+
+def test_benchmark_dense_and_sparse_side_by_side(saved_model):
+    out = saved_model.parent / "bench.json"
+    result = run_tool(
+        "benchmark_tflite", "--model", str(saved_model), "--runs", "5",
+        "--warmup", "1", "--json", str(out),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = json.loads(out.read_text())
+    assert row["precision"] == "float32"
+    assert row["sparse_bytes"] < row["dense_bytes"]
+    assert row["dense_median_ms"] > 0 and row["sparse_median_ms"] > 0
+    assert "speed-up" in result.stdout
+
+
+def test_tools_fail_clearly_on_bad_files(tmp_path):
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a zip")
+    result = run_tool("export_tflite", "--model", str(bad), "--output", str(tmp_path / "x.tflite"))
+    assert result.returncode == 1
+    assert "not a valid .keras file" in result.stderr
+    assert not (tmp_path / "x.tflite").exists()
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"\x00" * 64)
+    result = run_tool("inspect_tflite", "--tflite", str(junk))
+    assert result.returncode == 1 and "not a .tflite file" in result.stderr
+
+
+def test_time_tflite_validates_arguments(tmp_path):
+    path = tmp_path / "m.tflite"
+    keras_str.export_tflite(sparse_cnn(), path)
+    timing = keras_str.time_tflite(path, runs=3, warmup=0)
+    assert timing["runs"] == 3 and timing["median_ms"] > 0
+    with pytest.raises(ValueError, match="runs=0"):
+        keras_str.time_tflite(path, runs=0)
