@@ -35,7 +35,88 @@ def small_cnn(input_shape=(28, 28, 1), num_classes=10):
     )
 
 
+# (pointwise filters, depthwise stride) of MobileNetV1's 13 blocks.
+_MOBILENET_V1_BLOCKS = (
+    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1),
+)
+
+
+def mobilenet_v1_xnnpack(
+    input_shape=(128, 128, 3),
+    num_classes=10,
+    alpha=0.5,
+    head=True,
+    explicit_padding=True,
+):
+    """MobileNetV1 built to XNNPACK's sparse-inference rules.
+
+    Unlike `keras.applications.MobileNet`, stride-2 layers pad explicitly
+    by one pixel on every side (`ZeroPadding2D(1)` + `padding="valid"`),
+    the entry conv sees 3 channels, and the classifier is
+    `GlobalAveragePooling2D()` + `Dense` (a 1x1 conv head after pooling
+    breaks XNNPACK's sparse path). With enough zeros in the 1x1 convs,
+    XNNPACK runs them with sparse kernels on ARM CPUs.
+
+    Args:
+        input_shape: `(height, width, 3)`.
+        num_classes: Classifier outputs.
+        alpha: Width multiplier.
+        head: `False` ends at the pooled features (no classifier).
+        explicit_padding: `False` uses `padding="same"` on stride-2 layers,
+            as `keras.applications.MobileNet` does; on even input sizes that
+            pads asymmetrically and XNNPACK's sparse path does not apply.
+    """
+    layers = keras.layers
+    inputs = keras.Input(input_shape)
+    if explicit_padding:
+        x = layers.ZeroPadding2D(1, name="entry_pad")(inputs)
+    else:
+        x = inputs
+    x = layers.Conv2D(
+        int(32 * alpha),
+        3,
+        strides=2,
+        padding="valid" if explicit_padding else "same",
+        use_bias=False,
+        name="conv1",
+    )(x)
+    x = layers.BatchNormalization(name="conv1_bn")(x)
+    x = layers.ReLU(6.0, name="conv1_relu")(x)
+    for i, (filters, stride) in enumerate(_MOBILENET_V1_BLOCKS, start=1):
+        pad_explicitly = stride == 2 and explicit_padding
+        if pad_explicitly:
+            x = layers.ZeroPadding2D(1, name=f"dw{i}_pad")(x)
+        x = layers.DepthwiseConv2D(
+            3,
+            strides=stride,
+            padding="valid" if pad_explicitly else "same",
+            use_bias=False,
+            name=f"dw{i}",
+        )(x)
+        x = layers.BatchNormalization(name=f"dw{i}_bn")(x)
+        x = layers.ReLU(6.0, name=f"dw{i}_relu")(x)
+        x = layers.Conv2D(int(filters * alpha), 1, use_bias=False, name=f"pw{i}")(x)
+        x = layers.BatchNormalization(name=f"pw{i}_bn")(x)
+        x = layers.ReLU(6.0, name=f"pw{i}_relu")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    if head:
+        x = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, x, name="mobilenet_v1_xnnpack")
+
+
+def mlp(input_dim=2048, hidden=(2048, 2048, 2048), num_classes=1000):
+    """A plain MLP (default: 3x2048 + 1000, the sparse-FC benchmark shape)."""
+    layers = keras.layers
+    model = keras.Sequential([keras.Input((input_dim,))], name="mlp")
+    for i, units in enumerate(hidden, start=1):
+        model.add(layers.Dense(units, activation="relu", name=f"fc{i}"))
+    model.add(layers.Dense(num_classes, name="logits"))
+    return model
+
+
 MODELS = {
     "lenet_300_100": lenet_300_100,
     "small_cnn": small_cnn,
+    "mobilenet_v1_xnnpack": mobilenet_v1_xnnpack,
 }

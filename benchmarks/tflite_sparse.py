@@ -1,0 +1,175 @@
+"""Sparse vs dense .tflite at 90 % sparsity: file size, LiteRT latency, ARM cost.
+
+    python -m benchmarks.tflite_sparse [--runs 50] [--armsim] [--out_dir benchmarks/results]
+
+Models (weights zeroed at random, as STR leaves them, unless noted):
+- `mobilenet`: MobileNetV1 built to XNNPACK's sparse rules (128x128, alpha 0.5,
+  explicit padding, GAP + Dense), 90 % zeros in every 1x1 conv and the
+  classifier; entry and depthwise convs dense (STR keeps them dense too).
+- `mobilenet_same_pad`: the same with padding="same" on stride-2 layers
+  (keras.applications style): the control whose XNNPACK verdict is "no".
+- `mlp`: 2048-2048-2048-2048-1000, 90 % random zeros.
+- `mlp_blocks`: the same with zeros in blocks of 16 consecutive inputs,
+  the pattern TFLite's sparse FullyConnected kernels need.
+
+Every file is exported and timed in the same run (LiteRT default
+interpreter, one thread, median of --runs), so ratios are like for like.
+With --armsim, the float32 MobileNets also run on an emulated Cortex-A76
+(../shared/armsim, instructions per inference), where XNNPACK's sparse
+convolutions are switched on as on a phone.
+"""
+
+import json
+import os
+import re
+import subprocess
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+import keras_str  # noqa: E402
+from examples.models import mlp  # noqa: E402
+from examples.models import mobilenet_v1_xnnpack  # noqa: E402
+from keras_str.io_utils import write_text_atomic  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("runs", 50, "Timed invocations per file (median).")
+flags.DEFINE_bool("armsim", False, "Also count instructions on an emulated ARM core.")
+flags.DEFINE_string("armsim_dir", None, "Folder of armsim (default ../shared/armsim).")
+flags.DEFINE_string("out_dir", "benchmarks/results", "Where files and tables go.")
+flags.DEFINE_float("sparsity", 0.9, "Fraction of zeros in the pruned kernels.")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def zero_random(layer, fraction, rng):
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    kernel[rng.random(kernel.shape) < fraction] = 0.0
+    layer.kernel.assign(kernel)
+
+
+def zero_blocks(layer, fraction, rng, block=16):
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    mask = rng.random((kernel.shape[0] // block, kernel.shape[1])) < fraction
+    kernel[np.repeat(mask, block, axis=0)] = 0.0
+    layer.kernel.assign(kernel)
+
+
+def build(name, sparsity, rng):
+    if name.startswith("mobilenet"):
+        model = mobilenet_v1_xnnpack(explicit_padding=name == "mobilenet")
+        for layer in model.layers:
+            if layer.name.startswith("pw") and isinstance(layer, keras.layers.Conv2D) or layer.name == "logits":
+                zero_random(layer, sparsity, rng)
+        return model
+    model = mlp()
+    for layer in model.layers:
+        (zero_blocks if name == "mlp_blocks" else zero_random)(layer, sparsity, rng)
+    return model
+
+
+def armsim_instructions(paths, armsim_dir):
+    script = os.path.join(armsim_dir, "measure.sh")
+    result = subprocess.run(
+        ["bash", script, "-c", "a76", "-n", "3", *paths],
+        capture_output=True, text=True, timeout=1800,
+    )
+    counts = {}
+    for line in result.stdout.splitlines():
+        match = re.match(r"cortex-a76 (\S+) insns_per_invoke=(\d+)", line)
+        if match:
+            counts[match.group(1)] = int(match.group(2))
+        elif "FAILED" in line:
+            counts[line.split()[1]] = line
+    return counts
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    os.makedirs(FLAGS.out_dir, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    names = ["mobilenet", "mobilenet_same_pad", "mlp", "mlp_blocks"]
+    for name in names:
+        model = build(name, FLAGS.sparsity, rng)
+        shape = (64,) + tuple(model.inputs[0].shape[1:])
+        representative = rng.uniform(size=shape).astype("float32")
+        report = keras_str.sparsity_report(model)
+        dense_float32 = None
+        for precision in ("float32", "int8"):
+            row = {"model": name, "precision": precision,
+                   "kernel_sparsity": report.totals["sparsity"]}
+            for kind in ("dense", "sparse"):
+                path = os.path.join(FLAGS.out_dir, f"{name}_{precision}_{kind}.tflite")
+                export = keras_str.export_tflite(
+                    model, path, precision=precision,
+                    representative_data=representative if precision == "int8" else None,
+                    sparse=kind == "sparse",
+                )
+                timing = keras_str.time_tflite(path, runs=FLAGS.runs, warmup=5, num_threads=1)
+                row[f"{kind}_bytes"] = export.size_bytes
+                row[f"{kind}_ms"] = timing["median_ms"]
+                row[f"{kind}_path"] = path
+                if kind == "sparse":
+                    row["densify_ops"] = export.densify_ops
+                    row["sparse_tensors"] = len(export.sparse_tensors)
+                    row["stored_dense"] = len(export.stored_dense)
+                    row["xnnpack_eligible"] = export.xnnpack.eligible
+                    row["xnnpack_reasons"] = export.xnnpack.reasons
+            if precision == "float32":
+                dense_float32 = row["dense_bytes"]
+            row["size_vs_own_dense"] = row["sparse_bytes"] / row["dense_bytes"]
+            row["size_vs_dense_float32"] = row["sparse_bytes"] / dense_float32
+            row["latency_ratio"] = row["sparse_ms"] / row["dense_ms"]
+            rows.append(row)
+            print(f"{name} {precision}: sparse/dense size {row['size_vs_own_dense']:.3f}, "
+                  f"vs dense float32 {row['size_vs_dense_float32']:.3f}, "
+                  f"latency {row['dense_ms']:.3f} -> {row['sparse_ms']:.3f} ms", flush=True)
+        keras.utils.clear_session()
+
+    if FLAGS.armsim:
+        armsim_dir = FLAGS.armsim_dir or os.path.join(ROOT, "..", "shared", "armsim")
+        for row in rows:
+            if row["precision"] != "float32" or not row["model"].startswith("mobilenet"):
+                continue
+            counts = armsim_instructions([row["dense_path"], row["sparse_path"]], armsim_dir)
+            row["arm_dense_insns"] = counts.get(os.path.basename(row["dense_path"]))
+            row["arm_sparse_insns"] = counts.get(os.path.basename(row["sparse_path"]))
+            if isinstance(row["arm_dense_insns"], int) and isinstance(row["arm_sparse_insns"], int):
+                row["arm_ratio"] = row["arm_sparse_insns"] / row["arm_dense_insns"]
+            print(f"armsim {row['model']}: {row.get('arm_dense_insns')} -> "
+                  f"{row.get('arm_sparse_insns')} instructions per inference", flush=True)
+
+    lines = [
+        "| model | precision | sparse / dense file | sparse / dense float32 file | "
+        "dense ms | sparse ms | sparse / dense latency | DENSIFY | stored dense | "
+        "XNNPACK verdict | ARM A76 insns dense -> sparse |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        arm = ""
+        if "arm_ratio" in r:
+            arm = f"{r['arm_dense_insns'] / 1e6:.2f} M -> {r['arm_sparse_insns'] / 1e6:.2f} M ({r['arm_ratio']:.2f}x)"
+        elif "arm_sparse_insns" in r:
+            arm = f"{r.get('arm_dense_insns')} -> {r.get('arm_sparse_insns')}"
+        lines.append(
+            f"| {r['model']} | {r['precision']} | {r['size_vs_own_dense']:.3f} "
+            f"({r['sparse_bytes']:,} / {r['dense_bytes']:,} B) | {r['size_vs_dense_float32']:.3f} | "
+            f"{r['dense_ms']:.3f} | {r['sparse_ms']:.3f} | {r['latency_ratio']:.2f} | "
+            f"{r['densify_ops']} | {r['stored_dense']} | "
+            f"{'eligible' if r['xnnpack_eligible'] else 'no'} | {arm} |"
+        )
+    table = "\n".join(lines)
+    print("\n" + table)
+    write_text_atomic(os.path.join(FLAGS.out_dir, "tflite_sparse.md"), table + "\n")
+    write_text_atomic(os.path.join(FLAGS.out_dir, "tflite_sparse.json"), json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)
