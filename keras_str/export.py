@@ -224,6 +224,18 @@ def export_tflite(
         )
     else:
         content, stored_dense, difference = dense_bytes, {}, 0.0
+    verdict = check_xnnpack_sparse(
+        content, precision, [layer.name for layer in iter_layers(model)]
+    )
+    if verdict.fails_on_arm:
+        # It loads here (XNNPACK's sparse path is off on x86), not on phones.
+        raise ValueError(
+            "This sparse .tflite would fail to load on ARM CPUs: "
+            + " ".join(verdict.reasons)
+            + ". Replace GlobalAveragePooling2D(keepdims=True) + Conv2D(1x1) "
+            "by GlobalAveragePooling2D() + Dense, or export with sparse=False. "
+            "No file was written."
+        )
     with atomic_path(path) as tmp_path:
         with open(tmp_path, "wb") as f:
             f.write(content)
@@ -238,9 +250,7 @@ def export_tflite(
         densify_ops=inspection.densify_ops,
         op_counts=inspection.op_counts,
         stored_dense=stored_dense,
-        xnnpack=check_xnnpack_sparse(
-            content, precision, [layer.name for layer in iter_layers(model)]
-        ),
+        xnnpack=verdict,
         max_difference=difference,
     )
 

@@ -36,6 +36,9 @@ class XNNPackVerdict:
     reasons: list
     pointwise_params: int
     pointwise_zeros: int
+    # The sparse region reaches a conv after the pooling: XNNPACK on ARM then
+    # fails to load the model ("XNNPack delegate failed to reshape runtime").
+    fails_on_arm: bool = False
 
     @property
     def pointwise_zero_fraction(self):
@@ -174,6 +177,14 @@ def check_xnnpack_sparse(model_content, precision="float32", layer_names=()):
         )
     graph = _Graph(model_content, layer_names)
     reasons = []
+    if not any(name == "DENSIFY" for name, _ in graph.ops):
+        # XNNPACK tries its sparse path only for sparse-encoded weights: the
+        # same zeros stored dense run at exactly the dense cost.
+        reasons.append(
+            "no weight is stored sparse (no DENSIFY op): XNNPACK attempts "
+            "sparse inference only for sparse-encoded weights"
+        )
+    convs_after_pooling = []
     state = "before"
     params = zeros = 0
     compute_ops = [
@@ -252,13 +263,15 @@ def check_xnnpack_sparse(model_content, precision="float32", layer_names=()):
                     "region (allowed: 1x1 and depthwise convs, element-wise ops, "
                     "then global average pooling)"
                 )
-        else:
-            if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-                reasons.append(
-                    f"convolution '{label}' after global average pooling: a "
-                    "sparse one makes the model fail to load, a dense one keeps "
-                    "it dense; use GlobalAveragePooling2D() + Dense instead"
-                )
+        elif name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            # GlobalAveragePooling2D(keepdims=True) + 1x1 conv head: the conv
+            # joins the sparse region, and its zeros count with the others.
+            filters = graph.shape(op.inputs[1])
+            if name == "CONV_2D" and filters[1:3] == [1, 1]:
+                weights = graph.constant(op.inputs[1])
+                params += filters[0] * filters[3]
+                zeros += int(np.sum(weights == 0)) if weights is not None else 0
+            convs_after_pooling.append(label)
     if state == "inside":
         reasons.append(
             "the graph never reaches a global average pooling, where the sparse "
@@ -271,4 +284,18 @@ def check_xnnpack_sparse(model_content, precision="float32", layer_names=()):
             f"1x1 convolutions hold {100 * zeros / params:.1f}% zeros; XNNPACK "
             "needs more than 66.7%"
         )
-    return XNNPackVerdict(not reasons, reasons, params, zeros)
+    fails_on_arm = bool(convs_after_pooling) and not reasons
+    for label in convs_after_pooling:
+        if fails_on_arm:
+            reasons.append(
+                f"convolution '{label}' after global average pooling: with the "
+                "sparse region before it, XNNPACK on ARM fails to load the model "
+                "('failed to reshape runtime'); use GlobalAveragePooling2D() + "
+                "Dense as the classifier"
+            )
+        else:
+            reasons.append(
+                f"convolution '{label}' after global average pooling (a 1x1 conv "
+                "head); with the other reasons above the model loads and runs dense"
+            )
+    return XNNPackVerdict(not reasons, reasons, params, zeros, fails_on_arm)

@@ -75,10 +75,49 @@ def test_same_padding_on_even_input_is_asymmetric():
     assert "entry" in result.reasons[0] and "padding [0, 1, 0, 1]" in result.reasons[0]
 
 
-def test_conv_head_after_keepdims_pooling_is_flagged():
-    result = verdict(zero_pointwise(mobilenet_like(head="conv"), 0.9))
-    assert not result.eligible
-    assert any("conv_head" in r and "after global average pooling" in r for r in result.reasons)
+def conv_head_model(classes, sparse_head):
+    base = mobilenet_like(head="none")
+    features = base.layers[-2].output
+    x = layers.GlobalAveragePooling2D(keepdims=True)(features)
+    x = layers.Conv2D(classes, 1, name="conv_head")(x)
+    model = keras.Model(base.inputs, layers.Flatten()(x))
+    zero_pointwise(model, 0.9)
+    if sparse_head:
+        head = model.get_layer("conv_head")
+        kernel = keras.ops.convert_to_numpy(head.kernel)
+        kernel[np.random.default_rng(1).random(kernel.shape) < 0.9] = 0.0
+        head.kernel.assign(kernel)
+    return model
+
+
+@pytest.mark.parametrize("sparse_head", [True, False])
+def test_small_conv_head_after_keepdims_pooling_fails_on_arm(sparse_head):
+    # Seen on the emulated Cortex-A76: "XNNPack delegate failed to reshape
+    # runtime", with the head sparse or dense.
+    result = verdict(conv_head_model(10, sparse_head))
+    assert not result.eligible and result.fails_on_arm
+    assert "conv_head" in result.reasons[0] and "fails to load" in result.reasons[0]
+
+
+def test_large_dense_conv_head_keeps_the_model_dense():
+    # A big dense head pulls the 1x1 zeros under 2/3: XNNPACK stays dense
+    # and the model loads (the emulated core counts the dense cost).
+    result = verdict(conv_head_model(1000, sparse_head=False))
+    assert not result.eligible and not result.fails_on_arm
+    assert result.pointwise_zero_fraction < 2 / 3
+    assert any("runs dense" in r for r in result.reasons)
+
+
+def test_export_refuses_a_graph_that_fails_on_arm(tmp_path):
+    import keras_str
+
+    with pytest.raises(ValueError, match="fail to load on ARM"):
+        keras_str.export_tflite(conv_head_model(10, True), tmp_path / "m.tflite")
+    assert list(tmp_path.iterdir()) == []
+    report = keras_str.export_tflite(
+        conv_head_model(10, True), tmp_path / "plain.tflite", sparse=False
+    )
+    assert report.sparse_tensors == []
 
 
 def test_float16_can_qualify_and_int8_cannot():
