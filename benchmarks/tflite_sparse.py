@@ -19,6 +19,8 @@ With --armsim, the float32 MobileNets also run on an emulated Cortex-A76
 convolutions are switched on as on a phone.
 """
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -43,6 +45,10 @@ flags.DEFINE_bool("armsim", False, "Also count instructions on an emulated ARM c
 flags.DEFINE_string("armsim_dir", None, "Folder of armsim (default ../shared/armsim).")
 flags.DEFINE_string("out_dir", "benchmarks/results", "Where files and tables go.")
 flags.DEFINE_float("sparsity", 0.9, "Fraction of zeros in the pruned kernels.")
+flags.DEFINE_bool(
+    "only_verdicts", False,
+    "Only check the XNNPACK verdict against the emulated ARM core (needs --armsim).",
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,6 +79,83 @@ def build(name, sparsity, rng):
     return model
 
 
+def conv_head_mobilenet(classes, sparse_head, sparsity, rng):
+    """GlobalAveragePooling2D(keepdims=True) + 1x1 conv head, the risky shape."""
+    base = mobilenet_v1_xnnpack(head=False)
+    x = keras.layers.GlobalAveragePooling2D(keepdims=True)(base.layers[-2].output)
+    x = keras.layers.Conv2D(classes, 1, name="conv_head")(x)
+    model = keras.Model(base.inputs, keras.layers.Flatten()(x))
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D) and (
+            layer.name.startswith("pw") or (layer.name == "conv_head" and sparse_head)
+        ):
+            zero_random(layer, sparsity, rng)
+    return model
+
+
+def verdict_cases(sparsity, rng):
+    """(name, model, sparse encoding) whose verdicts the ARM core must confirm."""
+    return [
+        ("mobilenet, sparse", build("mobilenet", sparsity, rng), True),
+        ("mobilenet, same padding", build("mobilenet_same_pad", sparsity, rng), True),
+        ("mobilenet, zeros stored dense", build("mobilenet", sparsity, rng), False),
+        ("conv head x10 after GAP(keepdims), sparse head",
+         conv_head_mobilenet(10, True, sparsity, rng), True),
+        ("conv head x10 after GAP(keepdims), dense head",
+         conv_head_mobilenet(10, False, sparsity, rng), True),
+        ("conv head x1000 after GAP(keepdims), dense head",
+         conv_head_mobilenet(1000, False, sparsity, rng), True),
+    ]
+
+
+def check_verdicts(out_dir, armsim_dir, sparsity, rng):
+    """Converts each case as is (no repair), then runs it on the emulated core."""
+    import tensorflow as tf
+
+    from keras_str.xnnpack_rules import check_xnnpack_sparse
+
+    rows = []
+    for index, (name, model, sparse) in enumerate(verdict_cases(sparsity, rng)):
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        if sparse:
+            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        with contextlib.redirect_stdout(io.StringIO()):
+            content = converter.convert()
+        path = os.path.join(out_dir, f"verdict_{index}.tflite")
+        with open(path, "wb") as f:
+            f.write(content)
+        verdict = check_xnnpack_sparse(
+            content, "float32", [layer.name for layer in model.layers]
+        )
+        rows.append({"case": name, "path": path, "eligible": verdict.eligible,
+                     "fails_on_arm": verdict.fails_on_arm, "reasons": verdict.reasons})
+        keras.utils.clear_session()
+    dense_path = rows[0]["path"].replace("verdict_0", "verdict_dense")
+    dense = build("mobilenet", 0.0, rng)
+    with open(dense_path, "wb") as f, contextlib.redirect_stdout(io.StringIO()):
+        f.write(tf.lite.TFLiteConverter.from_keras_model(dense).convert())
+    counts = armsim_instructions([dense_path] + [r["path"] for r in rows], armsim_dir)
+    dense_count = counts[os.path.basename(dense_path)]
+    lines = [
+        "| case | verdict | emulated Cortex-A76 | agrees |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        measured = counts.get(os.path.basename(row["path"]))
+        if isinstance(measured, int):
+            ratio = measured / dense_count
+            observed = f"{measured / 1e6:.2f} M insns ({ratio:.2f}x dense)"
+            agrees = (ratio < 0.9) == row["eligible"] and not row["fails_on_arm"]
+        else:
+            observed = "fails to load"
+            agrees = row["fails_on_arm"]
+        predicted = ("sparse" if row["eligible"]
+                     else "fails on ARM" if row["fails_on_arm"] else "dense")
+        row.update({"arm": observed, "agrees": agrees})
+        lines.append(f"| {row['case']} | {predicted} | {observed} | {'yes' if agrees else 'NO'} |")
+    return rows, "\n".join(lines)
+
+
 def armsim_instructions(paths, armsim_dir):
     script = os.path.join(armsim_dir, "measure.sh")
     result = subprocess.run(
@@ -94,6 +177,21 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     rng = np.random.default_rng(0)
+    armsim_dir = FLAGS.armsim_dir or os.path.join(ROOT, "..", "shared", "armsim")
+    if FLAGS.armsim:
+        verdicts, verdict_table = check_verdicts(
+            FLAGS.out_dir, armsim_dir, FLAGS.sparsity, rng
+        )
+        print("\n" + verdict_table + "\n", flush=True)
+        write_text_atomic(
+            os.path.join(FLAGS.out_dir, "xnnpack_verdicts.md"), verdict_table + "\n"
+        )
+        write_text_atomic(
+            os.path.join(FLAGS.out_dir, "xnnpack_verdicts.json"),
+            json.dumps(verdicts, indent=2) + "\n",
+        )
+        if FLAGS.only_verdicts:
+            return
     rows = []
     names = ["mobilenet", "mobilenet_same_pad", "mlp", "mlp_blocks"]
     for name in names:
@@ -134,7 +232,6 @@ def main(argv):
         keras.utils.clear_session()
 
     if FLAGS.armsim:
-        armsim_dir = FLAGS.armsim_dir or os.path.join(ROOT, "..", "shared", "armsim")
         for row in rows:
             if row["precision"] != "float32" or not row["model"].startswith("mobilenet"):
                 continue

@@ -97,6 +97,23 @@ def randomize(layer, threshold, seed=0):
     return layer
 
 
+def thresholded_layers(cls, kwargs, input_shape, granularity):
+    """Yields (layer, threshold_fn, W, s, numpy soft-thresholded kernel)."""
+    for threshold_fn, s in (("sigmoid", -0.5), ("exp", -1.0)):
+        layer = built_layer(
+            cls,
+            kwargs,
+            input_shape,
+            threshold_granularity=granularity,
+            threshold_fn=threshold_fn,
+        )
+        randomize(layer, s)
+        w = keras.ops.convert_to_numpy(layer._kernel)
+        s_value = keras.ops.convert_to_numpy(layer.threshold_param)
+        g, _ = numpy_reference.THRESHOLD_FNS[threshold_fn]
+        yield layer, threshold_fn, w, s_value, numpy_reference.soft_threshold(w, g(s_value))
+
+
 def parent_twin(layer, parent, kwargs, input_shape, kernel):
     """The Keras parent layer with the given kernel and the same bias."""
     twin = parent(**kwargs)
@@ -169,19 +186,9 @@ class STRLayerTest(testing.TestCase):
     def test_forward_matches_numpy_formula(
         self, cls, parent, kwargs, input_shape, output_shape, granularity
     ):
-        for threshold_fn, s in (("sigmoid", -0.5), ("exp", -1.0)):
-            layer = built_layer(
-                cls,
-                kwargs,
-                input_shape,
-                threshold_granularity=granularity,
-                threshold_fn=threshold_fn,
-            )
-            randomize(layer, s)
-            w = keras.ops.convert_to_numpy(layer._kernel)
-            s_value = keras.ops.convert_to_numpy(layer.threshold_param)
-            g, _ = numpy_reference.THRESHOLD_FNS[threshold_fn]
-            expected_kernel = numpy_reference.soft_threshold(w, g(s_value))
+        for layer, _, _, _, expected_kernel in thresholded_layers(
+            cls, kwargs, input_shape, granularity
+        ):
             self.assertAllClose(layer.kernel, expected_kernel, atol=1e-6)
             sparsity = np.mean(expected_kernel == 0)
             self.assertGreater(sparsity, 0.1)
@@ -197,15 +204,9 @@ class STRLayerTest(testing.TestCase):
     def test_gradients_match_numpy_formula(
         self, cls, parent, kwargs, input_shape, output_shape, granularity
     ):
-        for threshold_fn, s in (("sigmoid", -0.5), ("exp", -1.0)):
-            layer = built_layer(
-                cls,
-                kwargs,
-                input_shape,
-                threshold_granularity=granularity,
-                threshold_fn=threshold_fn,
-            )
-            randomize(layer, s)
+        for layer, threshold_fn, w, s_value, kernel in thresholded_layers(
+            cls, kwargs, input_shape, granularity
+        ):
             rng = np.random.default_rng(2)
             x = rng.normal(size=input_shape).astype("float32")
             upstream = rng.normal(size=output_shape).astype("float32")
@@ -215,10 +216,6 @@ class STRLayerTest(testing.TestCase):
                 loss, [layer._kernel.value, layer.threshold_param.value]
             )
             # d loss / d effective kernel, from the parent layer at that kernel.
-            w = keras.ops.convert_to_numpy(layer._kernel)
-            s_value = keras.ops.convert_to_numpy(layer.threshold_param)
-            g, _ = numpy_reference.THRESHOLD_FNS[threshold_fn]
-            kernel = numpy_reference.soft_threshold(w, g(s_value))
             twin = parent_twin(layer, parent, kwargs, input_shape, kernel)
             twin_kernel = raw_kernel_variable(twin)
             with tf.GradientTape() as tape:
