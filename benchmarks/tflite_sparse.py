@@ -200,15 +200,22 @@ def main(argv):
         representative = rng.uniform(size=shape).astype("float32")
         report = keras_str.sparsity_report(model)
         dense_float32 = None
-        for precision in ("float32", "int8"):
-            row = {"model": name, "precision": precision,
+        for label, precision, per_channel in (
+            ("float32", "float32", True),
+            ("int8", "int8", True),
+            ("int8 per-tensor", "int8", False),
+        ):
+            row = {"model": name, "precision": label,
                    "kernel_sparsity": report.totals["sparsity"]}
             for kind in ("dense", "sparse"):
-                path = os.path.join(FLAGS.out_dir, f"{name}_{precision}_{kind}.tflite")
+                path = os.path.join(
+                    FLAGS.out_dir, f"{name}_{label.replace(' ', '_')}_{kind}.tflite"
+                )
                 export = keras_str.export_tflite(
                     model, path, precision=precision,
                     representative_data=representative if precision == "int8" else None,
                     sparse=kind == "sparse",
+                    per_channel=per_channel,
                 )
                 timing = keras_str.time_tflite(path, runs=FLAGS.runs, warmup=5, num_threads=1)
                 row[f"{kind}_bytes"] = export.size_bytes
@@ -226,7 +233,7 @@ def main(argv):
             row["size_vs_dense_float32"] = row["sparse_bytes"] / dense_float32
             row["latency_ratio"] = row["sparse_ms"] / row["dense_ms"]
             rows.append(row)
-            print(f"{name} {precision}: sparse/dense size {row['size_vs_own_dense']:.3f}, "
+            print(f"{name} {label}: sparse/dense size {row['size_vs_own_dense']:.3f}, "
                   f"vs dense float32 {row['size_vs_dense_float32']:.3f}, "
                   f"latency {row['dense_ms']:.3f} -> {row['sparse_ms']:.3f} ms", flush=True)
         keras.utils.clear_session()

@@ -182,6 +182,9 @@ def test_report_json_carries_the_verdict(tmp_path):
     [
         ({"precision": "int4"}, "precision='int4'"),
         ({"precision": None}, "precision=None"),
+        ({"per_channel": False}, "per_channel=False"),
+        ({"precision": "float16", "per_channel": False}, "int8 precisions only"),
+        ({"per_channel": "yes"}, "per_channel='yes'"),
     ],
 )
 def test_bad_precision(tmp_path, kwargs, message):

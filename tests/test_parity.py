@@ -68,3 +68,18 @@ def test_int8_top1_agreement(trained):
     assert report.stored_dense and not report.sparse_tensors
     print(f"int8 top-1 agreement: {agreement:.4f}")
     assert agreement >= 0.98
+
+
+def test_int8_per_tensor_is_smaller_and_still_agrees(trained):
+    model, x_train, x_test, _, folder = trained
+    per_channel = keras_str.export_tflite(
+        model, folder / "pc.tflite", precision="int8", representative_data=x_train[:300]
+    )
+    per_tensor = keras_str.export_tflite(
+        model, folder / "pt.tflite", precision="int8",
+        representative_data=x_train[:300], per_channel=False,
+    )
+    assert per_tensor.size_bytes < per_channel.size_bytes
+    expected = np.argmax(model.predict(x_test, batch_size=1000, verbose=0), axis=1)
+    actual = np.argmax(keras_str.predict_tflite(folder / "pt.tflite", x_test), axis=1)
+    assert np.mean(actual == expected) >= 0.98

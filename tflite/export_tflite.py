@@ -24,6 +24,9 @@ flags.DEFINE_string(
     "For int8: a .npy of model inputs, or 'fashion_mnist'.",
 )
 flags.DEFINE_bool("sparse", True, "Store weights with exact zeros sparse.")
+flags.DEFINE_bool(
+    "per_channel", True, "int8: one scale per output channel (else per tensor)."
+)
 flags.DEFINE_string("json", None, "Also write the export report as JSON here.")
 
 
@@ -42,6 +45,7 @@ def main(argv):
                 FLAGS.representative_data
             ),
             sparse=FLAGS.sparse,
+            per_channel=FLAGS.per_channel,
         )
     except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
