@@ -13,7 +13,9 @@ Models (weights zeroed at random, as STR leaves them, unless noted):
   the pattern TFLite's sparse FullyConnected kernels need.
 
 Every file is exported and timed in the same run (LiteRT default
-interpreter, one thread, median of --runs), so ratios are like for like.
+interpreter, one thread; dense and sparse alternate in 5 rounds of
+--runs/5 invocations, median of the round medians), so ratios are like for
+like.
 With --armsim, the float32 MobileNets also run on an emulated Cortex-A76
 (../shared/armsim, instructions per inference), where XNNPACK's sparse
 convolutions are switched on as on a phone.
@@ -156,6 +158,24 @@ def check_verdicts(out_dir, armsim_dir, sparsity, rng):
     return rows, "\n".join(lines)
 
 
+def interleaved_medians(dense_path, sparse_path, runs, rounds=5):
+    """Median latency of two files timed in alternating rounds.
+
+    Alternating spreads the machine's drift (other load, clock changes)
+    over both files instead of charging it to whichever ran second.
+    """
+    medians = {dense_path: [], sparse_path: []}
+    per_round = max(runs // rounds, 1)
+    for _ in range(rounds):
+        for path in (dense_path, sparse_path):
+            timing = keras_str.time_tflite(path, runs=per_round, warmup=3, num_threads=1)
+            medians[path].append(timing["median_ms"])
+    return (
+        float(np.median(medians[dense_path])),
+        float(np.median(medians[sparse_path])),
+    )
+
+
 def armsim_instructions(paths, armsim_dir):
     script = os.path.join(armsim_dir, "measure.sh")
     result = subprocess.run(
@@ -207,6 +227,7 @@ def main(argv):
         ):
             row = {"model": name, "precision": label,
                    "kernel_sparsity": report.totals["sparsity"]}
+            paths = {}
             for kind in ("dense", "sparse"):
                 path = os.path.join(
                     FLAGS.out_dir, f"{name}_{label.replace(' ', '_')}_{kind}.tflite"
@@ -217,9 +238,8 @@ def main(argv):
                     sparse=kind == "sparse",
                     per_channel=per_channel,
                 )
-                timing = keras_str.time_tflite(path, runs=FLAGS.runs, warmup=5, num_threads=1)
+                paths[kind] = path
                 row[f"{kind}_bytes"] = export.size_bytes
-                row[f"{kind}_ms"] = timing["median_ms"]
                 row[f"{kind}_path"] = path
                 if kind == "sparse":
                     row["densify_ops"] = export.densify_ops
@@ -227,6 +247,9 @@ def main(argv):
                     row["stored_dense"] = len(export.stored_dense)
                     row["xnnpack_eligible"] = export.xnnpack.eligible
                     row["xnnpack_reasons"] = export.xnnpack.reasons
+            row["dense_ms"], row["sparse_ms"] = interleaved_medians(
+                paths["dense"], paths["sparse"], FLAGS.runs
+            )
             if precision == "float32":
                 dense_float32 = row["dense_bytes"]
             row["size_vs_own_dense"] = row["sparse_bytes"] / row["dense_bytes"]
