@@ -10,12 +10,10 @@ def check_clonable(model, argument="model"):
             f"Expected a Keras 3 `keras.Model` for argument `{argument}`. "
             f"Received: {argument}={model!r} of type {type(model).__name__}"
         )
-    is_sequential = isinstance(model, keras.Sequential)
-    is_functional = type(model).__name__ == "Functional" or (
-        hasattr(model, "_operations") and hasattr(model, "_inputs_struct")
-        and type(model) is keras.Model
-    )
-    if not (is_sequential or is_functional):
+    # `keras.Model(inputs, outputs)` returns an instance of Keras's
+    # (non-public) Functional class.
+    is_functional = type(model).__name__ == "Functional"
+    if not (isinstance(model, keras.Sequential) or is_functional):
         raise ValueError(
             f"Cannot rebuild subclassed model {model.name!r} "
             f"({type(model).__name__}): only Sequential and functional "

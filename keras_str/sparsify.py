@@ -1,11 +1,10 @@
 """Dense Keras model -> the same architecture with STR layers."""
 
-import keras
-
 from keras_str.cloning import check_clonable
 from keras_str.cloning import clone_with
 from keras_str.layers.mapping import STR_LAYER_FOR
 from keras_str.layers.str_layer import DEFAULT_THRESHOLD_INIT
+from keras_str.model_utils import iter_layers
 from keras_str.model_utils import raw_kernel_variable
 from keras_str.weight_decay import apply_weight_decay
 
@@ -87,8 +86,6 @@ def _keep_dense_predicate(model, keep_dense):
             "Expected `keep_dense` to be a list of layer names or a "
             f"predicate. Received: keep_dense={keep_dense!r}"
         )
-    from keras_str.model_utils import iter_layers
-
     names = {layer.name for layer in iter_layers(model)}
     unknown = sorted(set(keep_dense) - names)
     if unknown:

@@ -1,7 +1,5 @@
-import keras
 import numpy as np
 
-import keras_str
 from keras_str.export import _convert
 from keras_str.tflite_flatbuffer import inspect_tflite
 from keras_str.tflite_flatbuffer import store_dense
