@@ -300,7 +300,7 @@ def _loadable_sparse(content, reference, check_inputs, precision):
                 f"XNNPACK cannot prepare {op_name} with sparse {precision} "
                 "weights"
             )
-            pick = lambda row: op_name in row.consumer.split(",")
+            pick = lambda row, op=op_name: op in row.consumer.split(",")
         else:
             difference = float(np.max(np.abs(outputs - reference)))
             if difference <= _tolerance(precision, reference):

@@ -1,6 +1,7 @@
 """The .tflite flatbuffer: its operators, its sparse weights, and rewriting them dense."""
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -36,45 +37,84 @@ class TFLiteInspection:
         return self.op_counts.get("DENSIFY", 0)
 
 
-def _schema():
+def schema():
+    """TFLite's generated flatbuffer schema module (from TensorFlow)."""
     from tensorflow.lite.python import schema_py_generated
 
     return schema_py_generated
 
 
+def parse(model_content):
+    """The `.tflite` bytes as the schema's mutable object tree (`ModelT`)."""
+    fb = schema()
+    return fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(model_content, 0))
+
+
+@functools.cache
+def _builtin_names():
+    return {
+        value: name
+        for name, value in vars(schema().BuiltinOperator).items()
+        if not name.startswith("_")
+    }
+
+
+def op_name(model, op):
+    """The builtin operator name of `op` ("CONV_2D", "DENSIFY", ...)."""
+    code = model.operatorCodes[op.opcodeIndex]
+    return _builtin_names().get(
+        max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM"
+    )
+
+
+@functools.cache
+def _tensor_dtypes():
+    types = schema().TensorType
+    return {
+        types.FLOAT32: np.float32,
+        types.FLOAT16: np.float16,
+        types.INT8: np.int8,
+        types.INT32: np.int32,
+        types.INT64: np.int64,
+    }
+
+
+def tensor_dtype(tensor):
+    """The numpy dtype of a tensor's stored values, or None if unsupported."""
+    return _tensor_dtypes().get(tensor.type)
+
+
+def _dtype_name(tensor):
+    dtype = tensor_dtype(tensor)
+    return np.dtype(dtype).name if dtype is not None else f"type{tensor.type}"
+
+
+def buffer_values(model, tensor):
+    """A constant tensor's stored values as a 1-D numpy array, or None."""
+    data = model.buffers[tensor.buffer].data
+    dtype = tensor_dtype(tensor)
+    if data is None or len(data) == 0 or dtype is None:
+        return None
+    return np.frombuffer(bytes(bytearray(data)), dtype=dtype)
+
+
 def inspect_tflite(model_content):
     """Lists the operators and sparse tensors of a `.tflite` model (bytes)."""
-    fb = _schema()
-    model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(model_content, 0))
-    op_names = {
-        value: name
-        for name, value in vars(fb.BuiltinOperator).items()
-        if not name.startswith("_")
-    }
-    tensor_types = {
-        value: name.lower()
-        for name, value in vars(fb.TensorType).items()
-        if not name.startswith("_")
-    }
+    model = parse(model_content)
     op_counts = {}
     sparse_tensors = []
     for subgraph in model.subgraphs:
         consumers = {}
         for op in subgraph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+            name = op_name(model, op)
             op_counts[name] = op_counts.get(name, 0) + 1
             for index in op.inputs if op.inputs is not None else []:
                 consumers.setdefault(int(index), []).append((name, op))
         for index, tensor in enumerate(subgraph.tensors):
             if tensor.sparsity is None:
                 continue
-            dtype = tensor_types.get(tensor.type, str(tensor.type))
-            buffer = model.buffers[tensor.buffer].data
-            itemsize = np.dtype(
-                {"float16": "float16", "int8": "int8"}.get(dtype, "float32")
-            ).itemsize
-            stored = 0 if buffer is None else len(buffer) // itemsize
+            values = buffer_values(model, tensor)
+            stored = 0 if values is None else values.size
             size = int(np.prod(tensor.shape))
             block_map = tensor.sparsity.blockMap
             if block_map is None or len(block_map) == 0:
@@ -96,7 +136,7 @@ def inspect_tflite(model_content):
                 SparseTensor(
                     name=tensor.name.decode() if tensor.name else str(index),
                     shape=[int(d) for d in tensor.shape],
-                    dtype=dtype,
+                    dtype=_dtype_name(tensor),
                     encoding=encoding,
                     stored_values=stored,
                     density=stored / size if size else 0.0,
@@ -111,7 +151,7 @@ def inspect_tflite(model_content):
     )
 
 
-def _index_vector(union_type, vector):
+def _index_vector(vector):
     """The values of a DimensionMetadata segments/indices union."""
     if vector is None:
         return None
@@ -134,6 +174,7 @@ def decode_sparse(tensor, values):
     traversal = [int(d) for d in sparsity.traversalOrder]
     block_map = [int(d) for d in (sparsity.blockMap if sparsity.blockMap is not None else [])]
     metadata = sparsity.dimMetadata
+    dense_format = schema().DimensionType.DENSE
     block_sizes = {
         dim: int(metadata[traversal.index(rank + j)].denseSize)
         for j, dim in enumerate(block_map)
@@ -156,14 +197,14 @@ def decode_sparse(tensor, values):
             cursor[0] += 1
             return
         meta = metadata[level]
-        if meta.format == _schema().DimensionType.DENSE:
+        if meta.format == dense_format:
             size = int(meta.denseSize)
             for i in range(size):
                 coordinate[traversal[level]] = i
                 place(level + 1, parent * size + i)
         else:
-            segments = _index_vector(meta.arraySegmentsType, meta.arraySegments)
-            indices = _index_vector(meta.arrayIndicesType, meta.arrayIndices)
+            segments = _index_vector(meta.arraySegments)
+            indices = _index_vector(meta.arrayIndices)
             for i in range(segments[parent], segments[parent + 1]):
                 coordinate[traversal[level]] = int(indices[i])
                 place(level + 1, i)
@@ -172,7 +213,6 @@ def decode_sparse(tensor, values):
     return dense
 
 
-_NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8}
 
 
 def store_dense(model_content, should_store_dense):
@@ -193,15 +233,8 @@ def store_dense(model_content, should_store_dense):
     """
     import flatbuffers
 
-    fb = _schema()
     rows = {t.name: t for t in inspect_tflite(model_content).sparse_tensors}
-    model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(model_content, 0))
-    densify_codes = {
-        i
-        for i, code in enumerate(model.operatorCodes)
-        if max(code.builtinCode, code.deprecatedBuiltinCode)
-        == fb.BuiltinOperator.DENSIFY
-    }
+    model = parse(model_content)
     stored_dense = []
     for subgraph in model.subgraphs:
         for index, tensor in enumerate(subgraph.tensors):
@@ -209,12 +242,10 @@ def store_dense(model_content, should_store_dense):
             row = rows.get(name)
             if tensor.sparsity is None or row is None or not should_store_dense(row):
                 continue
-            buffer = model.buffers[tensor.buffer]
-            values = np.frombuffer(
-                bytes(bytearray(buffer.data)), dtype=_NUMPY_DTYPES[row.dtype]
+            dense = decode_sparse(tensor, buffer_values(model, tensor))
+            model.buffers[tensor.buffer].data = np.frombuffer(
+                dense.tobytes(), dtype=np.uint8
             )
-            dense = decode_sparse(tensor, values)
-            buffer.data = np.frombuffer(dense.tobytes(), dtype=np.uint8)
             tensor.sparsity = None
             stored_dense.append(name)
         renamed = {}
@@ -222,7 +253,7 @@ def store_dense(model_content, should_store_dense):
         for op in subgraph.operators:
             source = int(op.inputs[0]) if op.inputs is not None else -1
             if (
-                op.opcodeIndex in densify_codes
+                op_name(model, op) == "DENSIFY"
                 and subgraph.tensors[source].sparsity is None
             ):
                 renamed[int(op.outputs[0])] = source

@@ -16,8 +16,11 @@ import re
 
 import numpy as np
 
-from keras_str.tflite_flatbuffer import _schema
+from keras_str.tflite_flatbuffer import buffer_values
 from keras_str.tflite_flatbuffer import decode_sparse
+from keras_str.tflite_flatbuffer import op_name
+from keras_str.tflite_flatbuffer import parse
+from keras_str.tflite_flatbuffer import schema
 
 SPARSE_ZERO_FRACTION = 2.0 / 3.0
 _ELEMENTWISE = {
@@ -61,25 +64,18 @@ class XNNPackVerdict:
 
 class _Graph:
     def __init__(self, model_content, layer_names=()):
-        fb = _schema()
         # Longest first, so "conv1_bn" is not reported as "conv1".
         self.layer_patterns = [
             (name, re.compile(rf"(^|[/;]){re.escape(name)}(_\d+)?/"))
             for name in sorted(layer_names, key=len, reverse=True)
         ]
-        self.fb = fb
-        self.model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(model_content, 0))
+        self.fb = schema()
+        self.model = parse(model_content)
         self.subgraph = self.model.subgraphs[0]
-        names = {
-            value: name
-            for name, value in vars(fb.BuiltinOperator).items()
-            if not name.startswith("_")
-        }
         self.ops = []
         self.producer = {}
         for op in self.subgraph.operators:
-            code = self.model.operatorCodes[op.opcodeIndex]
-            name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+            name = op_name(self.model, op)
             self.ops.append((name, op))
             for output in op.outputs:
                 self.producer[int(output)] = (name, op)
@@ -114,19 +110,9 @@ class _Graph:
         if producer is not None and producer[0] in _WEIGHT_PREPARATION:
             return self.constant(producer[1].inputs[0])
         tensor = self.tensor(index)
-        data = self.model.buffers[tensor.buffer].data
-        if data is None or len(data) == 0:
+        values = buffer_values(self.model, tensor)
+        if values is None:
             return None
-        dtype = {
-            self.fb.TensorType.FLOAT32: np.float32,
-            self.fb.TensorType.FLOAT16: np.float16,
-            self.fb.TensorType.INT8: np.int8,
-            self.fb.TensorType.INT32: np.int32,
-            self.fb.TensorType.INT64: np.int64,
-        }.get(tensor.type)
-        if dtype is None:
-            return None
-        values = np.frombuffer(bytes(bytearray(data)), dtype=dtype)
         if tensor.sparsity is not None:
             return decode_sparse(tensor, values)
         return values.reshape([int(d) for d in tensor.shape])
