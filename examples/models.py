@@ -112,6 +112,50 @@ def mobilenet_v1_xnnpack(
     return keras.Model(inputs, x, name="mobilenet_v1_xnnpack")
 
 
+def resnet20(input_shape=(28, 28, 1), num_classes=10, width=16):
+    """ResNet-20 for small images (He et al., 2016, the CIFAR variant).
+
+    Three stages of three basic blocks (3x3 conv-BN-ReLU twice plus an
+    identity or 1x1-conv shortcut) with `width`, `2*width` and `4*width`
+    filters, global average pooling and a dense classifier: 0.27 M weights
+    at `width=16`.
+    """
+    layers = keras.layers
+
+    def conv_bn(x, filters, kernel_size, strides, name, relu=True):
+        x = layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            name=name,
+        )(x)
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        return layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+    inputs = keras.Input(input_shape)
+    x = conv_bn(inputs, width, 3, 1, "conv1")
+    for stage in range(3):
+        filters = width * 2**stage
+        for block in range(3):
+            strides = 2 if stage > 0 and block == 0 else 1
+            name = f"stage{stage + 1}_block{block + 1}"
+            shortcut = x
+            y = conv_bn(x, filters, 3, strides, f"{name}_conv1")
+            y = conv_bn(y, filters, 3, 1, f"{name}_conv2", relu=False)
+            if strides != 1 or shortcut.shape[-1] != filters:
+                shortcut = conv_bn(
+                    shortcut, filters, 1, strides, f"{name}_shortcut", relu=False
+                )
+            x = layers.Add(name=f"{name}_add")([shortcut, y])
+            x = layers.ReLU(name=f"{name}_out")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="resnet20")
+
+
 def mlp(input_dim=2048, hidden=(2048, 2048, 2048), num_classes=1000):
     """A plain MLP (default: 3x2048 + 1000, the sparse-FC benchmark shape)."""
     layers = keras.layers
@@ -126,4 +170,5 @@ MODELS = {
     "lenet_300_100": lenet_300_100,
     "small_cnn": small_cnn,
     "mobilenet_v1_xnnpack": mobilenet_v1_xnnpack,
+    "resnet20": resnet20,
 }

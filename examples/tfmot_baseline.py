@@ -38,18 +38,23 @@ def train_gmp_tfmot(
     epochs,
     batch_size=128,
     lr=0.1,
+    warmup_epochs=0.0,
     momentum=0.9,
     weight_decay=0.0,
     label_smoothing=0.0,
+    pruning_start_fraction=0.0,
     pruning_end_fraction=0.75,
     frequency=100,
+    validation_data=None,
     verbose=0,
 ):
     """Trains `build(keras_module=tf_keras)` with `prune_low_magnitude`.
 
     The sparsity rises from 0 to `target_sparsity` on tfmot's cubic
-    `PolynomialDecay` over the first `pruning_end_fraction` of the steps;
-    SGD with momentum and a cosine learning rate, as the keras-str scripts.
+    `PolynomialDecay` between `pruning_start_fraction` and
+    `pruning_end_fraction` of the steps; SGD with Nesterov momentum and a
+    cosine learning rate after an optional linear warm-up, as the keras-str
+    scripts. The history has a per-epoch `sparsity` entry.
 
     Returns:
         `(stripped tf_keras model, History)`.
@@ -63,7 +68,9 @@ def train_gmp_tfmot(
     import tf_keras
 
     sparsity = tfmot.sparsity.keras
-    steps = epochs * math.ceil(len(x_train) / batch_size)
+    steps_per_epoch = math.ceil(len(x_train) / batch_size)
+    steps = epochs * steps_per_epoch
+    warmup = int(warmup_epochs * steps_per_epoch)
     model = build(keras_module=tf_keras)
     if weight_decay:
         for layer in model.layers:
@@ -73,28 +80,47 @@ def train_gmp_tfmot(
     schedule = sparsity.PolynomialDecay(
         initial_sparsity=0.0,
         final_sparsity=target_sparsity,
-        begin_step=0,
-        end_step=max(int(steps * pruning_end_fraction), 1),
+        begin_step=int(steps * pruning_start_fraction),
+        end_step=max(
+            int(steps * pruning_end_fraction), int(steps * pruning_start_fraction) + 1
+        ),
         frequency=min(frequency, max(steps // 10, 1)),
     )
     pruned = sparsity.prune_low_magnitude(model, pruning_schedule=schedule)
+    if warmup:
+        learning_rate = tf_keras.optimizers.schedules.CosineDecay(
+            0.0, max(steps - warmup, 1), warmup_target=lr, warmup_steps=warmup
+        )
+    else:
+        learning_rate = tf_keras.optimizers.schedules.CosineDecay(lr, steps)
     pruned.compile(
         optimizer=tf_keras.optimizers.SGD(
-            tf_keras.optimizers.schedules.CosineDecay(lr, steps), momentum=momentum
+            learning_rate, momentum=momentum, nesterov=True
         ),
         loss=tf_keras.losses.CategoricalCrossentropy(
             from_logits=True, label_smoothing=label_smoothing
         ),
         metrics=["accuracy"],
     )
-    y_onehot = tf_keras.utils.to_categorical(y_train, model.output_shape[-1])
+    num_classes = model.output_shape[-1]
+    y_onehot = tf_keras.utils.to_categorical(y_train, num_classes)
+    if validation_data is not None:
+        x_val, y_val = validation_data
+        validation_data = (x_val, tf_keras.utils.to_categorical(y_val, num_classes))
+
+    class LogSparsity(tf_keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["sparsity"] = pruned_kernel_sparsity(pruned)
+
     history = pruned.fit(
         x_train,
         y_onehot,
         batch_size=batch_size,
         epochs=epochs,
         verbose=verbose,
-        callbacks=[sparsity.UpdatePruningStep()],
+        validation_data=validation_data,
+        callbacks=[sparsity.UpdatePruningStep(), LogSparsity()],
     )
     return sparsity.strip_pruning(pruned), history
 
@@ -108,6 +134,19 @@ def kernel_sparsity(model):
         kernel = getattr(layer, "kernel", None)
         if kernel is not None:
             values = kernel.numpy()
+            zeros += int(np.sum(values == 0))
+            params += values.size
+    return zeros / params if params else 0.0
+
+
+def pruned_kernel_sparsity(pruned_model):
+    """Fraction of masked kernel weights of a model wrapped by tfmot."""
+    import numpy as np
+
+    zeros = params = 0
+    for layer in pruned_model.layers:
+        for weight, mask, _ in getattr(layer, "pruning_vars", ()):
+            values = mask.numpy()
             zeros += int(np.sum(values == 0))
             params += values.size
     return zeros / params if params else 0.0

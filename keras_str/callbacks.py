@@ -1,8 +1,84 @@
-"""Keras callbacks that follow sparsity while a model trains."""
+"""Keras callbacks that advance scheduled sparsity and follow it while training."""
+
+import json
 
 import keras
 
+from keras_str.layers.str_layer import STRLayer
+from keras_str.model_utils import iter_layers
 from keras_str.report import sparsity_report
+
+
+def scheduled_layer_groups(model):
+    """Groups a model's layers whose methods are scheduled, by method config.
+
+    Returns a list of `(method, layers)`: one group per distinct method
+    (class and config), so that global choices are made across exactly the
+    layers that share a method.
+    """
+    groups = {}
+    for layer in iter_layers(model):
+        if isinstance(layer, STRLayer) and layer.method.scheduled:
+            key = (
+                type(layer.method).__name__,
+                json.dumps(layer.method.get_config(), sort_keys=True),
+            )
+            groups.setdefault(key, (layer.method, []))[1].append(layer)
+    return list(groups.values())
+
+
+class UpdateSparsity(keras.callbacks.Callback):
+    """Advances scheduled sparsity methods (`ST3`, `GMP`, targeted `STR`).
+
+    Before every training batch, each group of layers sharing a scheduled
+    method is updated for the current step (ST-3's global threshold, GMP's
+    masks, the STR offset), then the layers' step counters (saved with the
+    model, like the masks and thresholds) advance by one. A last update at
+    the end of training leaves the model exactly at its scheduled sparsity. Resuming from a
+    saved model resumes the schedule. Like tfmot's `UpdatePruningStep`, it
+    must be passed to every `fit()` of a model with scheduled methods; it
+    raises if the model has none, so a misconfigured run fails at once.
+
+    Example:
+
+    >>> method = keras_str.ST3(0.9, keras_str.PolynomialSchedule(0, 1000))
+    >>> model = keras_str.sparsify(dense_model, method=method)
+    >>> model.compile("sgd", "mse")
+    >>> model.fit(x, y, callbacks=[keras_str.UpdateSparsity()])
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._groups = None
+
+    def on_train_begin(self, logs=None):
+        self._groups = scheduled_layer_groups(self.model)
+        if not self._groups:
+            raise ValueError(
+                "`UpdateSparsity` found no layer with a scheduled sparsity "
+                "method (ST3, GMP, or STR with target_sparsity) in model "
+                f"{self.model.name!r}. Received: model={self.model.name!r}"
+            )
+        self._layers = [layer for _, layers in self._groups for layer in layers]
+
+    @property
+    def step(self):
+        """The schedule step the next batch trains at."""
+        return int(keras.ops.convert_to_numpy(self._layers[0].sparsity_step))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self.step
+        for method, layers in self._groups:
+            method.update(layers, step)
+        for layer in self._layers:
+            layer.sparsity_step.assign(step + 1)
+
+    def on_train_end(self, logs=None):
+        # The last optimizer step moved weights (and STR's s) after the last
+        # update; one more leaves the saved model exactly on schedule.
+        step = self.step
+        for method, layers in self._groups:
+            method.update(layers, step)
 
 
 class SparsityMonitor(keras.callbacks.Callback):

@@ -23,8 +23,8 @@ class LayerSparsity:
     are per example for the layer's input shape; `sparse_macs` is
     `nonzeros * (dense_macs / params)`, i.e. density times dense MACs. Both
     are `None` when the input shape has unknown spatial dimensions.
-    `threshold` is the mean current threshold `g(s)` of an STR layer and
-    `None` for plain layers.
+    `threshold` is the mean current threshold of a sparse layer (`g(s)` for
+    STR, `t` for ST-3) and `None` for plain layers and GMP.
     """
 
     name: str
@@ -172,7 +172,9 @@ def sparsity_report(model):
 def _layer_row(layer):
     if isinstance(layer, STRLayer):
         kernel = keras.ops.convert_to_numpy(layer.thresholded_kernel())
-        threshold = float(np.mean(keras.ops.convert_to_numpy(layer.threshold)))
+        threshold = layer.threshold
+        if threshold is not None:
+            threshold = float(np.mean(keras.ops.convert_to_numpy(threshold)))
     else:
         kernel = keras.ops.convert_to_numpy(raw_kernel_variable(layer))
         threshold = None

@@ -1,9 +1,12 @@
 """Dense Keras model -> the same architecture with STR layers."""
 
+import keras
+
 from keras_str.cloning import check_clonable
 from keras_str.cloning import clone_with
 from keras_str.layers.mapping import STR_LAYER_FOR
 from keras_str.layers.str_layer import DEFAULT_THRESHOLD_INIT
+from keras_str.methods import get_method
 from keras_str.model_utils import iter_layers
 from keras_str.model_utils import raw_kernel_variable
 from keras_str.weight_decay import apply_weight_decay
@@ -17,8 +20,9 @@ def sparsify(
     threshold_granularity="layer",
     weight_decay=None,
     keep_dense=None,
+    method=None,
 ):
-    """Returns `model` rebuilt with STR layers in place of its kernel layers.
+    """Returns `model` rebuilt with sparse-trainable layers in place of its kernel layers.
 
     Every `Dense`, `Conv1D`, `Conv2D` and `DepthwiseConv2D` (exactly those
     classes; custom subclasses are left alone) becomes its STR counterpart
@@ -38,6 +42,11 @@ def sparsify(
         keep_dense: Layers to leave dense: a list of layer names, or a
             predicate `fn(layer) -> bool`. Common: the first conv and the
             classifier.
+        method: The sparsity method every new layer uses: `None` (plain
+            STR), `keras_str.STR(target_sparsity, schedule)`,
+            `keras_str.ST3(...)` or `keras_str.GMP(...)`. Scheduled methods
+            need `keras_str.UpdateSparsity()` in `fit()`'s callbacks. The
+            `threshold_*` arguments configure STR only.
 
     Returns:
         A new Keras model; `model` itself is not changed.
@@ -47,10 +56,13 @@ def sparsify(
     >>> dense = keras.applications.MobileNet(weights=None, input_shape=(96, 96, 3))
     >>> sparse = keras_str.sparsify(
     ...     dense, weight_decay=5e-5, keep_dense=["conv1", "predictions"])
+    >>> st3 = keras_str.sparsify(
+    ...     dense, method=keras_str.ST3(0.9, keras_str.PolynomialSchedule(0, 5000)))
     """
     check_clonable(model)
     should_keep_dense = _keep_dense_predicate(model, keep_dense)
     str_options = {
+        "method": keras.saving.serialize_keras_object(get_method(method)),
         "threshold_init": threshold_init,
         "threshold_fn": threshold_fn,
         "threshold_granularity": threshold_granularity,

@@ -5,6 +5,7 @@ import math
 import keras
 
 from keras_str.layers.str_layer import STRLayer
+from keras_str.methods import STR
 from keras_str.model_utils import is_kernel_layer
 from keras_str.model_utils import iter_layers
 from keras_str.model_utils import kernel_regularizer_attribute
@@ -64,10 +65,14 @@ def apply_weight_decay(model, weight_decay):
         if not is_kernel_layer(layer):
             continue
         setattr(layer, kernel_regularizer_attribute(layer), regularizer)
-        if isinstance(layer, STRLayer):
+        # Only STR learns its threshold; ST-3's is set by the schedule.
+        learns_threshold = isinstance(layer, STRLayer) and isinstance(
+            layer.method, STR
+        )
+        if learns_threshold:
             layer.threshold_regularizer = regularizer
         if layer.built:
             raw_kernel_variable(layer).regularizer = regularizer
-            if isinstance(layer, STRLayer):
+            if learns_threshold:
                 layer.threshold_param.regularizer = regularizer
     return model

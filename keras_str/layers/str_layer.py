@@ -5,9 +5,9 @@ import math
 import keras
 from keras import ops
 
+from keras_str.methods import get_method
 from keras_str.ops import get_threshold_fn
 from keras_str.ops import serialize_threshold_fn
-from keras_str.ops import soft_threshold
 
 THRESHOLD_GRANULARITIES = ("layer", "channel", "weight")
 
@@ -21,18 +21,20 @@ STR_CONFIG_KEYS = (
     "threshold_init",
     "threshold_granularity",
     "threshold_regularizer",
+    "method",
 )
 
 
 class STRLayer:
-    """Mixin that turns a Keras kernel layer into an STR layer.
+    """Mixin that turns a Keras kernel layer into a sparse-trainable layer.
 
-    The layer keeps its raw kernel `W` in `self._kernel` and a trainable
-    threshold parameter `s` (variable named `"threshold"`) in
-    `self.threshold_param`. Its `kernel` property, which the parent's
-    `call()` uses, is the soft-thresholded kernel
-    `sign(W) * relu(|W| - g(s))`, computed in the variable dtype (float32
-    under `mixed_float16`) and then cast to the compute dtype.
+    The layer keeps its raw kernel `W` in `self._kernel` and asks its
+    sparsity method (`keras_str.STR` by default, or `ST3`, `GMP`) for the
+    kernel it computes with. With STR, that is `sign(W) * relu(|W| - g(s))`
+    with a trainable threshold parameter `s` (variable named `"threshold"`,
+    attribute `threshold_param`). The `kernel` property, which the parent's
+    `call()` uses, is that effective kernel, computed in the variable dtype
+    (float32 under `mixed_float16`) and then cast to the compute dtype.
 
     Subclasses list the mixin first and set `output_channel_ndim`, the number
     of trailing kernel axes that index output channels.
@@ -47,6 +49,7 @@ class STRLayer:
         threshold_init=DEFAULT_THRESHOLD_INIT,
         threshold_granularity="layer",
         threshold_regularizer=None,
+        method=None,
         **kwargs,
     ):
         if kwargs.get("lora_rank"):
@@ -84,6 +87,7 @@ class STRLayer:
         self.threshold_regularizer = keras.regularizers.get(
             threshold_regularizer
         )
+        self.method = get_method(method)
 
     def add_weight(self, *args, **kwargs):
         if kwargs.get("name") == "kernel":
@@ -94,14 +98,7 @@ class STRLayer:
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.threshold_param = self.add_weight(
-            name="threshold",
-            shape=self._threshold_shape(),
-            initializer=keras.initializers.Constant(self.threshold_init),
-            regularizer=self.threshold_regularizer,
-            dtype=self.variable_dtype,
-            autocast=False,
-        )
+        self.method.build(self)
 
     def _threshold_shape(self):
         kernel_shape = tuple(self._kernel.shape)
@@ -113,25 +110,26 @@ class STRLayer:
 
     @property
     def threshold(self):
-        """The current threshold `g(s)`, in the variable dtype."""
+        """The current threshold (`g(s)` for STR), or `None` (GMP)."""
         if not self.built:
             raise AttributeError(
                 "You must build the layer before accessing `threshold`."
             )
-        return self._threshold_fn(ops.convert_to_tensor(self.threshold_param))
+        return self.method.threshold(self)
 
     def thresholded_kernel(self):
-        """Returns `sign(W) * relu(|W| - g(s))` in the variable dtype.
+        """Returns the effective kernel in the variable dtype.
 
-        This is what the layer computes with (before the cast to the compute
-        dtype) and what `keras_str.strip` writes into the plain layer.
+        For STR, `sign(W) * relu(|W| - g(s))`. This is what the layer
+        computes with (before the cast to the compute dtype) and what
+        `keras_str.strip` writes into the plain layer.
         """
         if not self.built:
             raise AttributeError(
                 "You must build the layer before accessing its kernel."
             )
-        return soft_threshold(
-            ops.convert_to_tensor(self._kernel), self.threshold
+        return self.method.effective_kernel(
+            self, ops.convert_to_tensor(self._kernel)
         )
 
     @property
@@ -174,5 +172,6 @@ class STRLayer:
             "threshold_regularizer": keras.regularizers.serialize(
                 self.threshold_regularizer
             ),
+            "method": keras.saving.serialize_keras_object(self.method),
         }
         return {**base_config, **config}

@@ -1,0 +1,309 @@
+"""Accuracy vs sparsity and vs sparse MFLOPs: dense, STR, ST-3, GMP and tfmot GMP.
+
+    python -m benchmarks.accuracy_vs_sparsity            # default sweep, ~1 h on 2 cores
+    python -m benchmarks.accuracy_vs_sparsity --seeds 0,1,2 --lenet_epochs 30
+
+Trains every method at every target sparsity on Fashion-MNIST with the same
+epochs, optimizer, learning-rate schedule, weight decay and seeds, and writes
+`accuracy_vs_sparsity.{json,md}` and one accuracy-vs-sparsity and one
+accuracy-vs-MFLOPs plot per model to `--out_dir`. Finished runs are kept in
+the JSON as they complete; `--resume` skips them.
+
+Rows:
+- `dense`: the model without sparsity.
+- `str_plain`: the STR paper's recipe (coupled decay lambda on W and s, no
+  target); lambda per target comes from `PLAIN_STR_LAMBDA`, so the reached
+  sparsity is whatever that lambda gives.
+- `str`: STR whose thresholds follow a cubic schedule to the target.
+- `st3`: ST-3, one global threshold, straight-through gradients.
+- `gmp`: keras-str's gradual magnitude pruning, uniform per layer.
+- `gmp_tfmot`: tfmot's `prune_low_magnitude` + `PolynomialDecay` on tf_keras.
+- `str_budget_gmp`: GMP with the per-layer budget learned by the `str` run
+  at the same target and seed (budget transfer).
+"""
+
+import json
+import math
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+from examples.data import load_image_classification  # noqa: E402
+from examples.data import normalize_images  # noqa: E402
+from examples.training import TrainConfig  # noqa: E402
+from examples.training import run_training  # noqa: E402
+from keras_str.io_utils import write_text_atomic  # noqa: E402
+from keras_str.plots import plot_tradeoff  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", ["lenet_300_100", "small_cnn"], "Models to sweep.")
+flags.DEFINE_list(
+    "methods",
+    ["dense", "str_plain", "str", "st3", "gmp", "gmp_tfmot", "str_budget_gmp"],
+    "Rows of the table.",
+)
+flags.DEFINE_list("sparsities", ["0.9", "0.95", "0.98", "0.99"], "Target sparsities.")
+flags.DEFINE_list("seeds", ["0"], "Random seeds; results are averaged.")
+flags.DEFINE_integer("lenet_epochs", 10, "Epochs for lenet_300_100.")
+flags.DEFINE_integer("cnn_epochs", 5, "Epochs for small_cnn.")
+flags.DEFINE_float("lr", 0.1, "Peak learning rate.")
+flags.DEFINE_float("weight_decay", 5e-4, "Weight decay for every method but str_plain.")
+flags.DEFINE_string("recommended", "str_budget_gmp", "The row the README recommends.")
+flags.DEFINE_string("out_dir", "benchmarks/results", "Where results are written.")
+flags.DEFINE_boolean("resume", False, "Keep finished runs found in the JSON.")
+
+# Plain STR reaches a sparsity through lambda only. These values were read
+# off LeNet-300-100 runs (8 epochs: 3e-3 -> 88 %, 1e-2 -> 99.2 %),
+# interpolating log(density) linearly in log(lambda).
+PLAIN_STR_LAMBDA = {0.9: 3.3e-3, 0.95: 4.4e-3, 0.98: 6.6e-3, 0.99: 9.1e-3}
+
+SPARSE_METHODS = ("str_plain", "str", "st3", "gmp", "gmp_tfmot", "str_budget_gmp")
+
+
+def run_key(model, method, target, seed):
+    return f"{model}/{method}/{target}/{seed}"
+
+
+def make_config(model, method, target, seed, epochs, budget=None):
+    common = dict(model=model, epochs=epochs, lr=FLAGS.lr, seed=seed,
+                  weight_decay=FLAGS.weight_decay)
+    if method == "dense":
+        return TrainConfig(method="dense", **common)
+    if method == "str_plain":
+        common["weight_decay"] = PLAIN_STR_LAMBDA[target]
+        return TrainConfig(method="str", **common)
+    if method == "str_budget_gmp":
+        return TrainConfig(method="gmp", target_sparsity=target,
+                           layer_targets=budget, **common)
+    return TrainConfig(method=method, target_sparsity=target, **common)
+
+
+def aggregate(runs):
+    """Mean and std over seeds, per (model, method, target)."""
+    groups = {}
+    for run in runs.values():
+        key = (run["model"], run["label"], run["target"])
+        groups.setdefault(key, []).append(run)
+    rows = []
+    for (model, label, target), members in sorted(groups.items(), key=str):
+        accuracy = [100 * m["test_accuracy"] for m in members]
+        rows.append(
+            {
+                "model": model,
+                "method": label,
+                "target": target,
+                "seeds": len(members),
+                "accuracy": float(np.mean(accuracy)),
+                "accuracy_std": float(np.std(accuracy)),
+                "sparsity": 100 * float(np.mean([m["sparsity"] for m in members])),
+                "sparse_mflops": float(np.mean([m["sparse_mflops"] for m in members])),
+                "dense_mflops": members[0]["dense_mflops"],
+                "train_seconds": float(np.mean([m["train_seconds"] for m in members])),
+            }
+        )
+    return rows
+
+
+def comparisons(rows, recommended):
+    """The issue's targets, checked per model: one line each."""
+    lines = []
+    for model in sorted({r["model"] for r in rows}):
+        by = {(r["method"], r["target"]): r for r in rows if r["model"] == model}
+        dense = by.get(("dense", None))
+        targets = sorted({r["target"] for r in rows if r["target"] is not None})
+        lines.append(f"**{model}** (recommended: `{recommended}`)")
+        for target in targets:
+            rec = by.get((recommended, target))
+            tfmot = by.get(("gmp_tfmot", target))
+            if rec is None:
+                continue
+            parts = [f"- {100 * target:g} %: {recommended} {rec['accuracy']:.2f}"]
+            if tfmot:
+                parts.append(
+                    f"vs tfmot GMP {tfmot['accuracy']:.2f} "
+                    f"({rec['accuracy'] - tfmot['accuracy']:+.2f})"
+                )
+            if dense:
+                parts.append(f"vs dense {dense['accuracy']:.2f} "
+                             f"({rec['accuracy'] - dense['accuracy']:+.2f})")
+            lines.append(", ".join(parts))
+        # Fewer MFLOPs at equal accuracy: for each uniform-GMP point, the
+        # cheapest recommended point that is at least as accurate.
+        for target in targets:
+            gmp = by.get(("gmp", target)) or by.get(("gmp_tfmot", target))
+            if gmp is None:
+                continue
+            candidates = [
+                r for (label, _), r in by.items()
+                if label == recommended and r["accuracy"] >= gmp["accuracy"]
+            ]
+            if candidates:
+                best = min(candidates, key=lambda r: r["sparse_mflops"])
+                lines.append(
+                    f"- at uniform GMP's {gmp['accuracy']:.2f} % ({100 * target:g} %, "
+                    f"{gmp['sparse_mflops']:.4f} MFLOPs): {recommended} needs "
+                    f"{best['sparse_mflops']:.4f} MFLOPs "
+                    f"({best['sparse_mflops'] / gmp['sparse_mflops']:.2f}x)"
+                )
+            else:
+                lines.append(
+                    f"- at uniform GMP's {gmp['accuracy']:.2f} % ({100 * target:g} %): "
+                    f"no {recommended} point is as accurate"
+                )
+        lines.append("")
+    return lines
+
+
+def markdown(rows, meta):
+    lines = [
+        "# Accuracy vs sparsity on Fashion-MNIST",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        f"Seeds: {meta['seeds']}; epochs: {meta['epochs']}; SGD + Nesterov "
+        f"momentum 0.9, peak lr {meta['lr']}, cosine to 0; weight decay "
+        f"{meta['weight_decay']} (str_plain: its own lambda); sparsity "
+        "schedules ramp over the first 75 % of training (cubic), the rest "
+        "fine-tunes. Cells: test accuracy % (mean ± std over seeds) / reached "
+        "sparsity % / sparse MFLOPs (multiply-adds of nonzero weights).",
+        "",
+    ]
+    for model in sorted({r["model"] for r in rows}):
+        members = [r for r in rows if r["model"] == model]
+        targets = sorted({r["target"] for r in members if r["target"] is not None})
+        lines.append(f"## {model}")
+        lines.append("")
+        lines.append("| method | " + " | ".join(f"{100 * t:g} %" for t in targets) + " |")
+        lines.append("|---|" + "---|" * len(targets))
+        dense = [r for r in members if r["method"] == "dense"]
+        if dense:
+            d = dense[0]
+            lines.append(
+                f"| dense | {d['accuracy']:.2f} ± {d['accuracy_std']:.2f} / 0 % / "
+                f"{d['sparse_mflops']:.3f} (all targets) |" + " |" * (len(targets) - 1)
+            )
+        for method in meta["methods"]:
+            if method == "dense":
+                continue
+            cells = []
+            for target in targets:
+                match = [r for r in members if r["method"] == method and r["target"] == target]
+                if match:
+                    r = match[0]
+                    cells.append(
+                        f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f} / "
+                        f"{r['sparsity']:.1f} % / {r['sparse_mflops']:.4f}"
+                    )
+                else:
+                    cells.append("-")
+            if any(c != "-" for c in cells):
+                lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines.append(f"![accuracy vs sparsity]({model}_accuracy_vs_sparsity.png)")
+        lines.append(f"![accuracy vs MFLOPs]({model}_accuracy_vs_mflops.png)")
+        lines.append("")
+    lines.append("## Against the targets")
+    lines.append("")
+    lines.extend(comparisons(rows, meta["recommended"]))
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(runs, meta):
+    rows = aggregate(runs)
+    base = os.path.join(FLAGS.out_dir, "accuracy_vs_sparsity")
+    write_text_atomic(
+        base + ".json",
+        json.dumps({"meta": meta, "runs": runs, "rows": rows}, indent=1) + "\n",
+    )
+    write_text_atomic(base + ".md", markdown(rows, meta))
+    for model in sorted({r["model"] for r in rows}):
+        members = [r for r in rows if r["model"] == model and r["target"] is not None]
+        dense = [r for r in rows if r["model"] == model and r["target"] is None]
+        if not members:
+            continue
+        points = members + [
+            {**d, "target": t} for d in dense for t in {m["target"] for m in members}
+        ]
+        plot_tradeoff(points, os.path.join(FLAGS.out_dir, f"{model}_accuracy_vs_sparsity.png"),
+                      x_key="sparsity", x_label="reached sparsity (%)",
+                      title=f"{model}, Fashion-MNIST")
+        plot_tradeoff(members + dense,
+                      os.path.join(FLAGS.out_dir, f"{model}_accuracy_vs_mflops.png"),
+                      x_key="sparse_mflops", x_label="sparse MFLOPs (log)",
+                      log_x=True, title=f"{model}, Fashion-MNIST")
+    return rows
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    targets = [float(s) for s in FLAGS.sparsities]
+    unknown = sorted(set(targets) - set(PLAIN_STR_LAMBDA))
+    if "str_plain" in FLAGS.methods and unknown:
+        raise app.UsageError(f"No plain-STR lambda for sparsities {unknown}.")
+    seeds = [int(s) for s in FLAGS.seeds]
+    os.makedirs(FLAGS.out_dir, exist_ok=True)
+    json_path = os.path.join(FLAGS.out_dir, "accuracy_vs_sparsity.json")
+    runs = {}
+    if FLAGS.resume and os.path.exists(json_path):
+        with open(json_path) as f:
+            runs = json.load(f)["runs"]
+    epochs = {"lenet_300_100": FLAGS.lenet_epochs, "small_cnn": FLAGS.cnn_epochs}
+    meta = {
+        "command": "python -m benchmarks.accuracy_vs_sparsity "
+        + " ".join(f"--{k}={getattr(FLAGS, k)}" for k in
+                   ("models", "methods", "sparsities", "seeds", "lenet_epochs",
+                    "cnn_epochs")).replace("[", "").replace("]", "").replace("'", "").replace(", ", ","),
+        "seeds": seeds,
+        "epochs": {m: epochs.get(m) for m in FLAGS.models},
+        "lr": FLAGS.lr,
+        "weight_decay": FLAGS.weight_decay,
+        "methods": list(FLAGS.methods),
+        "recommended": FLAGS.recommended,
+    }
+    (x_train, y_train), (x_test, y_test) = load_image_classification("fashion_mnist")
+    data = ((normalize_images(x_train), y_train), (normalize_images(x_test), y_test))
+    start = time.time()
+    for model in FLAGS.models:
+        for seed in seeds:
+            plan = [("dense", None)] if "dense" in FLAGS.methods else []
+            plan += [(m, t) for t in targets for m in FLAGS.methods if m in SPARSE_METHODS]
+            for method, target in plan:
+                key = run_key(model, method, target, seed)
+                if key in runs:
+                    continue
+                budget = None
+                if method == "str_budget_gmp":
+                    source = runs.get(run_key(model, "str", target, seed))
+                    if source is None:
+                        raise app.UsageError("str_budget_gmp needs the str row.")
+                    budget = source["layer_sparsity"]
+                config = make_config(model, method, target, seed,
+                                     epochs.get(model, FLAGS.lenet_epochs), budget)
+                result = run_training(config, data)
+                summary = result.summary()
+                summary.update(label=method, target=target)
+                summary.pop("layer_targets", None)
+                runs[key] = summary
+                print(
+                    f"[{time.time() - start:6.0f} s] {key}: accuracy "
+                    f"{100 * summary['test_accuracy']:.2f} %, sparsity "
+                    f"{100 * summary['sparsity']:.2f} %, "
+                    f"{summary['sparse_mflops']:.4f} MFLOPs, "
+                    f"{summary['train_seconds']:.0f} s",
+                    flush=True,
+                )
+                write_outputs(runs, meta)
+    write_outputs(runs, meta)
+    with open(os.path.join(FLAGS.out_dir, "accuracy_vs_sparsity.md")) as f:
+        print(f.read())
+
+
+if __name__ == "__main__":
+    app.run(main)

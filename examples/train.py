@@ -1,0 +1,160 @@
+"""Train any example model with any method, then strip, export and report.
+
+    python -m examples.train --model lenet_300_100 --method st3 \
+        --target_sparsity 0.95 --epochs 10 --out_dir runs/lenet_st3_95
+
+Methods: `dense`, `str` (plain STR; with `--target_sparsity`, STR whose
+thresholds follow a cubic schedule to exactly that sparsity), `st3`, `gmp`
+(Keras 3) and `gmp_tfmot` (tensorflow-model-optimization on tf_keras).
+`--budget_from` hands the per-layer sparsity of an earlier run (its
+`report.json`) to `gmp` as layer targets (budget transfer).
+
+Writes to `--out_dir`: `model.keras` (sparse-trainable), `model_stripped.keras`
+(plain Keras, exact zeros), `model.tflite` (sparse float32, checked in
+LiteRT), `report.json` (per-layer sparsity and MACs), `summary.json`,
+`layer_sparsity.png` and `training.png`.
+"""
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+import keras_str  # noqa: E402
+from examples.data import load_image_classification  # noqa: E402
+from examples.data import normalize_images  # noqa: E402
+from examples.models import MODELS  # noqa: E402
+from examples.training import METHODS  # noqa: E402
+from examples.training import TrainConfig  # noqa: E402
+from examples.training import run_training  # noqa: E402
+from keras_str.io_utils import write_text_atomic  # noqa: E402
+from keras_str.plots import plot_layer_sparsity  # noqa: E402
+from keras_str.plots import plot_training_history  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string(
+    "dataset", "fashion_mnist",
+    "tensorflow-datasets image classification name (offline: fashion_mnist).",
+)
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data folder.")
+flags.DEFINE_enum("model", "lenet_300_100", sorted(MODELS), "Architecture.")
+flags.DEFINE_enum("method", "str", list(METHODS), "Sparsity method.")
+flags.DEFINE_float(
+    "target_sparsity", None,
+    "Final fraction of zero kernel weights (required for st3/gmp/gmp_tfmot; "
+    "optional for str).",
+)
+flags.DEFINE_integer("epochs", 10, "Training epochs.")
+flags.DEFINE_integer("batch_size", 128, "Batch size.")
+flags.DEFINE_float("lr", 0.1, "Peak learning rate (SGD + Nesterov momentum, cosine).")
+flags.DEFINE_float("warmup_epochs", 0.0, "Linear learning-rate warm-up, in epochs.")
+flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
+flags.DEFINE_float(
+    "weight_decay", 5e-4,
+    "PyTorch-style coupled weight decay lambda on kernels (and STR thresholds).",
+)
+flags.DEFINE_float("threshold_init", -5.0, "STR's initial raw threshold s.")
+flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing.")
+flags.DEFINE_float(
+    "pruning_start", 0.0, "Fraction of training at which the sparsity schedule starts."
+)
+flags.DEFINE_float(
+    "pruning_end", 0.75,
+    "Fraction of training at which the target is reached; the rest fine-tunes.",
+)
+flags.DEFINE_enum("st3_scope", "global", ["global", "sigma"], "ST-3 threshold scope.")
+flags.DEFINE_boolean("st3_rescale", False, "ST-3 per-channel rescaling.")
+flags.DEFINE_integer("gmp_frequency", 100, "Steps between GMP mask updates.")
+flags.DEFINE_string(
+    "budget_from", None,
+    "report.json of an earlier run whose per-layer sparsity becomes gmp's "
+    "layer targets.",
+)
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("out_dir", "train_output", "Where the outputs are written.")
+
+
+def read_budget(path):
+    """`{layer: sparsity}` from a report.json written by this script."""
+    try:
+        with open(path) as f:
+            layers = json.load(f)["layers"]
+        return {row["name"]: float(row["sparsity"]) for row in layers}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            "Expected `budget_from` to be a report.json written by "
+            f"examples.train. Received: budget_from={path!r} ({error})"
+        ) from error
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    layer_targets = None
+    if FLAGS.budget_from:
+        if FLAGS.method != "gmp":
+            raise app.UsageError("--budget_from applies to --method gmp only.")
+        layer_targets = read_budget(FLAGS.budget_from)
+    config = TrainConfig(
+        model=FLAGS.model,
+        method=FLAGS.method,
+        target_sparsity=FLAGS.target_sparsity,
+        epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        lr=FLAGS.lr,
+        warmup_epochs=FLAGS.warmup_epochs,
+        momentum=FLAGS.momentum,
+        weight_decay=FLAGS.weight_decay,
+        threshold_init=FLAGS.threshold_init,
+        label_smoothing=FLAGS.label_smoothing,
+        pruning_start_fraction=FLAGS.pruning_start,
+        pruning_end_fraction=FLAGS.pruning_end,
+        st3_scope=FLAGS.st3_scope,
+        st3_rescale=FLAGS.st3_rescale,
+        gmp_frequency=FLAGS.gmp_frequency,
+        layer_targets=layer_targets,
+        seed=FLAGS.seed,
+    )
+    config.validate()
+    os.makedirs(FLAGS.out_dir, exist_ok=True)
+    (x_train, y_train), (x_test, y_test) = load_image_classification(
+        FLAGS.dataset, FLAGS.data_dir
+    )
+    data = (
+        (normalize_images(x_train), y_train),
+        (normalize_images(x_test), y_test),
+    )
+    result = run_training(config, data, verbose=2)
+
+    def out(name):
+        return os.path.join(FLAGS.out_dir, name)
+
+    result.model.save(out("model.keras"))
+    result.stripped.save(out("model_stripped.keras"))
+    export = keras_str.export_tflite(result.stripped, out("model.tflite"))
+    result.report.to_json(out("report.json"))
+    summary = result.summary()
+    summary["tflite_bytes"] = export.size_bytes
+    summary["tflite_max_difference"] = export.max_difference
+    write_text_atomic(out("summary.json"), json.dumps(summary, indent=2) + "\n")
+    plot_layer_sparsity(result.report, out("layer_sparsity.png"))
+    plot_training_history(result.history, out("training.png"),
+                          title=f"{config.model} / {config.method}")
+
+    print(result.report.table())
+    print(
+        f"test accuracy: {result.test_accuracy:.4f}   "
+        f"sparsity: {100 * result.report.totals['sparsity']:.2f}%   "
+        f"sparse MFLOPs: {summary['sparse_mflops']:.3f} "
+        f"(dense {summary['dense_mflops']:.3f})   "
+        f"train time: {result.train_seconds:.0f} s"
+    )
+    print(f"outputs in {FLAGS.out_dir}/")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,42 @@
+"""Budget transfer: a layer-wise sparsity budget learned by one method, given to another."""
+
+from keras_str.report import SparsityReport
+from keras_str.report import sparsity_report
+
+
+def layer_budget(model_or_report, min_params=0):
+    """Returns `{layer_name: sparsity}` of a trained sparse model.
+
+    STR learns how sparse each layer should be; this reads that budget so
+    that another method can use it as its per-layer targets, e.g.
+    `keras_str.GMP(..., layer_targets=layer_budget(str_model))` (the STR
+    paper's budget transfer). Layer names survive `sparsify` and `strip`, so
+    the budget applies to a fresh sparsified copy of the same dense model.
+
+    Args:
+        model_or_report: A built model (STR or stripped) or a
+            `SparsityReport` of one.
+        min_params: Leave out layers with fewer kernel weights than this.
+
+    Returns:
+        A dict from layer name to its fraction of zero kernel weights.
+
+    Example:
+
+    >>> budget = keras_str.layer_budget(trained_str_model)
+    >>> method = keras_str.GMP(0.9, schedule, layer_targets=budget)
+    """
+    if isinstance(model_or_report, SparsityReport):
+        report = model_or_report
+    elif hasattr(model_or_report, "layers") or hasattr(model_or_report, "built"):
+        report = sparsity_report(model_or_report)
+    else:
+        raise ValueError(
+            "Expected a Keras model or a `keras_str.SparsityReport`. "
+            f"Received: model_or_report={model_or_report!r}"
+        )
+    return {
+        row.name: float(row.sparsity)
+        for row in report.rows
+        if row.params >= min_params
+    }

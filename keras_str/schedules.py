@@ -1,0 +1,147 @@
+"""Sparsity schedules: how far along its final sparsity a method is at a step."""
+
+import math
+
+import keras
+
+
+def _check_step(name, value, minimum=0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected an integer >= "
+            f"{minimum}. Received: {name}={value!r}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_str")
+class PolynomialSchedule:
+    """Rises from 0 to 1 as `1 - (1 - progress)^power` between two steps.
+
+    With `power=3` this is the cubic schedule of gradual magnitude pruning
+    (Zhu & Gupta, 2017) and of ST-3: the sparsity target climbs fast while
+    the network is still plastic and slowly near the end. A method's target
+    at `step` is `final_sparsity * schedule(step)`; before `begin_step` it is
+    0, after `end_step` it stays at `final_sparsity` (the fine-tuning phase).
+
+    Args:
+        begin_step: Optimizer step at which sparsification starts.
+        end_step: Step at which the final sparsity is reached; must be
+            greater than `begin_step`.
+        power: Exponent of the schedule (3 = cubic).
+
+    Example:
+
+    >>> schedule = keras_str.PolynomialSchedule(0, 1000)
+    >>> schedule(500)
+    0.875
+    """
+
+    def __init__(self, begin_step, end_step, power=3):
+        _check_step("begin_step", begin_step)
+        _check_step("end_step", end_step, minimum=begin_step + 1)
+        if (
+            isinstance(power, bool)
+            or not isinstance(power, (int, float))
+            or not math.isfinite(power)
+            or power <= 0
+        ):
+            raise ValueError(
+                "Invalid value for argument `power`. Expected a positive "
+                f"number. Received: power={power!r}"
+            )
+        self.begin_step = begin_step
+        self.end_step = end_step
+        self.power = power
+
+    @classmethod
+    def from_epochs(cls, steps_per_epoch, begin_epoch, end_epoch, power=3):
+        """The same schedule with its ends given in (fractional) epochs."""
+        _check_step("steps_per_epoch", steps_per_epoch, minimum=1)
+        for name, value in (("begin_epoch", begin_epoch), ("end_epoch", end_epoch)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(
+                    f"Invalid value for argument `{name}`. Expected a "
+                    f"non-negative number. Received: {name}={value!r}"
+                )
+        begin = int(round(begin_epoch * steps_per_epoch))
+        end = max(int(round(end_epoch * steps_per_epoch)), begin + 1)
+        return cls(begin, end, power=power)
+
+    def __call__(self, step):
+        if step <= self.begin_step:
+            return 0.0
+        if step >= self.end_step:
+            return 1.0
+        progress = (step - self.begin_step) / (self.end_step - self.begin_step)
+        return 1.0 - (1.0 - progress) ** self.power
+
+    def get_config(self):
+        return {
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "power": self.power,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return (
+            f"PolynomialSchedule(begin_step={self.begin_step}, "
+            f"end_step={self.end_step}, power={self.power})"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_str")
+class ConstantSchedule:
+    """Full target sparsity from `begin_step` on (one-shot pruning).
+
+    Args:
+        begin_step: Step from which the final sparsity applies.
+
+    Example:
+
+    >>> keras_str.ConstantSchedule(10)(9), keras_str.ConstantSchedule(10)(10)
+    (0.0, 1.0)
+    """
+
+    def __init__(self, begin_step=0):
+        _check_step("begin_step", begin_step)
+        self.begin_step = begin_step
+
+    @property
+    def end_step(self):
+        return self.begin_step
+
+    def __call__(self, step):
+        return 1.0 if step >= self.begin_step else 0.0
+
+    def get_config(self):
+        return {"begin_step": self.begin_step}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"ConstantSchedule(begin_step={self.begin_step})"
+
+
+def get_schedule(schedule):
+    """A schedule object from a schedule, its serialized dict, or raises."""
+    if isinstance(schedule, dict):
+        schedule = keras.saving.deserialize_keras_object(schedule)
+    if not isinstance(schedule, (PolynomialSchedule, ConstantSchedule)) and not (
+        callable(schedule) and hasattr(schedule, "get_config")
+    ):
+        raise ValueError(
+            "Invalid value for argument `schedule`. Expected a "
+            "`keras_str.PolynomialSchedule`, `keras_str.ConstantSchedule` or "
+            f"a serializable callable step -> [0, 1]. Received: schedule={schedule!r}"
+        )
+    return schedule

@@ -1,0 +1,385 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_str
+from keras_str.callbacks import scheduled_layer_groups
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def mlp(units=(32, 16), num_classes=3, input_dim=10):
+    layers = [keras.Input((input_dim,))]
+    for i, width in enumerate(units):
+        layers.append(keras.layers.Dense(width, activation="relu", name=f"h{i}"))
+    layers.append(keras.layers.Dense(num_classes, name="logits"))
+    return keras.Sequential(layers)
+
+
+def toy_data(n=256, input_dim=10, num_classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, input_dim)).astype("float32")
+    y = (x[:, :num_classes].argmax(axis=1)).astype("int32")
+    return x, y
+
+
+def kernels(model):
+    return {
+        layer.name: keras.ops.convert_to_numpy(layer.thresholded_kernel())
+        for layer in model.layers
+        if isinstance(layer, keras_str.STRLayer)
+    }
+
+
+def overall_sparsity(model):
+    values = np.concatenate([k.ravel() for k in kernels(model).values()])
+    return float(np.mean(values == 0))
+
+
+def train(model, steps, batch_size=16, lr=0.05, callbacks=None):
+    x, y = toy_data(steps * batch_size)
+    model.compile(
+        keras.optimizers.SGD(lr, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    if callbacks is None:
+        callbacks = [keras_str.UpdateSparsity()]
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, callbacks=callbacks)
+    return model
+
+
+# Schedules.
+
+
+def test_polynomial_schedule_is_cubic_and_clamped():
+    schedule = keras_str.PolynomialSchedule(100, 200)
+    assert schedule(0) == 0.0
+    assert schedule(100) == 0.0
+    assert schedule(150) == pytest.approx(1 - 0.5**3)
+    assert schedule(200) == 1.0
+    assert schedule(10_000) == 1.0
+    values = [schedule(s) for s in range(100, 201)]
+    assert values == sorted(values)
+
+
+def test_schedule_from_epochs_and_serialization():
+    schedule = keras_str.PolynomialSchedule.from_epochs(50, 1, 3.5)
+    assert (schedule.begin_step, schedule.end_step) == (50, 175)
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(schedule)
+    )
+    assert restored.get_config() == schedule.get_config()
+    assert keras_str.ConstantSchedule(5)(4) == 0.0
+    assert keras_str.ConstantSchedule(5)(5) == 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"begin_step": -1, "end_step": 10}, "begin_step"),
+        ({"begin_step": 10, "end_step": 10}, "end_step"),
+        ({"begin_step": 0, "end_step": 1.5}, "end_step"),
+        ({"begin_step": 0, "end_step": 10, "power": 0}, "power"),
+    ],
+)
+def test_schedule_rejects_bad_arguments(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        keras_str.PolynomialSchedule(**kwargs)
+
+
+# Method objects.
+
+
+@pytest.mark.parametrize(
+    "build, argument",
+    [
+        (lambda: keras_str.ST3(1.0, keras_str.PolynomialSchedule(0, 5)), "target_sparsity"),
+        (lambda: keras_str.ST3(0.5, "cubic"), "schedule"),
+        (lambda: keras_str.ST3(0.5, keras_str.ConstantSchedule(), scope="layer"), "scope"),
+        (lambda: keras_str.GMP(-0.1, keras_str.ConstantSchedule()), "target_sparsity"),
+        (lambda: keras_str.GMP(0.5, keras_str.ConstantSchedule(), frequency=0), "frequency"),
+        (lambda: keras_str.GMP(0.5, keras_str.ConstantSchedule(), layer_targets={"a": 2}), "layer_targets"),
+        (lambda: keras_str.STR(0.5), "schedule"),
+        (lambda: keras_str.STR(schedule=keras_str.ConstantSchedule()), "target_sparsity"),
+        (lambda: keras_str.STRDense(4, method="st3"), "method"),
+    ],
+)
+def test_methods_reject_bad_arguments(build, argument):
+    with pytest.raises(ValueError, match=argument):
+        build()
+
+
+def test_default_method_is_plain_str_and_keeps_its_variables():
+    layer = keras_str.STRDense(4)
+    layer.build((None, 3))
+    assert isinstance(layer.method, keras_str.STR)
+    assert not layer.method.scheduled
+    assert [v.name for v in layer.variables] == ["kernel", "bias", "threshold"]
+
+
+def test_st3_forward_is_soft_threshold_and_gradient_is_straight_through():
+    method = keras_str.ST3(0.5, keras_str.ConstantSchedule())
+    layer = keras_str.STRDense(2, use_bias=False, method=method)
+    layer.build((None, 2))
+    kernel = np.array([[0.1, -0.5], [0.3, -0.05]], dtype="float32")
+    layer._kernel.assign(kernel)
+    layer.threshold_param.assign(0.2)
+    expected = np.sign(kernel) * np.maximum(np.abs(kernel) - 0.2, 0)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer.thresholded_kernel()), expected, atol=1e-7
+    )
+    assert np.sum(keras.ops.convert_to_numpy(layer.thresholded_kernel()) == 0) == 2
+
+    import tensorflow as tf
+
+    x = tf.constant([[1.0, 2.0]])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x))
+    gradient = tape.gradient(loss, layer._kernel)
+    # Straight-through: pruned weights get the same gradient as kept ones.
+    np.testing.assert_allclose(gradient.numpy(), [[1.0, 1.0], [2.0, 2.0]])
+
+
+def test_st3_rescale_keeps_channel_mean_magnitude():
+    method = keras_str.ST3(0.5, keras_str.ConstantSchedule(), rescale=True)
+    layer = keras_str.STRDense(3, use_bias=False, method=method)
+    layer.build((None, 4))
+    kernel = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    layer._kernel.assign(kernel)
+    layer.threshold_param.assign(0.3)
+    effective = keras.ops.convert_to_numpy(layer.thresholded_kernel())
+    np.testing.assert_allclose(
+        np.abs(effective).sum(axis=0), np.abs(kernel).sum(axis=0), rtol=1e-5
+    )
+    assert np.array_equal(effective == 0, np.abs(kernel) <= 0.3)
+
+
+def test_gmp_mask_zeroes_smallest_weights_per_layer():
+    method = keras_str.GMP(0.75, keras_str.ConstantSchedule(), frequency=1)
+    model = keras_str.sparsify(mlp(), method=method)
+    layers = [l for l in model.layers if isinstance(l, keras_str.STRLayer)]
+    raw = {l.name: np.abs(keras.ops.convert_to_numpy(l._kernel)) for l in layers}
+    method.update(layers, step=0)
+    for layer in layers:
+        effective = keras.ops.convert_to_numpy(layer.thresholded_kernel())
+        zeros = effective == 0
+        assert zeros.mean() == pytest.approx(0.75, abs=1.0 / zeros.size)
+        # Every pruned weight was smaller than every kept one.
+        assert raw[layer.name][zeros].max() <= raw[layer.name][~zeros].min()
+        # The raw weights are zeroed too, as tfmot does.
+        assert np.all(keras.ops.convert_to_numpy(layer._kernel)[zeros] == 0)
+        assert layer.threshold is None
+
+
+@pytest.mark.parametrize("scope", ["global", "sigma"])
+def test_st3_update_is_one_global_quantile(scope):
+    method = keras_str.ST3(0.8, keras_str.ConstantSchedule(), scope=scope)
+    model = keras_str.sparsify(mlp(), method=method)
+    layers = [l for l in model.layers if isinstance(l, keras_str.STRLayer)]
+    method.update(layers, step=0)
+    assert overall_sparsity(model) == pytest.approx(0.8, abs=1e-3)
+    thresholds = [float(l.threshold_param.numpy()) for l in layers]
+    if scope == "global":
+        assert len(set(thresholds)) == 1
+    else:
+        # Larger layers (smaller Glorot scale) get smaller thresholds.
+        assert thresholds[0] < thresholds[-1]
+
+
+# Training with the callback.
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        keras_str.STR(0.7, keras_str.PolynomialSchedule(0, 12)),
+        keras_str.ST3(0.7, keras_str.PolynomialSchedule(0, 12)),
+        keras_str.ST3(0.7, keras_str.PolynomialSchedule(0, 12), scope="sigma", rescale=True),
+        keras_str.GMP(0.7, keras_str.PolynomialSchedule(0, 12), frequency=4),
+    ],
+    ids=["str_target", "st3", "st3_sigma_rescale", "gmp"],
+)
+def test_scheduled_methods_reach_their_target_through_fit(method):
+    model = keras_str.sparsify(mlp(), method=method, threshold_init=-5.0)
+    train(model, steps=16)
+    assert overall_sparsity(model) == pytest.approx(0.7, abs=0.01)
+    for layer in model.layers:
+        assert int(layer.sparsity_step.numpy()) == 16
+    report = keras_str.sparsity_report(model)
+    assert report.totals["sparsity"] == pytest.approx(0.7, abs=0.01)
+
+
+def test_schedule_is_followed_step_by_step():
+    schedule = keras_str.PolynomialSchedule(2, 10)
+    model = keras_str.sparsify(mlp(), method=keras_str.ST3(0.6, schedule))
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(overall_sparsity(self.model))
+
+    train(model, steps=12, callbacks=[keras_str.UpdateSparsity(), Record()])
+    expected = [0.6 * schedule(step) for step in range(12)]
+    # Measured after the optimizer step, so allow for weights that moved.
+    np.testing.assert_allclose(seen, expected, atol=0.03)
+
+
+def test_str_target_keeps_a_learned_non_uniform_budget():
+    method = keras_str.STR(0.8, keras_str.PolynomialSchedule(0, 20))
+    model = keras_str.sparsify(mlp(units=(64, 8)), method=method, threshold_init=-4.0)
+    train(model, steps=24)
+    layers = [l for l in model.layers if isinstance(l, keras_str.STRLayer)]
+    assert [v.name for v in layers[0].variables] == [
+        "kernel", "bias", "threshold", "sparsity_step"]
+    sparsities = [float(np.mean(k == 0)) for k in kernels(model).values()]
+    assert max(sparsities) - min(sparsities) > 0.05  # per-layer budgets differ
+    # The loss and decay moved the layers' s apart: a learned budget, not
+    # only the controller's common shift.
+    s = [float(l.threshold_param.numpy()) for l in layers]
+    assert max(s) - min(s) > 1e-3
+
+
+def test_str_target_shift_does_not_drift_far():
+    # Long runs must not push s out of float range: the controller moves s
+    # itself, so thresholds stay where the weights are.
+    method = keras_str.STR(0.9, keras_str.PolynomialSchedule(0, 40))
+    model = keras_str.sparsify(mlp(), method=method, threshold_init=-5.0)
+    train(model, steps=120, lr=0.2)
+    assert overall_sparsity(model) == pytest.approx(0.9, abs=0.01)
+    for layer in model.layers:
+        assert -30 < float(layer.threshold_param.numpy()) < 5
+
+
+def test_update_sparsity_without_scheduled_layers_fails_fast():
+    model = keras_str.sparsify(mlp())
+    with pytest.raises(ValueError, match="scheduled"):
+        train(model, steps=2)
+
+
+def test_methods_group_by_config():
+    schedule = keras_str.PolynomialSchedule(0, 5)
+    inputs = keras.Input((4,))
+    x = keras_str.STRDense(8, method=keras_str.ST3(0.5, schedule), name="a")(inputs)
+    x = keras_str.STRDense(8, method=keras_str.ST3(0.5, schedule), name="b")(x)
+    x = keras_str.STRDense(3, method=keras_str.GMP(0.5, schedule), name="c")(x)
+    x = keras_str.STRDense(3, name="d")(x)
+    groups = scheduled_layer_groups(keras.Model(inputs, x))
+    names = sorted(sorted(l.name for l in layers) for _, layers in groups)
+    assert names == [["a", "b"], ["c"]]
+
+
+# State is saved with the model and the schedule resumes.
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        keras_str.STR(0.6, keras_str.PolynomialSchedule(0, 30)),
+        keras_str.ST3(0.6, keras_str.PolynomialSchedule(0, 30)),
+        keras_str.GMP(0.6, keras_str.PolynomialSchedule(0, 30), frequency=5),
+    ],
+    ids=["str_target", "st3", "gmp"],
+)
+def test_state_is_saved_and_training_resumes(method, tmp_path):
+    model = keras_str.sparsify(mlp(), method=method, threshold_init=-5.0)
+    train(model, steps=10)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    x, _ = toy_data(8)
+    restored = keras_str.load_model(path)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(restored(x)), keras.ops.convert_to_numpy(model(x))
+    )
+    for a, b in zip(model.layers, restored.layers):
+        assert type(a.method) is type(b.method)
+        assert a.method.get_config() == b.method.get_config()
+        for va, vb in zip(a.variables, b.variables):
+            np.testing.assert_array_equal(va.numpy(), vb.numpy())
+    assert int(restored.layers[0].sparsity_step.numpy()) == 10
+    train(restored, steps=25)
+    assert int(restored.layers[0].sparsity_step.numpy()) == 35
+    assert overall_sparsity(restored) == pytest.approx(0.6, abs=0.01)
+
+
+def test_strip_bakes_in_scheduled_methods():
+    method = keras_str.ST3(0.5, keras_str.PolynomialSchedule(0, 8), rescale=True)
+    model = train(keras_str.sparsify(mlp(), method=method), steps=8)
+    plain = keras_str.strip(model)
+    assert not any(isinstance(l, keras_str.STRLayer) for l in plain.layers)
+    assert "method" not in plain.layers[0].get_config()
+    x, _ = toy_data(16)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(plain(x)),
+        keras.ops.convert_to_numpy(model(x)),
+        atol=1e-6,
+    )
+    assert keras_str.sparsity_report(plain).totals["sparsity"] == pytest.approx(
+        0.5, abs=0.01
+    )
+
+
+# Budget transfer.
+
+
+def test_layer_budget_transfers_str_budget_to_gmp():
+    str_model = keras_str.sparsify(
+        mlp(), method=keras_str.STR(0.7, keras_str.PolynomialSchedule(0, 10)),
+        threshold_init=-4.0,
+    )
+    train(str_model, steps=12)
+    budget = keras_str.layer_budget(str_model)
+    assert set(budget) == {"h0", "h1", "logits"}
+    assert budget == keras_str.layer_budget(keras_str.sparsity_report(str_model))
+
+    gmp = keras_str.GMP(0.7, keras_str.PolynomialSchedule(0, 6), frequency=2,
+                        layer_targets=budget)
+    gmp_model = train(keras_str.sparsify(mlp(), method=gmp), steps=8)
+    got = keras_str.layer_budget(gmp_model)
+    for name, target in budget.items():
+        assert got[name] == pytest.approx(target, abs=0.02)
+    with pytest.raises(ValueError, match="model_or_report"):
+        keras_str.layer_budget("model.keras")
+
+
+def test_scheduled_methods_train_under_jit_and_mixed_precision():
+    keras.config.set_dtype_policy("mixed_float16")
+    method = keras_str.ST3(0.5, keras_str.PolynomialSchedule(0, 6))
+    model = keras_str.sparsify(mlp(), method=method)
+    x, y = toy_data(128)
+    model.compile(
+        keras.optimizers.SGD(0.05),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0,
+              callbacks=[keras_str.UpdateSparsity()])
+    assert overall_sparsity(model) == pytest.approx(0.5, abs=0.02)
+    assert model.layers[0].threshold_param.dtype == "float32"
+
+
+def test_method_models_reload_in_a_fresh_process(tmp_path):
+    method = keras_str.GMP(0.5, keras_str.ConstantSchedule(), frequency=1)
+    model = train(keras_str.sparsify(mlp(), method=method), steps=3)
+    path = str(tmp_path / "gmp.keras")
+    model.save(path)
+    x, _ = toy_data(4)
+    np.save(tmp_path / "x.npy", x)
+    expected = keras.ops.convert_to_numpy(model(x))
+    code = (
+        "import json, sys, numpy as np, keras_str\n"
+        f"m = keras_str.load_model({path!r})\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        "print(json.dumps({'out': np.asarray(m(x)).tolist(),"
+        " 'method': type(m.layers[0].method).__name__}))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, env=env, check=True, timeout=300)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["method"] == "GMP"
+    np.testing.assert_allclose(result["out"], expected, atol=1e-6)
