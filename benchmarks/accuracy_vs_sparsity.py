@@ -23,7 +23,6 @@ Rows:
 """
 
 import json
-import math
 import os
 import time
 

@@ -2,12 +2,14 @@
 
     python -m benchmarks.train_overhead [--steps 60] [--rounds 5] [--batch_size 128]
 
-For each example model, the dense and the STR (`keras_str.sparsify`) versions,
-both with the same weight decay, are compiled identically (SGD with momentum,
-jit_compile as given) and timed with `fit` epochs over the same in-memory
-data in alternating rounds; the median step time of each is reported with
-their ratio. Data is random (step time does not depend on its values), so the
-benchmark needs no download. ST-3 and GMP rows follow with those methods.
+For each example model, the dense model and its STR, targeted-STR, ST-3 and
+GMP versions (`keras_str.sparsify`), all with the same weight decay, are
+compiled identically (SGD with momentum, jit_compile as given) and timed with
+`fit` epochs over the same in-memory data, every variant once per round; for
+LeNet and the small CNN, tfmot's pruned tf_keras model is timed against the
+same tf_keras dense model. Each method's step time is reported with the
+median of its per-round ratio to its baseline. Data is random (step time
+does not depend on its values), so the benchmark needs no download.
 """
 
 import os
@@ -29,10 +31,12 @@ from keras_str.io_utils import write_text_atomic  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 20, "Training steps per timed epoch.")
-flags.DEFINE_integer("rounds", 15, "Alternating rounds (median over rounds).")
+flags.DEFINE_integer("rounds", 9, "Alternating rounds (median over rounds).")
 flags.DEFINE_integer("batch_size", 128, "Batch size.")
 flags.DEFINE_bool("jit_compile", True, "Compile the train step with XLA.")
 flags.DEFINE_string("out_dir", "benchmarks/results", "Where the table goes.")
+
+TFMOT_MODELS = {"lenet_300_100": lenet_300_100, "small_cnn": small_cnn}
 
 MODELS = {
     "lenet_300_100": (lenet_300_100, (28, 28, 1)),
@@ -53,11 +57,70 @@ def compiled(model):
     return model
 
 
-def seconds_per_step(model, x, y, batch_size):
-    """Seconds per step of one `fit` epoch over in-memory data."""
+def keras3_variants(build, steps):
+    """Every keras-str method on the same architecture, with the same decay."""
+    schedule = keras_str.PolynomialSchedule(0, steps)
+
+    def sparse(method):
+        return compiled(keras_str.sparsify(build(), method=method, weight_decay=5e-4))
+
+    update = [keras_str.UpdateSparsity()]
+    return {
+        "dense": (compiled(keras_str.apply_weight_decay(build(), 5e-4)), []),
+        "str": (sparse(None), []),
+        "str_target": (sparse(keras_str.STR(0.9, schedule)), update),
+        "st3": (sparse(keras_str.ST3(0.9, schedule)), [keras_str.UpdateSparsity()]),
+        "gmp": (sparse(keras_str.GMP(0.9, schedule)), [keras_str.UpdateSparsity()]),
+    }
+
+
+def tfmot_variants(build, steps):
+    """tf_keras dense and tfmot-pruned copies (tfmot's own baseline)."""
+    from examples.tfmot_baseline import import_tfmot
+
+    tfmot = import_tfmot()
+    import tf_keras
+
+    def tf_compiled(model):
+        model.compile(
+            optimizer=tf_keras.optimizers.SGD(0.01, momentum=0.9),
+            loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=FLAGS.jit_compile,
+        )
+        return model
+
+    def with_decay(model):
+        for layer in model.layers:
+            if hasattr(layer, "kernel_regularizer"):
+                layer.kernel_regularizer = tf_keras.regularizers.L2(2.5e-4)
+        return tf_keras.models.model_from_json(model.to_json())
+
+    sparsity = tfmot.sparsity.keras
+    pruned = sparsity.prune_low_magnitude(
+        with_decay(build(keras_module=tf_keras)),
+        pruning_schedule=sparsity.PolynomialDecay(0.0, 0.9, 0, steps),
+    )
+    return {
+        "tf_keras_dense": (tf_compiled(with_decay(build(keras_module=tf_keras))), []),
+        "gmp_tfmot": (tf_compiled(pruned), [sparsity.UpdatePruningStep()]),
+    }
+
+
+def seconds_per_step_with(model, callbacks, x, y, batch_size):
     start = time.perf_counter()
-    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False,
+              callbacks=callbacks)
     return (time.perf_counter() - start) / (len(x) // batch_size)
+
+
+# (variant, the baseline it is compared with)
+RATIOS = (
+    ("str", "dense"),
+    ("str_target", "dense"),
+    ("st3", "dense"),
+    ("gmp", "dense"),
+    ("gmp_tfmot", "tf_keras_dense"),
+)
 
 
 def main(argv):
@@ -65,40 +128,51 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     rng = np.random.default_rng(0)
     rows = []
+    total_steps = (FLAGS.rounds + 1) * FLAGS.steps
     for name, (build, shape) in MODELS.items():
         keras.utils.set_random_seed(0)
-        # Both with the same weight decay: the difference is STR's own cost.
-        dense = compiled(keras_str.apply_weight_decay(build(), 5e-4))
-        sparse = compiled(keras_str.sparsify(build(), weight_decay=5e-4))
+        variants = keras3_variants(build, total_steps)
+        if name in TFMOT_MODELS:
+            variants.update(tfmot_variants(TFMOT_MODELS[name], total_steps))
         x = rng.uniform(size=(FLAGS.steps * FLAGS.batch_size,) + shape).astype("float32")
         y = rng.integers(0, 10, size=(FLAGS.steps * FLAGS.batch_size,))
-        for model in (dense, sparse):  # trace and compile outside the timing
+        for model, callbacks in variants.values():  # trace outside the timing
             model.fit(x[: 2 * FLAGS.batch_size], y[: 2 * FLAGS.batch_size],
-                      batch_size=FLAGS.batch_size, epochs=1, verbose=0)
-        times = {"dense": [], "str": []}
+                      batch_size=FLAGS.batch_size, epochs=1, verbose=0,
+                      callbacks=callbacks)
+        times = {key: [] for key in variants}
         for _ in range(FLAGS.rounds):
-            times["dense"].append(seconds_per_step(dense, x, y, FLAGS.batch_size))
-            times["str"].append(seconds_per_step(sparse, x, y, FLAGS.batch_size))
-        dense_ms = 1000 * float(np.median(times["dense"]))
-        str_ms = 1000 * float(np.median(times["str"]))
-        # Each round's two epochs ran back to back, under the same machine
-        # load: their ratio is steadier than the ratio of overall medians.
-        ratios = np.array(times["str"]) / np.array(times["dense"])
-        low, high = np.percentile(ratios, [25, 75])
-        rows.append((name, dense_ms, str_ms, float(np.median(ratios)), low, high))
-        print(f"{name}: dense {dense_ms:.2f} ms/step, STR {str_ms:.2f} ms/step, "
-              f"paired ratio {np.median(ratios):.2f}x (IQR {low:.2f}-{high:.2f})",
-              flush=True)
+            for key, (model, callbacks) in variants.items():
+                times[key].append(
+                    seconds_per_step_with(model, callbacks, x, y, FLAGS.batch_size)
+                )
+        for variant, baseline in RATIOS:
+            if variant not in times:
+                continue
+            # Each round's epochs ran back to back, under the same machine
+            # load: paired ratios are steadier than ratios of medians.
+            ratios = np.array(times[variant]) / np.array(times[baseline])
+            low, high = np.percentile(ratios, [25, 75])
+            row = (name, variant, baseline, 1000 * float(np.median(times[baseline])),
+                   1000 * float(np.median(times[variant])), float(np.median(ratios)),
+                   low, high)
+            rows.append(row)
+            print(f"{name} {variant}: {row[4]:.2f} ms/step vs {baseline} "
+                  f"{row[3]:.2f}: {row[5]:.2f}x (IQR {low:.2f}-{high:.2f})", flush=True)
         keras.utils.clear_session()
     lines = [
         f"Step time, batch {FLAGS.batch_size}, jit_compile={FLAGS.jit_compile}, "
-        f"median of {FLAGS.rounds} alternating fit epochs of {FLAGS.steps} steps",
+        f"median of {FLAGS.rounds} rounds of {FLAGS.steps}-step fit epochs, every "
+        "variant once per round; weight decay 5e-4 everywhere; scheduled methods "
+        "with their callback (ST-3 and targeted STR update every step, GMP "
+        "every 100 steps).",
         "",
-        "| model | dense ms/step | STR ms/step | STR / dense (median of paired rounds) | IQR |",
-        "|---|---|---|---|---|",
+        "| model | method | baseline | baseline ms/step | method ms/step | "
+        "method / baseline (median of paired rounds) | IQR |",
+        "|---|---|---|---|---|---|---|",
     ] + [
-        f"| {n} | {d:.2f} | {s:.2f} | {r:.2f}x | {lo:.2f}-{hi:.2f} |"
-        for n, d, s, r, lo, hi in rows
+        f"| {n} | {v} | {b} | {bm:.2f} | {vm:.2f} | {r:.2f}x | {lo:.2f}-{hi:.2f} |"
+        for n, v, b, bm, vm, r, lo, hi in rows
     ]
     table = "\n".join(lines)
     print("\n" + table)

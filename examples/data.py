@@ -1,10 +1,11 @@
 """Fashion-MNIST and other image-classification data for the examples.
 
-Order of preference: a tensorflow-datasets copy already on disk; a
-tensorflow-datasets download when its storage answers within seconds; the
-files of Debian's `dataset-fashion-mnist` package. Nothing here waits on a
-network that is not there: the probe gives up after a few seconds and the
-error says what to install.
+Order of preference: a tensorflow-datasets copy already on disk; for
+Fashion-MNIST, the files of Debian's `dataset-fashion-mnist` package (the same
+data, so no download is attempted when they are there); a
+tensorflow-datasets download when its storage answers within seconds. Nothing
+here waits on a network that is not there: the probe gives up after a few
+seconds and the error says what to install.
 """
 
 import gzip
@@ -123,7 +124,8 @@ def load_image_classification(name="fashion_mnist", data_dir=None):
 
     Args:
         name: A tensorflow-datasets image-classification name.
-            `"fashion_mnist"` falls back to Debian's package offline.
+            `"fashion_mnist"` is read from Debian's package when it is
+            installed and tensorflow-datasets has no copy.
         data_dir: tensorflow-datasets data folder (its default if `None`).
 
     Raises:
@@ -132,10 +134,10 @@ def load_image_classification(name="fashion_mnist", data_dir=None):
     """
     if _tfds_prepared(name, data_dir):
         return load_tfds(name, data_dir)
-    if network_reachable():
-        return load_tfds(name, data_dir)
     if name == "fashion_mnist" and os.path.isdir(DEBIAN_FASHION_MNIST_DIR):
         return load_debian_fashion_mnist()
+    if network_reachable():
+        return load_tfds(name, data_dir)
     hint = (
         "Install Debian's copy with `apt-get install dataset-fashion-mnist` "
         "(the Makefile does this when run as root)."

@@ -145,7 +145,7 @@ def pruned_kernel_sparsity(pruned_model):
 
     zeros = params = 0
     for layer in pruned_model.layers:
-        for weight, mask, _ in getattr(layer, "pruning_vars", ()):
+        for _weight, mask, _threshold in getattr(layer, "pruning_vars", ()):
             values = mask.numpy()
             zeros += int(np.sum(values == 0))
             params += values.size

@@ -74,6 +74,9 @@ flags.DEFINE_string(
     "report.json of an earlier run whose per-layer sparsity becomes gmp's "
     "layer targets.",
 )
+flags.DEFINE_integer(
+    "max_train_examples", None, "Train on the first N examples only (quick runs)."
+)
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("out_dir", "train_output", "Where the outputs are written.")
 
@@ -124,6 +127,9 @@ def main(argv):
     (x_train, y_train), (x_test, y_test) = load_image_classification(
         FLAGS.dataset, FLAGS.data_dir
     )
+    if FLAGS.max_train_examples:
+        x_train = x_train[: FLAGS.max_train_examples]
+        y_train = y_train[: FLAGS.max_train_examples]
     data = (
         (normalize_images(x_train), y_train),
         (normalize_images(x_test), y_test),
