@@ -258,8 +258,9 @@ class ST3(SparsityMethod):
             `sigma_l = sqrt(2 / (fan_in + fan_out))` the layer's Glorot
             scale; ST-3-sigma, which spares small layers less and saves
             FLOPs).
-        rescale: If `True`, each output channel's kept weights are scaled so
-            that its mean magnitude is that of the raw weights.
+        rescale: If `True`, each output channel's thresholded weights are
+            scaled by `1 / rho`, `rho = mean|W * mask| / mean|W|` (the share
+            of the channel's raw magnitude that survives the mask).
 
     Example:
 
@@ -301,12 +302,18 @@ class ST3(SparsityMethod):
         return ops.convert_to_tensor(layer.threshold_param)
 
     def effective_kernel(self, layer, kernel):
-        thresholded = soft_threshold(kernel, self.threshold(layer))
+        threshold = self.threshold(layer)
+        thresholded = soft_threshold(kernel, threshold)
         if self.rescale:
+            # rho = mean|W * mask| / mean|W| per output channel; the kept
+            # weights are scaled by 1 / rho, so a channel keeps the mean
+            # magnitude its raw weights have.
             axes = tuple(range(len(kernel.shape) - layer.output_channel_ndim))
-            kept = ops.sum(ops.abs(thresholded), axis=axes, keepdims=True)
-            total = ops.sum(ops.abs(kernel), axis=axes, keepdims=True)
-            scale = ops.where(kept > 0, total / ops.maximum(kept, 1e-12), 1.0)
+            magnitude = ops.abs(kernel)
+            kept = ops.where(magnitude > threshold, magnitude, 0.0)
+            kept_sum = ops.sum(kept, axis=axes, keepdims=True)
+            total = ops.sum(magnitude, axis=axes, keepdims=True)
+            scale = ops.where(kept_sum > 0, total / ops.maximum(kept_sum, 1e-12), 1.0)
             thresholded = thresholded * ops.stop_gradient(scale)
         # Straight-through: the value is the thresholded kernel, the gradient
         # is the identity on the raw kernel. Pruned entries are exact zeros

@@ -87,6 +87,9 @@ def plot_training_history(history, path, title=None):
             epochs = range(1, len(values) + 1)
             left.plot(epochs, values, color=style, marker="o", label=key)
     left.set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_ylabel("accuracy (%)")
     if "sparsity" in history:
         right = left.twinx()
@@ -104,7 +107,7 @@ def plot_training_history(history, path, title=None):
 
 def plot_tradeoff(rows, path, x_key, y_key="accuracy", group_key="method",
                   x_label=None, y_label="test accuracy (%)", title=None,
-                  log_x=False):
+                  log_x=False, reference_lines=None):
     """One line per group of result rows, e.g. accuracy vs sparsity per method.
 
     Args:
@@ -112,6 +115,8 @@ def plot_tradeoff(rows, path, x_key, y_key="accuracy", group_key="method",
         path: Where to write the PNG (written atomically).
         x_key, y_key, group_key: The dict keys to plot and to group by.
         log_x: Plot x on a log scale (useful for MFLOPs).
+        reference_lines: Optional `{label: y}` drawn as dashed horizontal
+            lines (e.g. the dense model's accuracy).
     """
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 3.8))
@@ -123,8 +128,13 @@ def plot_tradeoff(rows, path, x_key, y_key="accuracy", group_key="method",
         xs = [r[x_key] for r in members if not math.isnan(r[y_key])]
         ys = [r[y_key] for r in members if not math.isnan(r[y_key])]
         axis.plot(xs, ys, marker="o", label=str(group))
+    for label, value in (reference_lines or {}).items():
+        axis.axhline(value, color="black", linestyle="--", linewidth=1, label=label)
     if log_x:
+        from matplotlib.ticker import NullFormatter
+
         axis.set_xscale("log")
+        axis.xaxis.set_minor_formatter(NullFormatter())
     axis.set_xlabel(x_label or x_key)
     axis.set_ylabel(y_label)
     axis.grid(alpha=0.3)

@@ -145,7 +145,7 @@ def test_st3_forward_is_soft_threshold_and_gradient_is_straight_through():
     np.testing.assert_allclose(gradient.numpy(), [[1.0, 1.0], [2.0, 2.0]])
 
 
-def test_st3_rescale_keeps_channel_mean_magnitude():
+def test_st3_rescale_divides_by_kept_share_of_channel_magnitude():
     method = keras_str.ST3(0.5, keras_str.ConstantSchedule(), rescale=True)
     layer = keras_str.STRDense(3, use_bias=False, method=method)
     layer.build((None, 4))
@@ -153,10 +153,14 @@ def test_st3_rescale_keeps_channel_mean_magnitude():
     layer._kernel.assign(kernel)
     layer.threshold_param.assign(0.3)
     effective = keras.ops.convert_to_numpy(layer.thresholded_kernel())
-    np.testing.assert_allclose(
-        np.abs(effective).sum(axis=0), np.abs(kernel).sum(axis=0), rtol=1e-5
-    )
-    assert np.array_equal(effective == 0, np.abs(kernel) <= 0.3)
+    mask = np.abs(kernel) > 0.3
+    rho = (np.abs(kernel) * mask).sum(axis=0) / np.abs(kernel).sum(axis=0)
+    soft = np.sign(kernel) * np.maximum(np.abs(kernel) - 0.3, 0)
+    np.testing.assert_allclose(effective, soft / rho, rtol=1e-5, atol=1e-7)
+    assert np.array_equal(effective == 0, ~mask)
+    # A channel whose weights are all pruned stays zero (no division by 0).
+    layer.threshold_param.assign(10.0)
+    assert np.all(keras.ops.convert_to_numpy(layer.thresholded_kernel()) == 0)
 
 
 def test_gmp_mask_zeroes_smallest_weights_per_layer():
@@ -383,3 +387,18 @@ def test_method_models_reload_in_a_fresh_process(tmp_path):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["method"] == "GMP"
     np.testing.assert_allclose(result["out"], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("method_name", ["st3", "gmp"])
+def test_weight_decay_on_scheduled_methods_leaves_their_state_alone(method_name):
+    schedule = keras_str.ConstantSchedule()
+    method = (keras_str.ST3(0.5, schedule) if method_name == "st3"
+              else keras_str.GMP(0.5, schedule))
+    model = keras_str.sparsify(mlp(), method=method, weight_decay=1e-3)
+    for layer in model.layers:
+        assert layer.kernel_regularizer.l2 == pytest.approx(5e-4)
+        assert all(v.regularizer is None for v in layer.variables
+                   if v.name in ("threshold", "mask"))
+    # The decay counts kernels only: three layers, no threshold terms.
+    model(np.zeros((1, 10), "float32"))
+    assert len(model.losses) == 3
