@@ -61,6 +61,10 @@ flags.DEFINE_float("weight_decay", 5e-4, "Weight decay for every method but str_
 flags.DEFINE_string("recommended", "st3_sigma_rescale", "The row the README recommends.")
 flags.DEFINE_string("out_dir", "benchmarks/results", "Where results are written.")
 flags.DEFINE_boolean("resume", False, "Keep finished runs found in the JSON.")
+flags.DEFINE_boolean(
+    "report_only", False,
+    "Train nothing: rewrite the table and plots from the runs in the JSON.",
+)
 
 # Plain STR reaches a sparsity through lambda only. These values were read
 # off LeNet-300-100 runs (8 epochs: 3e-3 -> 88 %, 1e-2 -> 99.2 %),
@@ -179,8 +183,9 @@ def markdown(rows, meta):
         f"momentum 0.9, peak lr {meta['lr']}, cosine to 0; weight decay "
         f"{meta['weight_decay']} (str_plain: its own lambda); sparsity "
         "schedules ramp over the first 75 % of training (cubic), the rest "
-        "fine-tunes. Cells: test accuracy % (mean ± std over seeds) / reached "
-        "sparsity % / sparse MFLOPs (multiply-adds of nonzero weights).",
+        "fine-tunes. Cells: test accuracy % (mean ± std over the n seeds) / "
+        "reached sparsity % / sparse MFLOPs (multiply-adds of nonzero weights, "
+        "per example).",
         "",
     ]
     for model in sorted({r["model"] for r in rows}):
@@ -194,7 +199,7 @@ def markdown(rows, meta):
         if dense:
             d = dense[0]
             lines.append(
-                f"| dense | {d['accuracy']:.2f} ± {d['accuracy_std']:.2f} / 0 % / "
+                f"| dense (n={d['seeds']}) | {d['accuracy']:.2f} ± {d['accuracy_std']:.2f} / 0 % / "
                 f"{d['sparse_mflops']:.3f} (all targets) |" + " |" * (len(targets) - 1)
             )
         for method in meta["methods"]:
@@ -212,7 +217,9 @@ def markdown(rows, meta):
                 else:
                     cells.append("-")
             if any(c != "-" for c in cells):
-                lines.append(f"| {method} | " + " | ".join(cells) + " |")
+                seeds = sorted({r["seeds"] for r in members if r["method"] == method})
+                label = f"{method} (n={'/'.join(map(str, seeds))})"
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
         lines.append(f"![accuracy vs sparsity]({model}_accuracy_vs_sparsity.png)")
         lines.append(f"![accuracy vs MFLOPs]({model}_accuracy_vs_mflops.png)")
@@ -259,7 +266,7 @@ def main(argv):
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     json_path = os.path.join(FLAGS.out_dir, "accuracy_vs_sparsity.json")
     runs = {}
-    if FLAGS.resume and os.path.exists(json_path):
+    if (FLAGS.resume or FLAGS.report_only) and os.path.exists(json_path):
         with open(json_path) as f:
             runs = json.load(f)["runs"]
     epochs = {"lenet_300_100": FLAGS.lenet_epochs, "small_cnn": FLAGS.cnn_epochs}
@@ -275,6 +282,11 @@ def main(argv):
         "methods": list(FLAGS.methods),
         "recommended": FLAGS.recommended,
     }
+    if FLAGS.report_only:
+        meta["command"] = "see the commands in the README"
+        meta["seeds"] = sorted({run["seed"] for run in runs.values()})
+        write_outputs(runs, meta)
+        return
     (x_train, y_train), (x_test, y_test) = load_image_classification("fashion_mnist")
     data = ((normalize_images(x_train), y_train), (normalize_images(x_test), y_test))
     start = time.time()
