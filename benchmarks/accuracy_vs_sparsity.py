@@ -27,6 +27,7 @@ Rows:
 """
 
 import json
+import math
 import os
 import time
 
@@ -125,6 +126,26 @@ def aggregate(runs):
     return rows
 
 
+def mflops_at_accuracy(curve, accuracy):
+    """Fewest MFLOPs where a measured (MFLOPs, accuracy) curve reaches `accuracy`.
+
+    Between neighbouring points the curve is linear in log MFLOPs; returns
+    `None` when no point reaches `accuracy`.
+    """
+    best = None
+    for i, (mflops, value) in enumerate(curve):
+        if value >= accuracy:
+            best = mflops if best is None else min(best, mflops)
+            if i > 0 and curve[i - 1][1] < accuracy:
+                low_m, low_a = curve[i - 1]
+                fraction = (accuracy - low_a) / (value - low_a)
+                crossing = math.exp(
+                    math.log(low_m) + fraction * (math.log(mflops) - math.log(low_m))
+                )
+                best = min(best, crossing)
+    return best
+
+
 def comparisons(rows, recommended):
     """The issue's targets, checked per model: one line each."""
     lines = []
@@ -149,26 +170,27 @@ def comparisons(rows, recommended):
                              f"({rec['accuracy'] - dense['accuracy']:+.2f})")
             lines.append(", ".join(parts))
         # Fewer MFLOPs at equal accuracy: for each uniform-GMP point, the
-        # cheapest recommended point that is at least as accurate.
+        # fewest MFLOPs at which the recommended curve (measured points,
+        # linear in log MFLOPs between them) is at least as accurate.
+        curve = sorted(
+            (r["sparse_mflops"], r["accuracy"])
+            for (label, _), r in by.items() if label == recommended
+        )
         for baseline in ("gmp_tfmot", "gmp"):
             for target in targets:
                 gmp = by.get((baseline, target))
                 if gmp is None:
                     continue
-                candidates = [
-                    r for (label, _), r in by.items()
-                    if label == recommended and r["accuracy"] >= gmp["accuracy"]
-                ]
+                needed = mflops_at_accuracy(curve, gmp["accuracy"])
                 where = (f"- at uniform {baseline}'s {gmp['accuracy']:.2f} % "
                          f"({100 * target:g} %, {gmp['sparse_mflops']:.4f} MFLOPs): ")
-                if candidates:
-                    best = min(candidates, key=lambda r: r["sparse_mflops"])
-                    lines.append(
-                        where + f"{recommended} needs {best['sparse_mflops']:.4f} "
-                        f"MFLOPs ({best['sparse_mflops'] / gmp['sparse_mflops']:.2f}x)"
-                    )
-                else:
+                if needed is None:
                     lines.append(where + f"no {recommended} point is as accurate")
+                else:
+                    lines.append(
+                        where + f"{recommended} needs {needed:.4f} MFLOPs "
+                        f"({needed / gmp['sparse_mflops']:.2f}x)"
+                    )
         lines.append("")
     return lines
 

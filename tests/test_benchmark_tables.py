@@ -30,3 +30,11 @@ def test_aggregate_averages_seeds_and_comparisons_follow_targets():
     assert "vs dense 90.00 (-1.00)" in lines
     # The 95 % point is as accurate as tfmot at 90 % with half the MFLOPs.
     assert "rec needs 0.0500 MFLOPs (0.50x)" in lines
+
+
+def test_mflops_at_accuracy_interpolates_in_log_mflops():
+    curve = [(0.01, 80.0), (0.1, 90.0), (1.0, 89.0)]
+    assert sweep.mflops_at_accuracy(curve, 85.0) == pytest.approx(10 ** -1.5)
+    assert sweep.mflops_at_accuracy(curve, 79.0) == pytest.approx(0.01)
+    assert sweep.mflops_at_accuracy(curve, 89.5) == pytest.approx(10 ** -1.5 * 10 ** 0.45)
+    assert sweep.mflops_at_accuracy(curve, 91.0) is None
