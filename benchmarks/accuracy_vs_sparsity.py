@@ -186,6 +186,14 @@ def comparisons(rows, recommended):
                          f"({100 * target:g} %, {gmp['sparse_mflops']:.4f} MFLOPs): ")
                 if needed is None:
                     lines.append(where + f"no {recommended} point is as accurate")
+                elif needed == curve[0][0] and curve[0][1] > gmp["accuracy"]:
+                    # Even the sparsest measured point is more accurate: the
+                    # crossing lies beyond the sweep, so this is a bound.
+                    lines.append(
+                        where + f"{recommended}'s sparsest point is already "
+                        f"more accurate ({curve[0][1]:.2f} %) at {needed:.4f} "
+                        f"MFLOPs ({needed / gmp['sparse_mflops']:.2f}x; not measured lower)"
+                    )
                 else:
                     lines.append(
                         where + f"{recommended} needs {needed:.4f} MFLOPs "
