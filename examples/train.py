@@ -69,6 +69,10 @@ flags.DEFINE_float(
 flags.DEFINE_enum("st3_scope", "global", ["global", "sigma"], "ST-3 threshold scope.")
 flags.DEFINE_boolean("st3_rescale", False, "ST-3 per-channel rescaling.")
 flags.DEFINE_integer("gmp_frequency", 100, "Steps between GMP mask updates.")
+flags.DEFINE_integer(
+    "update_frequency", 1,
+    "Steps between ST-3 threshold / targeted-STR updates (1: every step).",
+)
 flags.DEFINE_string(
     "budget_from", None,
     "report.json of an earlier run whose per-layer sparsity becomes gmp's "
@@ -119,6 +123,7 @@ def main(argv):
         st3_scope=FLAGS.st3_scope,
         st3_rescale=FLAGS.st3_rescale,
         gmp_frequency=FLAGS.gmp_frequency,
+        update_frequency=FLAGS.update_frequency,
         layer_targets=layer_targets,
         seed=FLAGS.seed,
     )

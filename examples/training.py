@@ -41,6 +41,7 @@ class TrainConfig:
     st3_scope: str = "global"
     st3_rescale: bool = False
     gmp_frequency: int = 100
+    update_frequency: int = 1
     layer_targets: dict | None = None
     keep_dense: tuple = ()
     seed: int = 0
@@ -146,7 +147,9 @@ def sparsity_method(config, num_examples):
         if config.target_sparsity is None:
             return keras_str.STR()
         return keras_str.STR(
-            config.target_sparsity, sparsity_schedule(config, num_examples)
+            config.target_sparsity,
+            sparsity_schedule(config, num_examples),
+            frequency=config.update_frequency,
         )
     if config.method == "st3":
         return keras_str.ST3(
@@ -154,6 +157,7 @@ def sparsity_method(config, num_examples):
             sparsity_schedule(config, num_examples),
             scope=config.st3_scope,
             rescale=config.st3_rescale,
+            frequency=config.update_frequency,
         )
     if config.method == "gmp":
         return keras_str.GMP(

@@ -69,7 +69,8 @@ class UpdateSparsity(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         step = self.step
         for method, layers in self._groups:
-            method.update(layers, step)
+            if method.due(step):
+                method.update(layers, step)
         for layer in self._layers:
             layer.sparsity_step.assign(step + 1)
 

@@ -42,6 +42,15 @@ def _check_fraction(name, value, allow_none=False):
     return float(value)
 
 
+def _check_frequency(frequency):
+    if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
+        raise ValueError(
+            "Invalid value for argument `frequency`. Expected a positive "
+            f"integer. Received: frequency={frequency!r}"
+        )
+    return frequency
+
+
 def _kernel_magnitudes(layer):
     return np.abs(ops.convert_to_numpy(layer._kernel))
 
@@ -76,6 +85,11 @@ class SparsityMethod:
 
     def update(self, layers, step):
         """Sets the state of `layers` for optimizer step `step`."""
+
+    def due(self, step):
+        """Whether `UpdateSparsity` should call `update` before step `step`."""
+        frequency = getattr(self, "frequency", 1)
+        return step % frequency == 0 or step == self.schedule.end_step
 
     def target_at(self, step):
         """Overall target sparsity at `step` (scheduled methods)."""
@@ -126,6 +140,9 @@ class STR(SparsityMethod):
             kernels, in `[0, 1)`.
         schedule: A `PolynomialSchedule` (or `ConstantSchedule`); required
             with `target_sparsity`.
+        frequency: Steps between shifts (1: every step). The shift is a
+            global quantile computed on the host; larger values cut its cost
+            on big models. The end of training always gets a final shift.
 
     Example:
 
@@ -133,7 +150,8 @@ class STR(SparsityMethod):
     >>> layer = keras_str.STRDense(16, method=method, threshold_init=-5.0)
     """
 
-    def __init__(self, target_sparsity=None, schedule=None):
+    def __init__(self, target_sparsity=None, schedule=None, frequency=1):
+        self.frequency = _check_frequency(frequency)
         self.target_sparsity = _check_fraction(
             "target_sparsity", target_sparsity, allow_none=True
         )
@@ -213,6 +231,7 @@ class STR(SparsityMethod):
                 if self.schedule is None
                 else keras.saving.serialize_keras_object(self.schedule)
             ),
+            "frequency": self.frequency,
         }
 
 
@@ -261,6 +280,10 @@ class ST3(SparsityMethod):
         rescale: If `True`, each output channel's thresholded weights are
             scaled by `1 / rho`, `rho = mean|W * mask| / mean|W|` (the share
             of the channel's raw magnitude that survives the mask).
+        frequency: Steps between threshold updates (1: every step, as in the
+            paper). The quantile is computed on the host; larger values cut
+            its cost on big models. The end of training always gets a final
+            update.
 
     Example:
 
@@ -271,7 +294,10 @@ class ST3(SparsityMethod):
 
     scheduled = True
 
-    def __init__(self, target_sparsity, schedule, scope="global", rescale=False):
+    def __init__(
+        self, target_sparsity, schedule, scope="global", rescale=False, frequency=1
+    ):
+        self.frequency = _check_frequency(frequency)
         self.target_sparsity = _check_fraction("target_sparsity", target_sparsity)
         self.schedule = get_schedule(schedule)
         if scope not in ST3_SCOPES:
@@ -345,6 +371,7 @@ class ST3(SparsityMethod):
             "schedule": keras.saving.serialize_keras_object(self.schedule),
             "scope": self.scope,
             "rescale": self.rescale,
+            "frequency": self.frequency,
         }
 
 
@@ -388,12 +415,7 @@ class GMP(SparsityMethod):
     def __init__(self, target_sparsity, schedule, frequency=100, layer_targets=None):
         self.target_sparsity = _check_fraction("target_sparsity", target_sparsity)
         self.schedule = get_schedule(schedule)
-        if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
-            raise ValueError(
-                "Invalid value for argument `frequency`. Expected a positive "
-                f"integer. Received: frequency={frequency!r}"
-            )
-        self.frequency = frequency
+        self.frequency = _check_frequency(frequency)
         if layer_targets is not None:
             if not isinstance(layer_targets, dict):
                 raise ValueError(
@@ -420,6 +442,11 @@ class GMP(SparsityMethod):
 
     def effective_kernel(self, layer, kernel):
         return kernel * ops.cast(layer.mask, kernel.dtype)
+
+    def due(self, step):
+        # `update` itself follows tfmot: every `frequency` steps from
+        # `begin_step` until `end_step`, then the mask is frozen.
+        return True
 
     def layer_target(self, layer):
         if self.layer_targets and layer.name in self.layer_targets:

@@ -402,3 +402,29 @@ def test_weight_decay_on_scheduled_methods_leaves_their_state_alone(method_name)
     # The decay counts kernels only: three layers, no threshold terms.
     model(np.zeros((1, 10), "float32"))
     assert len(model.losses) == 3
+
+
+@pytest.mark.parametrize("kind", ["st3", "str"])
+def test_update_frequency_skips_steps_and_still_ends_on_target(kind):
+    schedule = keras_str.PolynomialSchedule(0, 12)
+    method = (keras_str.ST3(0.7, schedule, frequency=4) if kind == "st3"
+              else keras_str.STR(0.7, schedule, frequency=4))
+    model = keras_str.sparsify(mlp(), method=method, threshold_init=-5.0)
+    updated_at = []
+    original = type(method).update
+
+    def spy(self, layers, step):
+        updated_at.append(step)
+        return original(self, layers, step)
+
+    type(method).update = spy
+    try:
+        train(model, steps=14)
+    finally:
+        type(method).update = original
+    # Steps 0, 4, 8, 12 (12 is also end_step), then the final update at 14.
+    assert updated_at == [0, 4, 8, 12, 14]
+    assert overall_sparsity(model) == pytest.approx(0.7, abs=0.01)
+    assert model.layers[0].method.get_config()["frequency"] == 4
+    with pytest.raises(ValueError, match="frequency"):
+        keras_str.ST3(0.5, schedule, frequency=0)
