@@ -48,10 +48,11 @@ MODELS = {
 }
 
 
-def compiled(model):
+def compiled(model, keras_module=keras):
+    """Compiles a Keras 3 or tf_keras model the same way."""
     model.compile(
-        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=keras_module.optimizers.SGD(0.01, momentum=0.9),
+        loss=keras_module.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=FLAGS.jit_compile,
     )
     return model
@@ -64,11 +65,10 @@ def keras3_variants(build, steps):
     def sparse(method):
         return compiled(keras_str.sparsify(build(), method=method, weight_decay=5e-4))
 
-    update = [keras_str.UpdateSparsity()]
     return {
         "dense": (compiled(keras_str.apply_weight_decay(build(), 5e-4)), []),
         "str": (sparse(None), []),
-        "str_target": (sparse(keras_str.STR(0.9, schedule)), update),
+        "str_target": (sparse(keras_str.STR(0.9, schedule)), [keras_str.UpdateSparsity()]),
         "st3": (sparse(keras_str.ST3(0.9, schedule)), [keras_str.UpdateSparsity()]),
         "gmp": (sparse(keras_str.GMP(0.9, schedule)), [keras_str.UpdateSparsity()]),
     }
@@ -77,36 +77,27 @@ def keras3_variants(build, steps):
 def tfmot_variants(build, steps):
     """tf_keras dense and tfmot-pruned copies (tfmot's own baseline)."""
     from examples.tfmot_baseline import import_tfmot
+    from examples.tfmot_baseline import with_weight_decay
 
     tfmot = import_tfmot()
     import tf_keras
 
-    def tf_compiled(model):
-        model.compile(
-            optimizer=tf_keras.optimizers.SGD(0.01, momentum=0.9),
-            loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            jit_compile=FLAGS.jit_compile,
-        )
-        return model
-
-    def with_decay(model):
-        for layer in model.layers:
-            if hasattr(layer, "kernel_regularizer"):
-                layer.kernel_regularizer = tf_keras.regularizers.L2(2.5e-4)
-        return tf_keras.models.model_from_json(model.to_json())
+    def dense():
+        return with_weight_decay(build(keras_module=tf_keras), 5e-4)
 
     sparsity = tfmot.sparsity.keras
     pruned = sparsity.prune_low_magnitude(
-        with_decay(build(keras_module=tf_keras)),
+        dense(),
         pruning_schedule=sparsity.PolynomialDecay(0.0, 0.9, 0, steps),
     )
     return {
-        "tf_keras_dense": (tf_compiled(with_decay(build(keras_module=tf_keras))), []),
-        "gmp_tfmot": (tf_compiled(pruned), [sparsity.UpdatePruningStep()]),
+        "tf_keras_dense": (compiled(dense(), tf_keras), []),
+        "gmp_tfmot": (compiled(pruned, tf_keras), [sparsity.UpdatePruningStep()]),
     }
 
 
-def seconds_per_step_with(model, callbacks, x, y, batch_size):
+def seconds_per_step(model, callbacks, x, y, batch_size):
+    """Seconds per step of one `fit` epoch over in-memory data."""
     start = time.perf_counter()
     model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False,
               callbacks=callbacks)
@@ -144,7 +135,7 @@ def main(argv):
         for _ in range(FLAGS.rounds):
             for key, (model, callbacks) in variants.items():
                 times[key].append(
-                    seconds_per_step_with(model, callbacks, x, y, FLAGS.batch_size)
+                    seconds_per_step(model, callbacks, x, y, FLAGS.batch_size)
                 )
         for variant, baseline in RATIOS:
             if variant not in times:

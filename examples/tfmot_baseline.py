@@ -29,6 +29,21 @@ def import_tfmot():
     return tfmot
 
 
+def with_weight_decay(model, weight_decay):
+    """A tf_keras copy of `model` with PyTorch-style coupled decay on its kernels.
+
+    The same `L2(weight_decay / 2)` that `keras_str.apply_weight_decay` sets on
+    Keras 3 models; tf_keras reads regularizers at build time, so the model is
+    rebuilt from its config (weights are not kept).
+    """
+    import tf_keras
+
+    for layer in model.layers:
+        if hasattr(layer, "kernel_regularizer"):
+            layer.kernel_regularizer = tf_keras.regularizers.L2(weight_decay / 2)
+    return tf_keras.models.model_from_json(model.to_json())
+
+
 def train_gmp_tfmot(
     build,
     x_train,
@@ -73,10 +88,7 @@ def train_gmp_tfmot(
     warmup = int(warmup_epochs * steps_per_epoch)
     model = build(keras_module=tf_keras)
     if weight_decay:
-        for layer in model.layers:
-            if hasattr(layer, "kernel_regularizer"):
-                layer.kernel_regularizer = tf_keras.regularizers.L2(weight_decay / 2)
-        model = tf_keras.models.model_from_json(model.to_json())
+        model = with_weight_decay(model, weight_decay)
     schedule = sparsity.PolynomialDecay(
         initial_sparsity=0.0,
         final_sparsity=target_sparsity,

@@ -200,10 +200,13 @@ class STR(SparsityMethod):
         # A weight w of a layer with parameter s is zero iff
         # g^-1(|w|) <= s + shift, so the shift that zeroes k weights is the
         # k-th smallest of g^-1(|w|) - s over all layers.
+        parameters = [
+            ops.convert_to_numpy(layer.threshold_param).astype("float64")
+            for layer in layers
+        ]
         critical = []
-        for layer in layers:
+        for layer, s in zip(layers, parameters):
             inverse = INVERSE_THRESHOLD_FUNCTIONS[layer.threshold_fn]
-            s = ops.convert_to_numpy(layer.threshold_param).astype("float64")
             critical.append((inverse(_kernel_magnitudes(layer)) - s).ravel())
         critical = np.concatenate(critical)
         finite = critical[np.isfinite(critical)]
@@ -219,8 +222,7 @@ class STR(SparsityMethod):
             # Just above the k-th critical value, so float32 rounding of
             # s + shift cannot leave that weight unpruned.
             shift = _kth_smallest(critical, count) + _SHIFT_MARGIN
-        for layer in layers:
-            s = ops.convert_to_numpy(layer.threshold_param).astype("float64")
+        for layer, s in zip(layers, parameters):
             layer.threshold_param.assign((s + shift).astype(layer.variable_dtype))
 
     def get_config(self):
