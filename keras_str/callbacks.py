@@ -1,6 +1,7 @@
 """Keras callbacks that advance scheduled sparsity and follow it while training."""
 
 import json
+import warnings
 
 import keras
 
@@ -25,6 +26,35 @@ def scheduled_layer_groups(model):
             )
             groups.setdefault(key, (layer.method, []))[1].append(layer)
     return list(groups.values())
+
+
+def stalled_schedule_layers(model):
+    """Names of layers whose scheduled method has never been advanced.
+
+    A scheduled method (`ST3`, `GMP`, targeted `STR`) only sparsifies when
+    `UpdateSparsity` runs during `fit`; without it the step counter stays
+    at 0 and the layer trains dense.
+    """
+    return [
+        layer.name
+        for _, layers in scheduled_layer_groups(model)
+        for layer in layers
+        if int(keras.ops.convert_to_numpy(layer.sparsity_step)) == 0
+    ]
+
+
+def warn_if_stalled(model, when):
+    """Warns, naming the layers, when scheduled methods never advanced."""
+    stalled = stalled_schedule_layers(model)
+    if stalled:
+        warnings.warn(
+            f"{when}: layers {stalled} of model {model.name!r} use a scheduled "
+            "sparsity method whose schedule never advanced (sparsity_step=0), "
+            "so they are as dense as they started. Pass "
+            "`callbacks=[keras_str.UpdateSparsity()]` to every `fit()` of this model.",
+            stacklevel=3,
+        )
+    return stalled
 
 
 class UpdateSparsity(keras.callbacks.Callback):
@@ -89,7 +119,8 @@ class SparsityMonitor(keras.callbacks.Callback):
     STR layers, `threshold/<layer>` (mean `g(s)`) to the epoch logs, so they
     land in `History.history` and in every callback after this one. With a
     `log_dir`, also writes them as TensorBoard scalars (TensorFlow's summary
-    writer, imported only then).
+    writer, imported only then). After the first epoch it warns if a
+    scheduled method never advanced (no `UpdateSparsity` in `fit`).
 
     Args:
         log_dir: Optional folder for TensorBoard event files.
@@ -106,6 +137,7 @@ class SparsityMonitor(keras.callbacks.Callback):
         self.log_dir = log_dir
         self.per_layer = per_layer
         self._writer = None
+        self._stall_checked = False
 
     def _sparsity_logs(self):
         report = sparsity_report(self.model)
@@ -118,6 +150,10 @@ class SparsityMonitor(keras.callbacks.Callback):
         return values
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self._stall_checked:
+            # After a whole epoch, a zero step counter means no UpdateSparsity.
+            warn_if_stalled(self.model, "SparsityMonitor after one epoch")
+            self._stall_checked = True
         values = self._sparsity_logs()
         if logs is not None:
             logs.update(values)

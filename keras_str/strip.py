@@ -2,6 +2,7 @@
 
 from keras import ops
 
+from keras_str.callbacks import warn_if_stalled
 from keras_str.cloning import check_clonable
 from keras_str.cloning import clone_with
 from keras_str.layers.mapping import is_str_layer
@@ -18,7 +19,9 @@ def strip(model):
     and regularizer, and with kernel `sign(W) * relu(|W| - g(s))`: the
     pruned weights are exact zeros. Other layers are copied with their
     weights. The result predicts what the STR model predicts, and saves and
-    loads without keras-str.
+    loads without keras-str. Warns when a scheduled method (`ST3`, `GMP`,
+    targeted `STR`) never advanced, which means training ran without
+    `keras_str.UpdateSparsity`.
 
     Args:
         model: A built Sequential or functional model with STR layers.
@@ -32,6 +35,7 @@ def strip(model):
     >>> plain.save("model_stripped.keras")
     """
     check_clonable(model)
+    warn_if_stalled(model, "strip")
 
     def replace(layer):
         if not is_str_layer(layer):

@@ -265,6 +265,26 @@ def test_update_sparsity_without_scheduled_layers_fails_fast():
         train(model, steps=2)
 
 
+def test_forgotten_update_sparsity_warns_in_monitor_and_strip():
+    method = keras_str.ST3(0.7, keras_str.PolynomialSchedule(0, 8))
+    model = keras_str.sparsify(mlp(), method=method)
+    with pytest.warns(UserWarning, match=r"\['h0', 'h1', 'logits'\].*UpdateSparsity"):
+        train(model, steps=8, callbacks=[keras_str.SparsityMonitor()])
+    assert overall_sparsity(model) == 0.0  # trained dense, as warned
+    with pytest.warns(UserWarning, match="strip: layers"):
+        keras_str.strip(model)
+
+
+def test_advanced_schedules_do_not_warn(recwarn):
+    method = keras_str.GMP(0.5, keras_str.PolynomialSchedule(0, 4), frequency=2)
+    model = keras_str.sparsify(mlp(), method=method)
+    train(model, steps=4,
+          callbacks=[keras_str.UpdateSparsity(), keras_str.SparsityMonitor()])
+    keras_str.strip(model)
+    keras_str.strip(keras_str.sparsify(mlp()))  # plain STR has no schedule
+    assert not [w for w in recwarn if "UpdateSparsity" in str(w.message)]
+
+
 def test_methods_group_by_config():
     schedule = keras_str.PolynomialSchedule(0, 5)
     inputs = keras.Input((4,))
