@@ -100,6 +100,32 @@ def make_config(model, method, target, seed, epochs, budget=None):
     return TrainConfig(method=method, target_sparsity=target, **common)
 
 
+def stored_budgets(runs):
+    """{model: epochs} of stored runs; raises if one model mixes budgets."""
+    budgets = {}
+    for key, run in runs.items():
+        budget = (run["epochs"], run["lr"])
+        if budgets.setdefault(run["model"], budget) != budget:
+            raise app.UsageError(
+                f"The stored runs of {run['model']} mix budgets: {key} has "
+                f"epochs={run['epochs']}, lr={run['lr']}, others "
+                f"epochs={budgets[run['model']][0]}, lr={budgets[run['model']][1]}."
+            )
+    return {model: epochs for model, (epochs, _) in budgets.items()}
+
+
+def check_resumable(runs, epochs, lr, out_dir):
+    """Refuses to resume runs trained with another budget than the flags'."""
+    for model, stored in stored_budgets(runs).items():
+        stored_lr = next(r["lr"] for r in runs.values() if r["model"] == model)
+        if model in epochs and (stored, stored_lr) != (epochs[model], lr):
+            raise app.UsageError(
+                f"{out_dir} holds {model} runs with epochs={stored}, lr={stored_lr}; "
+                f"the flags ask for epochs={epochs[model]}, lr={lr}. Pass the "
+                "same budget, or another --out_dir for a new one."
+            )
+
+
 def aggregate(runs):
     """Mean and std over seeds, per (model, method, target)."""
     groups = {}
@@ -315,8 +341,10 @@ def main(argv):
     if FLAGS.report_only:
         meta["command"] = "see the commands in the README"
         meta["seeds"] = sorted({run["seed"] for run in runs.values()})
+        meta["epochs"] = stored_budgets(runs)
         write_outputs(runs, meta)
         return
+    check_resumable(runs, epochs, FLAGS.lr, FLAGS.out_dir)
     (x_train, y_train), (x_test, y_test) = load_image_classification("fashion_mnist")
     data = ((normalize_images(x_train), y_train), (normalize_images(x_test), y_test))
     start = time.time()

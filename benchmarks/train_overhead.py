@@ -70,6 +70,10 @@ def keras3_variants(build, steps):
         "str": (sparse(None), []),
         "str_target": (sparse(keras_str.STR(0.9, schedule)), [keras_str.UpdateSparsity()]),
         "st3": (sparse(keras_str.ST3(0.9, schedule)), [keras_str.UpdateSparsity()]),
+        "str_target_every10": (sparse(keras_str.STR(0.9, schedule, frequency=10)),
+                               [keras_str.UpdateSparsity()]),
+        "st3_every10": (sparse(keras_str.ST3(0.9, schedule, frequency=10)),
+                        [keras_str.UpdateSparsity()]),
         "gmp": (sparse(keras_str.GMP(0.9, schedule)), [keras_str.UpdateSparsity()]),
     }
 
@@ -109,6 +113,8 @@ RATIOS = (
     ("str", "dense"),
     ("str_target", "dense"),
     ("st3", "dense"),
+    ("str_target_every10", "dense"),
+    ("st3_every10", "dense"),
     ("gmp", "dense"),
     ("gmp_tfmot", "tf_keras_dense"),
 )
@@ -155,8 +161,8 @@ def main(argv):
         f"Step time, batch {FLAGS.batch_size}, jit_compile={FLAGS.jit_compile}, "
         f"median of {FLAGS.rounds} rounds of {FLAGS.steps}-step fit epochs, every "
         "variant once per round; weight decay 5e-4 everywhere; scheduled methods "
-        "with their callback (ST-3 and targeted STR update every step, GMP "
-        "every 100 steps).",
+        "with their callback (ST-3 and targeted STR update every step, or "
+        "every 10 steps in the `_every10` rows; GMP every 100 steps).",
         "",
         "| model | method | baseline | baseline ms/step | method ms/step | "
         "method / baseline (median of paired rounds) | IQR |",

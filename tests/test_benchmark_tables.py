@@ -8,6 +8,7 @@ def run(model, label, target, seed, accuracy, mflops):
         "model": model, "label": label, "target": target, "seed": seed,
         "test_accuracy": accuracy, "sparsity": target or 0.0,
         "sparse_mflops": mflops, "dense_mflops": 1.0, "train_seconds": 1.0,
+        "epochs": 5, "lr": 0.1,
     }
 
 
@@ -40,3 +41,16 @@ def test_mflops_at_accuracy_interpolates_in_log_mflops():
     assert sweep.mflops_at_accuracy(curve, 79.0) == pytest.approx(0.01)
     assert sweep.mflops_at_accuracy(curve, 89.5) == pytest.approx(10 ** -1.5 * 10 ** 0.45)
     assert sweep.mflops_at_accuracy(curve, 91.0) is None
+
+
+def test_resume_refuses_runs_of_another_budget():
+    runs = {"a": run("m", "dense", None, 0, 0.9, 1.0), "b": run("n", "dense", None, 0, 0.9, 1.0)}
+    sweep.check_resumable(runs, {"m": 5, "n": 5}, 0.1, "out")
+    sweep.check_resumable(runs, {"m": 5}, 0.1, "out")  # n is not swept now
+    with pytest.raises(sweep.app.UsageError, match="m runs with epochs=5.*epochs=15"):
+        sweep.check_resumable(runs, {"m": 15}, 0.1, "out")
+    with pytest.raises(sweep.app.UsageError, match="lr=0.05"):
+        sweep.check_resumable(runs, {"m": 5}, 0.05, "out")
+    runs["c"] = dict(run("m", "gmp", 0.9, 0, 0.9, 1.0), epochs=15)
+    with pytest.raises(sweep.app.UsageError, match="mix budgets"):
+        sweep.stored_budgets(runs)
