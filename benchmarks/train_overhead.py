@@ -35,6 +35,7 @@ flags.DEFINE_integer("rounds", 9, "Alternating rounds (median over rounds).")
 flags.DEFINE_integer("batch_size", 128, "Batch size.")
 flags.DEFINE_bool("jit_compile", True, "Compile the train step with XLA.")
 flags.DEFINE_string("out_dir", "benchmarks/results", "Where the table goes.")
+flags.DEFINE_list("models", None, "Models to time (default: all).")
 
 TFMOT_MODELS = {"lenet_300_100": lenet_300_100, "small_cnn": small_cnn}
 
@@ -126,7 +127,12 @@ def main(argv):
     rng = np.random.default_rng(0)
     rows = []
     total_steps = (FLAGS.rounds + 1) * FLAGS.steps
-    for name, (build, shape) in MODELS.items():
+    names = FLAGS.models or list(MODELS)
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown:
+        raise app.UsageError(f"Unknown --models {unknown}; expected some of {sorted(MODELS)}.")
+    for name in names:
+        build, shape = MODELS[name]
         keras.utils.set_random_seed(0)
         variants = keras3_variants(build, total_steps)
         if name in TFMOT_MODELS:
