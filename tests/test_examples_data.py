@@ -40,6 +40,7 @@ def test_read_idx_rejects_truncated_and_foreign_files(tmp_path):
 def test_hanging_network_is_given_up_quickly(monkeypatch):
     def hang(*args, **kwargs):
         time.sleep(30)
+        raise OSError("timed out")  # what a real hung connect ends in
 
     monkeypatch.setattr(data.socket, "create_connection", hang)
     start = time.monotonic()
