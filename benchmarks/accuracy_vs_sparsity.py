@@ -101,7 +101,7 @@ def make_config(model, method, target, seed, epochs, budget=None):
 
 
 def stored_budgets(runs):
-    """{model: epochs} of stored runs; raises if one model mixes budgets."""
+    """{model: (epochs, lr)} of stored runs; raises if one model mixes budgets."""
     budgets = {}
     for key, run in runs.items():
         budget = (run["epochs"], run["lr"])
@@ -111,13 +111,12 @@ def stored_budgets(runs):
                 f"epochs={run['epochs']}, lr={run['lr']}, others "
                 f"epochs={budgets[run['model']][0]}, lr={budgets[run['model']][1]}."
             )
-    return {model: epochs for model, (epochs, _) in budgets.items()}
+    return budgets
 
 
 def check_resumable(runs, epochs, lr, out_dir):
     """Refuses to resume runs trained with another budget than the flags'."""
-    for model, stored in stored_budgets(runs).items():
-        stored_lr = next(r["lr"] for r in runs.values() if r["model"] == model)
+    for model, (stored, stored_lr) in stored_budgets(runs).items():
         if model in epochs and (stored, stored_lr) != (epochs[model], lr):
             raise app.UsageError(
                 f"{out_dir} holds {model} runs with epochs={stored}, lr={stored_lr}; "
@@ -341,7 +340,7 @@ def main(argv):
     if FLAGS.report_only:
         meta["command"] = "see the commands in the README"
         meta["seeds"] = sorted({run["seed"] for run in runs.values()})
-        meta["epochs"] = stored_budgets(runs)
+        meta["epochs"] = {m: e for m, (e, _) in stored_budgets(runs).items()}
         write_outputs(runs, meta)
         return
     check_resumable(runs, epochs, FLAGS.lr, FLAGS.out_dir)
