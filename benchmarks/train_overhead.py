@@ -66,16 +66,17 @@ def keras3_variants(build, steps):
     def sparse(method):
         return compiled(keras_str.sparsify(build(), method=method, weight_decay=5e-4))
 
+    def scheduled(method):
+        return sparse(method), [keras_str.UpdateSparsity()]
+
     return {
         "dense": (compiled(keras_str.apply_weight_decay(build(), 5e-4)), []),
         "str": (sparse(None), []),
-        "str_target": (sparse(keras_str.STR(0.9, schedule)), [keras_str.UpdateSparsity()]),
-        "st3": (sparse(keras_str.ST3(0.9, schedule)), [keras_str.UpdateSparsity()]),
-        "str_target_every10": (sparse(keras_str.STR(0.9, schedule, frequency=10)),
-                               [keras_str.UpdateSparsity()]),
-        "st3_every10": (sparse(keras_str.ST3(0.9, schedule, frequency=10)),
-                        [keras_str.UpdateSparsity()]),
-        "gmp": (sparse(keras_str.GMP(0.9, schedule)), [keras_str.UpdateSparsity()]),
+        "str_target": scheduled(keras_str.STR(0.9, schedule)),
+        "st3": scheduled(keras_str.ST3(0.9, schedule)),
+        "str_target_every10": scheduled(keras_str.STR(0.9, schedule, frequency=10)),
+        "st3_every10": scheduled(keras_str.ST3(0.9, schedule, frequency=10)),
+        "gmp": scheduled(keras_str.GMP(0.9, schedule)),
     }
 
 

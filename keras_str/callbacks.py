@@ -54,7 +54,6 @@ def warn_if_stalled(model, when):
             "`callbacks=[keras_str.UpdateSparsity()]` to every `fit()` of this model.",
             stacklevel=3,
         )
-    return stalled
 
 
 class UpdateSparsity(keras.callbacks.Callback):
