@@ -114,7 +114,7 @@ def check_verdicts(out_dir, armsim_dir, sparsity, rng):
     """Converts each case as is (no repair), then runs it on the emulated core."""
     import tensorflow as tf
 
-    from keras_str.xnnpack_rules import check_xnnpack_sparse
+    from keras_str.export.xnnpack_rules import check_xnnpack_sparse
 
     rows = []
     for index, (name, model, sparse) in enumerate(verdict_cases(sparsity, rng)):

@@ -32,8 +32,8 @@ from examples.training import METHODS  # noqa: E402
 from examples.training import TrainConfig  # noqa: E402
 from examples.training import run_training  # noqa: E402
 from keras_str.io_utils import write_text_atomic  # noqa: E402
-from keras_str.plots import plot_layer_sparsity  # noqa: E402
-from keras_str.plots import plot_training_history  # noqa: E402
+from keras_str.analysis.plots import plot_layer_sparsity  # noqa: E402
+from keras_str.analysis.plots import plot_training_history  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(

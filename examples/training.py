@@ -145,11 +145,12 @@ def sparsity_method(config, num_examples):
         return None
     if config.method == "str":
         if config.target_sparsity is None:
-            return keras_str.STR()
+            return keras_str.STR(threshold_init=config.threshold_init)
         return keras_str.STR(
             config.target_sparsity,
             sparsity_schedule(config, num_examples),
             frequency=config.update_frequency,
+            threshold_init=config.threshold_init,
         )
     if config.method == "st3":
         return keras_str.ST3(
@@ -213,7 +214,6 @@ def run_training(config, data, verbose=0, callbacks=()):
         model = keras_str.sparsify(
             model,
             method=method,
-            threshold_init=config.threshold_init,
             weight_decay=config.weight_decay,
             keep_dense=list(config.keep_dense) or None,
         )
@@ -229,8 +229,6 @@ def run_training(config, data, verbose=0, callbacks=()):
         metrics=["accuracy"],
     )
     fit_callbacks = [keras_str.SparsityMonitor(per_layer=False), *callbacks]
-    if method is not None and method.scheduled:
-        fit_callbacks.insert(0, keras_str.UpdateSparsity())
     history = model.fit(
         x_train,
         keras.utils.to_categorical(y_train, num_classes),
@@ -254,8 +252,8 @@ def run_training(config, data, verbose=0, callbacks=()):
 
 
 def _final_history(history, model):
-    # SparsityMonitor logs each epoch before UpdateSparsity's final update;
-    # the last entry should describe the model as saved.
+    # The last entry describes the model as saved (the same numbers as the
+    # epoch-end log, recomputed for safety).
     history = {k: [float(v) for v in values] for k, values in history.items()}
     if "sparsity" in history:
         history["sparsity"][-1] = keras_str.sparsity_report(model).totals["sparsity"]

@@ -1,30 +1,36 @@
-"""keras-str: learnable sparsity (Soft Threshold Reparameterization) for Keras 3."""
+"""keras-str: learnable sparsity (Soft Threshold Reparameterization, ST-3) for Keras 3.
+
+The lifecycle, one public function an arrow:
+`sparsify` (dense -> sparse-trainable) -> `fit` (methods advance in-step)
+-> `strip` (plain Keras, exact zeros) -> `export_tflite` (sparse .tflite).
+"""
 
 from keras_str import ops
-from keras_str.budget import layer_budget
-from keras_str.callbacks import SparsityMonitor
-from keras_str.callbacks import UpdateSparsity
-from keras_str.export import ExportReport
-from keras_str.export import export_tflite
+from keras_str.analysis.report import LayerSparsity
+from keras_str.analysis.report import SparsityReport
+from keras_str.analysis.report import sparsity_report
+from keras_str.export.litert import predict_tflite
+from keras_str.export.litert import time_tflite
+from keras_str.export.tflite import ExportReport
+from keras_str.export.tflite import export_tflite
 from keras_str.layers import STRConv1D
 from keras_str.layers import STRConv2D
 from keras_str.layers import STRDense
 from keras_str.layers import STRDepthwiseConv2D
 from keras_str.layers import STRLayer
-from keras_str.litert import predict_tflite
-from keras_str.litert import time_tflite
+from keras_str.layers import SparseKernelLayer
 from keras_str.methods import GMP
 from keras_str.methods import ST3
 from keras_str.methods import STR
 from keras_str.methods import SparsityMethod
-from keras_str.report import LayerSparsity
-from keras_str.report import SparsityReport
-from keras_str.report import sparsity_report
+from keras_str.methods.schedules import ConstantSchedule
+from keras_str.methods.schedules import PolynomialSchedule
 from keras_str.saving import load_model
-from keras_str.schedules import ConstantSchedule
-from keras_str.schedules import PolynomialSchedule
-from keras_str.sparsify import sparsify
-from keras_str.strip import strip
-from keras_str.weight_decay import apply_weight_decay
+from keras_str.training.budget import layer_budget
+from keras_str.training.callbacks import SparsityMonitor
+from keras_str.training.callbacks import UpdateSparsity
+from keras_str.training.weight_decay import apply_weight_decay
+from keras_str.transforms.sparsify import sparsify
+from keras_str.transforms.strip import strip
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

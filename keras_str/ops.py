@@ -5,13 +5,7 @@ the forward pass, the stripped kernel and the reported sparsity can never
 disagree about which weights are zero.
 """
 
-import keras
 from keras import ops
-
-THRESHOLD_FUNCTIONS = {
-    "sigmoid": ops.sigmoid,
-    "exp": ops.exp,
-}
 
 
 def soft_threshold(x, threshold):
@@ -37,33 +31,6 @@ def soft_threshold(x, threshold):
     return ops.sign(x) * ops.relu(ops.abs(x) - threshold)
 
 
-def get_threshold_fn(identifier):
-    """Returns the threshold function g for a name or a callable.
-
-    Args:
-        identifier: `"sigmoid"` (unstructured STR), `"exp"` (structured STR),
-            or a callable mapping the raw threshold parameter `s` to a
-            non-negative threshold with `keras.ops`.
-
-    Returns:
-        A callable `g(s)`.
-    """
-    if isinstance(identifier, str):
-        if identifier in THRESHOLD_FUNCTIONS:
-            return THRESHOLD_FUNCTIONS[identifier]
-    elif isinstance(identifier, dict):
-        return keras.saving.deserialize_keras_object(identifier)
-    elif callable(identifier):
-        return identifier
-    raise ValueError(
-        "Invalid value for argument `threshold_fn`. Expected one of "
-        f"{sorted(THRESHOLD_FUNCTIONS)} or a callable. "
-        f"Received: threshold_fn={identifier}"
-    )
-
-
-def serialize_threshold_fn(identifier):
-    """Returns a config-friendly form of a threshold function identifier."""
-    if isinstance(identifier, str):
-        return identifier
-    return keras.saving.serialize_keras_object(identifier)
+# g and g^-1 live with the methods; re-exported here for `keras_str.ops` users.
+from keras_str.methods.threshold_fns import get_threshold_fn  # noqa: E402,F401
+from keras_str.methods.threshold_fns import serialize_threshold_fn  # noqa: E402,F401

@@ -7,6 +7,19 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 
 
+def pytest_collection_modifyitems(config, items):
+    # Export, LiteRT, tfmot and the TF data pipeline need TensorFlow; the
+    # layers, methods, transforms and schedules run on every backend.
+    if keras.backend.backend() == "tensorflow":
+        return
+    skip = pytest.mark.skip(
+        reason=f"needs TensorFlow; backend is {keras.backend.backend()}"
+    )
+    for item in items:
+        if "tensorflow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
     keras.config.set_dtype_policy("float32")

@@ -2,6 +2,8 @@ import pytest
 
 from benchmarks import accuracy_vs_sparsity as sweep
 
+pytestmark = pytest.mark.tensorflow
+
 
 def run(model, label, target, seed, accuracy, mflops):
     return {

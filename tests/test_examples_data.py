@@ -8,6 +8,8 @@ import pytest
 
 from examples import data
 
+pytestmark = pytest.mark.tensorflow
+
 
 def write_idx(path, array, magic):
     header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)

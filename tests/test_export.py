@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 import keras_str
-from keras_str.tflite_flatbuffer import inspect_tflite
+from keras_str.export.flatbuffer import inspect_tflite
+
+pytestmark = pytest.mark.tensorflow
 
 
 def sparse_cnn(sparsity=0.8):

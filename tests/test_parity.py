@@ -10,10 +10,13 @@ import keras_str
 from examples import data
 from examples.models import lenet_300_100
 
-pytestmark = pytest.mark.skipif(
-    not os.path.isdir(data.DEBIAN_FASHION_MNIST_DIR),
-    reason="Debian's dataset-fashion-mnist is not installed",
-)
+pytestmark = [
+    pytest.mark.tensorflow,
+    pytest.mark.skipif(
+        not os.path.isdir(data.DEBIAN_FASHION_MNIST_DIR),
+        reason="Debian's dataset-fashion-mnist is not installed",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

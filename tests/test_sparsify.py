@@ -43,12 +43,15 @@ def test_sparsify_forwards_str_options_and_weight_decay():
         threshold_granularity="channel",
         weight_decay=2e-4,
     )
-    for layer in sparse.layers:
+    sparse_layers = [l for l in sparse.layers if isinstance(l, keras_str.STRLayer)]
+    # One method object, shared by every layer of the new model.
+    assert len({id(layer.method) for layer in sparse_layers}) == 1
+    for layer in sparse_layers:
         if isinstance(layer, keras_str.STRLayer):
-            assert layer.threshold_init == -7.0
-            assert layer.threshold_fn == "exp"
-            assert layer.threshold_granularity == "channel"
-            assert layer.threshold_regularizer.l2 == pytest.approx(1e-4)
+            assert layer.method.threshold_init == -7.0
+            assert layer.method.threshold_fn == "exp"
+            assert layer.method.threshold_granularity == "channel"
+            assert layer.method.threshold_regularizer.l2 == pytest.approx(1e-4)
             assert layer.kernel_regularizer.l2 == pytest.approx(1e-4)
 
 

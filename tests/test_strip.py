@@ -63,7 +63,7 @@ def test_strip_gives_plain_layers_with_exact_zeros_and_same_predictions():
         assert np.mean(actual == 0) > 0.1
         # Same config as the parent would have, minus the STR arguments.
         config = twin.get_config()
-        for key in keras_str.layers.str_layer.STR_CONFIG_KEYS:
+        for key in keras_str.layers.base.SPARSE_CONFIG_KEYS:
             assert key not in config
     report_str = keras_str.sparsity_report(model)
     report_plain = keras_str.sparsity_report(plain)

@@ -1,10 +1,13 @@
+import pytest
 import numpy as np
 
-from keras_str.export import _convert
-from keras_str.tflite_flatbuffer import inspect_tflite
-from keras_str.tflite_flatbuffer import store_dense
+from keras_str.export.tflite import _convert
+from keras_str.export.flatbuffer import inspect_tflite
+from keras_str.export.flatbuffer import store_dense
 from tests.test_export import block_sparse_mlp
 from tests.test_export import sparse_cnn
+
+pytestmark = pytest.mark.tensorflow
 
 
 def run(content, x):

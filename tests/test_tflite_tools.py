@@ -10,6 +10,8 @@ import pytest
 import keras_str
 from tests.test_export import sparse_cnn
 
+pytestmark = pytest.mark.tensorflow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import keras_str
-from keras_str.model_utils import raw_kernel_variable
+from keras_str.layers.registry import raw_kernel_variable
 
 
 def mixed_model():
@@ -26,13 +26,14 @@ def test_sets_half_lambda_l2_on_every_kernel_and_threshold():
     assert depthwise.depthwise_regularizer.l2 == pytest.approx(2e-4)
     assert dense.kernel_regularizer.l2 == pytest.approx(2e-4)
     for layer in (conv, depthwise, str_dense):
-        assert layer.threshold_regularizer.l2 == pytest.approx(2e-4)
-        assert layer.threshold_param.regularizer is layer.threshold_regularizer
+        assert layer.method.threshold_regularizer.l2 == pytest.approx(2e-4)
+        assert layer.threshold_param.regularizer is layer.method.threshold_regularizer
     # 4 kernels + 3 thresholds
     assert len(model.losses) == 7
     # Saved with the model: the configs carry the regularizers.
     config = str_dense.get_config()
-    assert config["threshold_regularizer"]["config"]["l2"] == pytest.approx(2e-4)
+    method_config = config["method"]["config"]
+    assert method_config["threshold_regularizer"]["config"]["l2"] == pytest.approx(2e-4)
 
 
 def test_zero_removes_decay():

@@ -2,8 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-from keras_str.export import _convert
-from keras_str.xnnpack_rules import check_xnnpack_sparse
+from keras_str.export.tflite import _convert
+from keras_str.export.xnnpack_rules import check_xnnpack_sparse
+
+pytestmark = pytest.mark.tensorflow
 
 layers = keras.layers
 

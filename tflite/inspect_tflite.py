@@ -18,8 +18,8 @@ flags.DEFINE_string("json", None, "Also write the inspection as JSON here.")
 
 
 def inspect_file(path):
-    from keras_str.tflite_flatbuffer import inspect_tflite
-    from keras_str.xnnpack_rules import check_xnnpack_sparse
+    from keras_str.export.flatbuffer import inspect_tflite
+    from keras_str.export.xnnpack_rules import check_xnnpack_sparse
 
     if not os.path.isfile(path):
         raise ValueError(f"{path!r} does not exist.")

@@ -1,5 +1,15 @@
+"""Sparse-trainable Keras layers, and the registry of the layer types they replace."""
+
+from keras_str.layers.base import SparseKernelLayer
 from keras_str.layers.conv import STRConv1D
 from keras_str.layers.conv import STRConv2D
 from keras_str.layers.dense import STRDense
 from keras_str.layers.depthwise_conv import STRDepthwiseConv2D
-from keras_str.layers.str_layer import STRLayer
+from keras_str.layers.registry import SparseLayerSpec
+from keras_str.layers.registry import _register_builtin_layers
+from keras_str.layers.registry import register_sparse_layer
+
+# The historical name of the mixin.
+STRLayer = SparseKernelLayer
+
+_register_builtin_layers()

@@ -1,10 +1,10 @@
 import keras
 
-from keras_str.layers.str_layer import STRLayer
+from keras_str.layers.base import SparseKernelLayer
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
-class STRConv1D(STRLayer, keras.layers.Conv1D):
+class STRConv1D(SparseKernelLayer, keras.layers.Conv1D):
     """`keras.layers.Conv1D` whose kernel is soft-thresholded by a learned threshold.
 
     The kernel used by the convolution is `sign(W) * relu(|W| - g(s))`; see
@@ -13,11 +13,11 @@ class STRConv1D(STRLayer, keras.layers.Conv1D):
     Args:
         filters: Number of output filters.
         kernel_size: Length of the convolution window.
-        threshold_fn: `"sigmoid"` (default), `"exp"`, or a callable `g(s)`.
-        threshold_init: Initial value of the raw threshold parameter `s`.
-        threshold_granularity: `"layer"`, `"channel"` (one per filter) or
-            `"weight"`.
-        threshold_regularizer: Regularizer for `s`.
+        method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
+            `GMP(...)`; see `keras_str.STRDense`.
+        threshold_fn, threshold_init, threshold_granularity,
+            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`
+            with these settings.
         **kwargs: Every other argument of `keras.layers.Conv1D`.
 
     Example:
@@ -29,7 +29,7 @@ class STRConv1D(STRLayer, keras.layers.Conv1D):
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
-class STRConv2D(STRLayer, keras.layers.Conv2D):
+class STRConv2D(SparseKernelLayer, keras.layers.Conv2D):
     """`keras.layers.Conv2D` whose kernel is soft-thresholded by a learned threshold.
 
     The kernel used by the convolution is `sign(W) * relu(|W| - g(s))`; see
@@ -38,11 +38,11 @@ class STRConv2D(STRLayer, keras.layers.Conv2D):
     Args:
         filters: Number of output filters.
         kernel_size: Height and width of the convolution window.
-        threshold_fn: `"sigmoid"` (default), `"exp"`, or a callable `g(s)`.
-        threshold_init: Initial value of the raw threshold parameter `s`.
-        threshold_granularity: `"layer"`, `"channel"` (one per filter) or
-            `"weight"`.
-        threshold_regularizer: Regularizer for `s`.
+        method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
+            `GMP(...)`; see `keras_str.STRDense`.
+        threshold_fn, threshold_init, threshold_granularity,
+            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`
+            with these settings.
         **kwargs: Every other argument of `keras.layers.Conv2D`.
 
     Example:

@@ -1,10 +1,10 @@
 import keras
 
-from keras_str.layers.str_layer import STRLayer
+from keras_str.layers.base import SparseKernelLayer
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
-class STRDense(STRLayer, keras.layers.Dense):
+class STRDense(SparseKernelLayer, keras.layers.Dense):
     """`keras.layers.Dense` whose kernel is soft-thresholded by a learned threshold.
 
     Computes `activation(inputs @ K + bias)` with
@@ -16,15 +16,19 @@ class STRDense(STRLayer, keras.layers.Dense):
 
     Args:
         units: Positive integer, dimensionality of the output space.
-        threshold_fn: `"sigmoid"` (default, unstructured STR), `"exp"`, or a
-            callable `g(s)` written with `keras.ops`.
-        threshold_init: Initial value of the raw threshold parameter `s`
-            (the paper's sInit). Defaults to `-10.0`, i.e. `g(s) ~ 4.5e-5`.
-        threshold_granularity: `"layer"` (one threshold, the paper's
-            default), `"channel"` (one per output unit) or `"weight"` (one
-            per kernel entry, i.e. mask learning).
-        threshold_regularizer: Regularizer for `s`; STR needs the same decay
-            on `s` as on the kernel.
+        method: The sparsity method: `keras_str.STR(...)` (the default,
+            plain STR with a learned threshold), `keras_str.ST3(...)` or
+            `keras_str.GMP(...)`. Share one method object among the layers
+            of a model: scheduled methods choose one global threshold over
+            all of its layers at every training step.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`:
+            `"sigmoid"` (default), `"exp"`, or a callable `g(s)`.
+        threshold_init: Shortcut: STR's initial raw threshold `s` (default
+            `-10.0`, i.e. `g(s) ~ 4.5e-5`).
+        threshold_granularity: Shortcut: `"layer"` (default), `"channel"`
+            (one per output unit) or `"weight"` (mask learning).
+        threshold_regularizer: Shortcut: regularizer for `s`; STR needs the
+            same decay on `s` as on the kernel.
         **kwargs: Every other argument of `keras.layers.Dense`, with the same
             meaning (LoRA and quantization are not supported).
 

@@ -1,10 +1,10 @@
 import keras
 
-from keras_str.layers.str_layer import STRLayer
+from keras_str.layers.base import SparseKernelLayer
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
-class STRDepthwiseConv2D(STRLayer, keras.layers.DepthwiseConv2D):
+class STRDepthwiseConv2D(SparseKernelLayer, keras.layers.DepthwiseConv2D):
     """`keras.layers.DepthwiseConv2D` with a learned soft threshold.
 
     The depthwise kernel, shaped `(kh, kw, in_channels, depth_multiplier)`,
@@ -15,10 +15,11 @@ class STRDepthwiseConv2D(STRLayer, keras.layers.DepthwiseConv2D):
 
     Args:
         kernel_size: Height and width of the depthwise window.
-        threshold_fn: `"sigmoid"` (default), `"exp"`, or a callable `g(s)`.
-        threshold_init: Initial value of the raw threshold parameter `s`.
-        threshold_granularity: `"layer"`, `"channel"` or `"weight"`.
-        threshold_regularizer: Regularizer for `s`.
+        method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
+            `GMP(...)`; see `keras_str.STRDense`.
+        threshold_fn, threshold_init, threshold_granularity,
+            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`
+            with these settings.
         **kwargs: Every other argument of `keras.layers.DepthwiseConv2D`.
 
     Example:
@@ -27,5 +28,3 @@ class STRDepthwiseConv2D(STRLayer, keras.layers.DepthwiseConv2D):
     >>> layer(np.ones((2, 8, 8, 4))).shape
     (2, 8, 8, 4)
     """
-
-    output_channel_ndim = 2

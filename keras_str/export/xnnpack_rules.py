@@ -16,11 +16,11 @@ import re
 
 import numpy as np
 
-from keras_str.tflite_flatbuffer import buffer_values
-from keras_str.tflite_flatbuffer import decode_sparse
-from keras_str.tflite_flatbuffer import op_name
-from keras_str.tflite_flatbuffer import parse
-from keras_str.tflite_flatbuffer import schema
+from keras_str.export.flatbuffer import buffer_values
+from keras_str.export.flatbuffer import decode_sparse
+from keras_str.export.flatbuffer import op_name
+from keras_str.export.flatbuffer import parse
+from keras_str.export.flatbuffer import schema
 
 SPARSE_ZERO_FRACTION = 2.0 / 3.0
 _ELEMENTWISE = {

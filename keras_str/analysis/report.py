@@ -8,10 +8,10 @@ import keras
 import numpy as np
 
 from keras_str.io_utils import write_text_atomic
-from keras_str.layers.str_layer import STRLayer
-from keras_str.model_utils import is_kernel_layer
-from keras_str.model_utils import iter_layers
-from keras_str.model_utils import raw_kernel_variable
+from keras_str.layers.base import SparseKernelLayer
+from keras_str.layers.registry import is_kernel_layer
+from keras_str.layers.registry import iter_layers
+from keras_str.layers.registry import raw_kernel_variable
 
 
 @dataclasses.dataclass
@@ -170,7 +170,7 @@ def sparsity_report(model):
 
 
 def _layer_row(layer):
-    if isinstance(layer, STRLayer):
+    if isinstance(layer, SparseKernelLayer):
         kernel = keras.ops.convert_to_numpy(layer.thresholded_kernel())
         threshold = layer.threshold
         if threshold is not None:

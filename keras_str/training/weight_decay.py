@@ -4,12 +4,12 @@ import math
 
 import keras
 
-from keras_str.layers.str_layer import STRLayer
+from keras_str.layers.registry import is_kernel_layer
+from keras_str.layers.registry import is_sparse_layer
+from keras_str.layers.registry import iter_layers
+from keras_str.layers.registry import kernel_regularizer_attribute
+from keras_str.layers.registry import raw_kernel_variable
 from keras_str.methods import STR
-from keras_str.model_utils import is_kernel_layer
-from keras_str.model_utils import iter_layers
-from keras_str.model_utils import kernel_regularizer_attribute
-from keras_str.model_utils import raw_kernel_variable
 
 
 def apply_weight_decay(model, weight_decay):
@@ -45,7 +45,7 @@ def apply_weight_decay(model, weight_decay):
 
     >>> model = keras.Sequential([keras.Input((8,)), keras_str.STRDense(4)])
     >>> model = keras_str.apply_weight_decay(model, 5e-4)
-    >>> model.layers[0].threshold_regularizer.l2
+    >>> model.layers[0].method.threshold_regularizer.l2
     0.00025
     """
     if (
@@ -66,11 +66,13 @@ def apply_weight_decay(model, weight_decay):
             continue
         setattr(layer, kernel_regularizer_attribute(layer), regularizer)
         # Only STR learns its threshold; ST-3's is set by the schedule.
-        learns_threshold = isinstance(layer, STRLayer) and isinstance(
+        learns_threshold = is_sparse_layer(layer) and isinstance(
             layer.method, STR
         )
         if learns_threshold:
-            layer.threshold_regularizer = regularizer
+            # One STR object serves all its layers: the setting is the
+            # method's, the variables are each layer's.
+            layer.method.threshold_regularizer = regularizer
         if layer.built:
             raw_kernel_variable(layer).regularizer = regularizer
             if learns_threshold:

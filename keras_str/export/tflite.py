@@ -8,13 +8,13 @@ import os
 import numpy as np
 
 from keras_str.io_utils import atomic_path
-from keras_str.layers.mapping import is_str_layer
-from keras_str.litert import LiteRTError
-from keras_str.litert import run_tflite
-from keras_str.model_utils import iter_layers
-from keras_str.tflite_flatbuffer import inspect_tflite
-from keras_str.tflite_flatbuffer import store_dense
-from keras_str.xnnpack_rules import check_xnnpack_sparse
+from keras_str.layers.registry import is_sparse_layer as is_str_layer
+from keras_str.export.litert import LiteRTError
+from keras_str.export.litert import run_tflite
+from keras_str.layers.registry import iter_layers
+from keras_str.export.flatbuffer import inspect_tflite
+from keras_str.export.flatbuffer import store_dense
+from keras_str.export.xnnpack_rules import check_xnnpack_sparse
 
 # A file is checked on this many inputs against the same model converted
 # without sparse encoding.
@@ -217,7 +217,7 @@ def export_tflite(
             f"Received: model={getattr(model, 'name', model)!r} (not built)"
         )
     if any(is_str_layer(layer) for layer in iter_layers(model)):
-        from keras_str.strip import strip
+        from keras_str.transforms.strip import strip
 
         model = strip(model)
     samples = (

@@ -2,13 +2,11 @@
 
 from keras import ops
 
-from keras_str.callbacks import warn_if_stalled
-from keras_str.cloning import check_clonable
-from keras_str.cloning import clone_with
-from keras_str.layers.mapping import is_str_layer
-from keras_str.layers.mapping import plain_layer_class
-from keras_str.layers.str_layer import STR_CONFIG_KEYS
-from keras_str.model_utils import raw_kernel_variable
+from keras_str.layers.base import SPARSE_CONFIG_KEYS
+from keras_str.layers.registry import is_sparse_layer
+from keras_str.layers.registry import raw_kernel_variable
+from keras_str.transforms.cloning import check_clonable
+from keras_str.transforms.cloning import clone_with
 
 
 def strip(model):
@@ -19,9 +17,7 @@ def strip(model):
     and regularizer, and with kernel `sign(W) * relu(|W| - g(s))`: the
     pruned weights are exact zeros. Other layers are copied with their
     weights. The result predicts what the STR model predicts, and saves and
-    loads without keras-str. Warns when a scheduled method (`ST3`, `GMP`,
-    targeted `STR`) never advanced, which means training ran without
-    `keras_str.UpdateSparsity`.
+    loads without keras-str.
 
     Args:
         model: A built Sequential or functional model with STR layers.
@@ -35,17 +31,16 @@ def strip(model):
     >>> plain.save("model_stripped.keras")
     """
     check_clonable(model)
-    warn_if_stalled(model, "strip")
 
     def replace(layer):
-        if not is_str_layer(layer):
+        if not is_sparse_layer(layer):
             return None
         config = {
             key: value
             for key, value in layer.get_config().items()
-            if key not in STR_CONFIG_KEYS
+            if key not in SPARSE_CONFIG_KEYS
         }
-        return plain_layer_class(layer).from_config(config), _copy_thresholded
+        return layer.kernel_spec.keras_class.from_config(config), _copy_thresholded
 
     return clone_with(model, replace)
 

@@ -3,6 +3,8 @@
 import math
 
 import keras
+import numpy as np
+from keras import ops
 
 
 def _check_step(name, value, minimum=0):
@@ -26,6 +28,8 @@ class PolynomialSchedule:
     the network is still plastic and slowly near the end. A method's target
     at `step` is `final_sparsity * schedule(step)`; before `begin_step` it is
     0, after `end_step` it stays at `final_sparsity` (the fine-tuning phase).
+    Called with a Python number it returns a float; with a step tensor (as
+    inside the compiled train step) a float32 tensor.
 
     Args:
         begin_step: Optimizer step at which sparsification starts.
@@ -72,12 +76,21 @@ class PolynomialSchedule:
         return cls(begin, end, power=power)
 
     def __call__(self, step):
-        if step <= self.begin_step:
-            return 0.0
-        if step >= self.end_step:
-            return 1.0
-        progress = (step - self.begin_step) / (self.end_step - self.begin_step)
-        return 1.0 - (1.0 - progress) ** self.power
+        if _is_python_step(step):
+            if step <= self.begin_step:
+                return 0.0
+            if step >= self.end_step:
+                return 1.0
+            progress = (step - self.begin_step) / (self.end_step - self.begin_step)
+            return 1.0 - (1.0 - progress) ** self.power
+        # A step tensor inside the compiled train step.
+        progress = ops.clip(
+            (ops.cast(step, "float32") - self.begin_step)
+            / (self.end_step - self.begin_step),
+            0.0,
+            1.0,
+        )
+        return 1.0 - ops.power(1.0 - progress, self.power)
 
     def get_config(self):
         return {
@@ -119,7 +132,9 @@ class ConstantSchedule:
         return self.begin_step
 
     def __call__(self, step):
-        return 1.0 if step >= self.begin_step else 0.0
+        if _is_python_step(step):
+            return 1.0 if step >= self.begin_step else 0.0
+        return ops.cast(step >= self.begin_step, "float32")
 
     def get_config(self):
         return {"begin_step": self.begin_step}
@@ -132,16 +147,22 @@ class ConstantSchedule:
         return f"ConstantSchedule(begin_step={self.begin_step})"
 
 
+def _is_python_step(step):
+    return isinstance(step, (int, float, np.integer, np.floating))
+
+
 def get_schedule(schedule):
     """A schedule object from a schedule, its serialized dict, or raises."""
     if isinstance(schedule, dict):
         schedule = keras.saving.deserialize_keras_object(schedule)
+    # A custom schedule is called with a step tensor inside the train step,
+    # so it must be written with `keras.ops`.
     if not isinstance(schedule, (PolynomialSchedule, ConstantSchedule)) and not (
         callable(schedule) and hasattr(schedule, "get_config")
     ):
         raise ValueError(
             "Invalid value for argument `schedule`. Expected a "
             "`keras_str.PolynomialSchedule`, `keras_str.ConstantSchedule` or "
-            f"a serializable callable step -> [0, 1]. Received: schedule={schedule!r}"
+            f"a serializable callable step tensor -> [0, 1] written with keras.ops. Received: schedule={schedule!r}"
         )
     return schedule

@@ -1,7 +1,7 @@
 """Budget transfer: a layer-wise sparsity budget learned by one method, given to another."""
 
-from keras_str.report import SparsityReport
-from keras_str.report import sparsity_report
+from keras_str.analysis.report import SparsityReport
+from keras_str.analysis.report import sparsity_report
 
 
 def layer_budget(model_or_report, min_params=0):

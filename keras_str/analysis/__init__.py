@@ -1,0 +1,1 @@
+"""Reports on a model's sparsity: data first, then tables and plots."""

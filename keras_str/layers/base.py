@@ -1,0 +1,211 @@
+"""What every sparse layer adds to its Keras parent: a method that computes its kernel."""
+
+import keras
+from keras import ops
+from keras.src.backend.common import global_state
+
+from keras_str.layers.registry import spec_for_sparse_class
+from keras_str.methods import STR
+from keras_str.methods import get_method
+
+# Layer arguments that configure STR; a shortcut for `method=STR(...)`.
+STR_SHORTCUT_KEYS = (
+    "threshold_fn",
+    "threshold_init",
+    "threshold_granularity",
+    "threshold_regularizer",
+)
+# The arguments a sparse layer adds to its parent; `strip` drops exactly these.
+SPARSE_CONFIG_KEYS = STR_SHORTCUT_KEYS + ("method",)
+
+
+def _resolve_method(method, shortcuts):
+    given = {k: v for k, v in shortcuts.items() if v is not None}
+    if not given:
+        return get_method(method)
+    if method is None or method == "str":
+        return STR(**given)
+    raise ValueError(
+        f"Pass STR's settings ({', '.join(sorted(given))}) either to the layer "
+        "(for plain STR) or to `keras_str.STR(...)` as its `method`, not "
+        f"both. Received: method={method!r}, "
+        + ", ".join(f"{k}={v!r}" for k, v in given.items())
+    )
+
+
+class SparseKernelLayer:
+    """Mixin that turns a Keras kernel layer into a sparse-trainable layer.
+
+    The layer keeps its raw kernel `W` (`raw_kernel`) and asks its sparsity
+    method (`keras_str.STR` by default, or `ST3`, `GMP`) for the kernel it
+    computes with; the parent's `call()` reads it through the `kernel`
+    property, computed in the variable dtype (float32 under
+    `mixed_float16`) and then cast to the compute dtype. The method's state
+    lives in the layer's variables (`sparsity_state`, plus a
+    `sparsity_step` counter for scheduled methods) and is updated inside
+    `call(..., training=True)`, like `BatchNormalization`'s statistics, so
+    it advances inside the compiled train step on every backend.
+
+    Subclasses list the mixin first: `class STRDense(SparseKernelLayer,
+    keras.layers.Dense)`, and the pair is registered in
+    `keras_str.layers.registry`.
+    """
+
+    def __init__(
+        self,
+        *args,
+        method=None,
+        threshold_fn=None,
+        threshold_init=None,
+        threshold_granularity=None,
+        threshold_regularizer=None,
+        **kwargs,
+    ):
+        if kwargs.get("lora_rank"):
+            raise ValueError(
+                "LoRA is not supported on sparse layers: the low-rank update "
+                "would bypass the threshold. Received: "
+                f"lora_rank={kwargs['lora_rank']}"
+            )
+        if kwargs.get("quantization_config") is not None:
+            raise ValueError(
+                "Sparse layers cannot be quantized while training; strip the "
+                "model first (`keras_str.strip`). Received: "
+                f"quantization_config={kwargs['quantization_config']}"
+            )
+        super().__init__(*args, **kwargs)
+        self.kernel_spec = spec_for_sparse_class(type(self))
+        self.method = _resolve_method(
+            method,
+            {
+                "threshold_fn": threshold_fn,
+                "threshold_init": threshold_init,
+                "threshold_granularity": threshold_granularity,
+                "threshold_regularizer": threshold_regularizer,
+            },
+        )
+        self.sparsity_state = None
+
+    def add_weight(self, *args, **kwargs):
+        if kwargs.get("name") == "kernel":
+            # The threshold comparison must see the full-precision kernel,
+            # even when the layer computes in float16.
+            kwargs["autocast"] = False
+        return super().add_weight(*args, **kwargs)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.sparsity_state = self.method.build(self)
+        if self.method.scheduled:
+            # int32: JAX stores int64 as int32 anyway; 2^31 steps suffice.
+            self.sparsity_step = self.add_weight(
+                name="sparsity_step",
+                shape=(),
+                initializer="zeros",
+                dtype="int32",
+                trainable=False,
+                autocast=False,
+                aggregation="only_first_replica",
+            )
+        self.method.attach(self)
+
+    def call(self, inputs, training=None):
+        if training and self.method.scheduled:
+            self.method.advance(self)
+        return super().call(inputs)
+
+    @property
+    def raw_kernel(self):
+        """The trained kernel variable `W`, before the method is applied."""
+        return self._kernel
+
+    @property
+    def threshold_param(self):
+        """The method's `"threshold"` variable (STR's `s`, ST-3's `t`)."""
+        self._check_built("threshold_param")
+        return self.sparsity_state.get("threshold")
+
+    @property
+    def threshold(self):
+        """The current threshold (`g(s)` for STR), or `None` (GMP)."""
+        self._check_built("threshold")
+        return self.method.threshold(self)
+
+    def thresholded_kernel(self):
+        """Returns the effective kernel in the variable dtype.
+
+        For STR, `sign(W) * relu(|W| - g(s))`. This is what the layer
+        computes with (before the cast to the compute dtype) and what
+        `keras_str.strip` writes into the plain layer.
+        """
+        self._check_built("thresholded_kernel")
+        return self.method.effective_kernel(
+            self, ops.convert_to_tensor(self._kernel)
+        )
+
+    def _check_built(self, what):
+        if not self.built:
+            raise AttributeError(
+                f"You must build the layer before accessing `{what}`."
+            )
+
+    @property
+    def kernel(self):
+        """The effective kernel, cast to the layer's compute dtype."""
+        return ops.cast(self.thresholded_kernel(), self.compute_dtype)
+
+    @kernel.setter
+    def kernel(self, value):
+        # Parents whose build() assigns `self.kernel` (DepthwiseConv) store
+        # the raw kernel where the effective-kernel property expects it.
+        self._kernel = value
+
+    def enable_lora(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"{self.__class__.__name__} does not support LoRA: the low-rank "
+            "update would bypass the threshold."
+        )
+
+    def quantize(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"{self.__class__.__name__} cannot be quantized; call "
+            "`keras_str.strip(model)` first and quantize the plain model."
+        )
+
+    # Keras parents save `self.kernel` (here the effective kernel) and skip
+    # extra variables. Every variable is saved under its own name, so W and
+    # the method's state round-trip exactly whatever their order.
+    def save_own_variables(self, store):
+        for variable in self.variables:
+            store[variable.name] = variable
+
+    def load_own_variables(self, store):
+        variables = self.variables
+        names = [variable.name for variable in variables]
+        if all(name in store for name in names):
+            for variable in variables:
+                variable.assign(store[variable.name])
+            return
+        keras.layers.Layer.load_own_variables(self, store)
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {"method": _serialize_shared(self.method)}
+        return {**base_config, **config}
+
+
+def _serialize_shared(method):
+    """Serializes `method` so that the layers sharing it share it again on load.
+
+    Keras marks objects seen twice while saving a model with a
+    `shared_object_id`, but it copies a layer's config after the first
+    sighting, so the first layer's copy would lose the mark. Inside a save
+    (Keras's object-sharing scope is active) every sighting is marked here;
+    outside one (`get_config()`, `clone_model`) none is, so clones get
+    their own method objects.
+    """
+    config = keras.saving.serialize_keras_object(method)
+    if global_state.get_global_attribute("shared_objects/id_to_config_map") is not None:
+        config["shared_object_id"] = id(method)
+    return config
+

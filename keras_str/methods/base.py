@@ -1,0 +1,138 @@
+"""What every sparsity method is: state in its layers, an effective kernel, an in-step update.
+
+A method is one serializable object shared by all the layers it sparsifies
+(`keras_str.sparsify` gives each new model its own). Each layer asks it to
+create its state (`build`), to compute the kernel the layer uses
+(`effective_kernel`), and, for scheduled methods, to advance (`advance`) at
+every training call. The first layer the method was attached to makes the
+group-wide choice for the whole step (one global quantile over all the
+method's kernels), so the update runs once per step, inside the compiled
+train step, written with `keras.ops`; no callback, no host copy.
+"""
+
+from keras import ops
+
+
+def check_fraction(name, value, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0.0 <= value < 1.0
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a number in "
+            f"[0, 1). Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_frequency(frequency):
+    if (
+        isinstance(frequency, bool)
+        or not isinstance(frequency, int)
+        or frequency < 1
+    ):
+        raise ValueError(
+            "Invalid value for argument `frequency`. Expected a positive "
+            f"integer. Received: frequency={frequency!r}"
+        )
+    return frequency
+
+
+class SparsityMethod:
+    """Base class: how a sparse layer turns its raw kernel into the one it uses.
+
+    Subclasses implement:
+    - `build(layer)`: create the per-layer state with `layer.add_weight` and
+      return it as a dict `{name: variable}` (the layer keeps it as
+      `layer.sparsity_state`; variables are saved with the layer by name).
+    - `effective_kernel(layer, kernel)`: the kernel the layer computes with,
+      written with `keras.ops`.
+    - `threshold(layer)`: the current threshold tensor, or `None`.
+    - `update(layers, step)` (scheduled methods): set the state of every
+      layer of the group for training step `step` (an int32 tensor), with
+      `keras.ops` and `variable.assign` only. It runs inside the compiled
+      train step, so it must not read values into Python.
+
+    Layers call `advance(layer)` from `call(..., training=True)`: the
+    group's first layer runs `update` once for the step, then each layer
+    counts the step in its own `sparsity_step` variable.
+    """
+
+    scheduled = False
+
+    def __init__(self):
+        # Plain references (a method and its layers live and die together);
+        # torch.compile cannot trace weak references.
+        self._layers = []
+
+    # Layers of the group.
+
+    def attach(self, layer):
+        """Adds a built layer to the group this method updates together."""
+        if not any(known is layer for known in self._layers):
+            self._layers.append(layer)
+
+    @property
+    def layers(self):
+        """The layers using this method, in the order they were built."""
+        return list(self._layers)
+
+    # Per-layer state and math.
+
+    def build(self, layer):
+        raise NotImplementedError
+
+    def effective_kernel(self, layer, kernel):
+        raise NotImplementedError
+
+    def threshold(self, layer):
+        """The current threshold tensor of `layer`, or `None` if it has none."""
+        return None
+
+    # Scheduled methods.
+
+    def update(self, layers, step):
+        """Sets the state of `layers` for training step `step` (in-step)."""
+
+    def advance(self, layer):
+        """Runs one training step's update; called by `layer.call(training=True)`."""
+        step = ops.convert_to_tensor(layer.sparsity_step)
+        layers = self.layers
+        if layers and layers[0] is layer:
+            self.update(layers, step)
+        layer.sparsity_step.assign(step + 1)
+
+    def target_at(self, step):
+        """Overall target sparsity at `step` (a tensor for a step tensor)."""
+        return self.target_sparsity * self.schedule(step)
+
+    def due(self, step):
+        """Whether `update` recomputes the state at `step` (a bool tensor)."""
+        frequency = getattr(self, "frequency", 1)
+        if frequency == 1:
+            return ops.convert_to_tensor(True)
+        return ops.logical_or(
+            ops.equal(step % frequency, 0),
+            ops.equal(step, self.schedule.end_step),
+        )
+
+    # Serialization.
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{self.__class__.__name__}({arguments})"
+
+
+def when_due(due, compute, previous):
+    """`compute()` where `due` is true, else `previous`; skips the work when not due."""
+    return ops.cond(due, compute, lambda: previous)

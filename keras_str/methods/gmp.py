@@ -1,0 +1,135 @@
+"""GMP: gradual magnitude pruning with a hard per-layer mask, on Keras 3."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_str.methods.base import SparsityMethod
+from keras_str.methods.base import check_fraction
+from keras_str.methods.base import check_frequency
+from keras_str.methods.base import when_due
+from keras_str.methods.quantile import kth_smallest
+from keras_str.methods.schedules import get_schedule
+
+
+@keras.saving.register_keras_serializable(package="keras_str")
+class GMP(SparsityMethod):
+    """Gradual magnitude pruning (Zhu & Gupta, 2017) with a hard mask.
+
+    Every `frequency` steps while the schedule runs (from `begin_step`, and
+    at `end_step`), inside the compiled train step, each layer's mask is
+    reset to keep its largest-magnitude effective weights, so that the layer
+    has `layer_target * schedule(step)` zeros. The layer computes with
+    `W * mask`, so pruned weights get no gradient and, having magnitude 0 in
+    the next update, stay pruned while the target rises. The same as
+    tfmot's `prune_low_magnitude` with `PolynomialDecay`, on Keras 3 and on
+    every backend.
+
+    Args:
+        target_sparsity: Final sparsity of every layer not in `layer_targets`.
+        schedule: A `PolynomialSchedule` or `ConstantSchedule`.
+        frequency: Steps between mask updates (tfmot's default is 100).
+        layer_targets: Optional `{layer_name: final_sparsity}`, e.g. a budget
+            learned by STR (`keras_str.layer_budget`). A name that matches no
+            layer of the method raises at the first training step.
+
+    Example:
+
+    >>> method = keras_str.GMP(0.9, keras_str.PolynomialSchedule(0, 2000))
+    >>> sparse = keras_str.sparsify(model, method=method)
+    >>> sparse.fit(x, y)
+    """
+
+    scheduled = True
+
+    def __init__(self, target_sparsity, schedule, frequency=100, layer_targets=None):
+        super().__init__()
+        self.target_sparsity = check_fraction("target_sparsity", target_sparsity)
+        self.schedule = get_schedule(schedule)
+        self.frequency = check_frequency(frequency)
+        if layer_targets is not None:
+            if not isinstance(layer_targets, dict):
+                raise ValueError(
+                    "Invalid value for argument `layer_targets`. Expected a "
+                    "dict {layer_name: sparsity}. "
+                    f"Received: layer_targets={layer_targets!r}"
+                )
+            layer_targets = {
+                str(name): check_fraction(f"layer_targets[{name!r}]", value)
+                for name, value in layer_targets.items()
+            }
+        self.layer_targets = layer_targets
+
+    def build(self, layer):
+        return {
+            "mask": layer.add_weight(
+                name="mask",
+                shape=tuple(layer.raw_kernel.shape),
+                initializer="ones",
+                dtype=layer.variable_dtype,
+                trainable=False,
+                autocast=False,
+                aggregation="only_first_replica",
+            )
+        }
+
+    def effective_kernel(self, layer, kernel):
+        return kernel * ops.cast(layer.sparsity_state["mask"], kernel.dtype)
+
+    def layer_target(self, layer):
+        if self.layer_targets and layer.name in self.layer_targets:
+            return self.layer_targets[layer.name]
+        return self.target_sparsity
+
+    def due(self, step):
+        # tfmot's rule: every `frequency` steps from `begin_step` until
+        # `end_step`, and at `end_step`; then the mask is frozen.
+        begin, end = self.schedule.begin_step, self.schedule.end_step
+        in_range = ops.logical_and(step >= begin, step <= end)
+        on_beat = ops.logical_or(
+            ops.equal((step - begin) % self.frequency, 0), ops.equal(step, end)
+        )
+        return ops.logical_and(in_range, on_beat)
+
+    def _check_layer_targets(self, layers):
+        if not self.layer_targets:
+            return
+        unknown = sorted(set(self.layer_targets) - {layer.name for layer in layers})
+        if unknown:
+            raise ValueError(
+                f"`layer_targets` names layers {unknown} that do not use this "
+                f"GMP method; its layers are {[layer.name for layer in layers]}. "
+                f"Received: layer_targets={self.layer_targets}"
+            )
+
+    def update(self, layers, step):
+        self._check_layer_targets(layers)
+        due = self.due(step)
+        fraction = self.schedule(step)
+        for layer in layers:
+            mask_variable = layer.sparsity_state["mask"]
+            size = math.prod(mask_variable.shape)
+
+            def compute(layer=layer, mask_variable=mask_variable, size=size):
+                mask = ops.convert_to_tensor(mask_variable)
+                magnitude = ops.stop_gradient(
+                    ops.abs(ops.convert_to_tensor(layer.raw_kernel) * mask)
+                )
+                count = ops.cast(
+                    ops.round(self.layer_target(layer) * fraction * size), "int32"
+                )
+                value = kth_smallest([magnitude], ops.maximum(count, 1))
+                kept = ops.cast(magnitude > value, mask.dtype)
+                return ops.where(count > 0, kept, ops.ones_like(mask))
+
+            mask = when_due(due, compute, ops.convert_to_tensor(mask_variable))
+            mask_variable.assign(mask)
+
+    def get_config(self):
+        return {
+            "target_sparsity": self.target_sparsity,
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "frequency": self.frequency,
+            "layer_targets": self.layer_targets,
+        }

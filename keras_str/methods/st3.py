@@ -1,0 +1,151 @@
+"""ST-3: a scheduled soft threshold with straight-through gradients."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_str.methods.base import SparsityMethod
+from keras_str.methods.base import check_fraction
+from keras_str.methods.base import check_frequency
+from keras_str.methods.base import when_due
+from keras_str.methods.quantile import kth_smallest
+from keras_str.methods.schedules import get_schedule
+from keras_str.ops import soft_threshold
+
+ST3_SCOPES = ("global", "sigma")
+
+
+@keras.saving.register_keras_serializable(package="keras_str")
+class ST3(SparsityMethod):
+    """ST-3: a scheduled soft threshold with straight-through gradients.
+
+    Every training step, inside the compiled train step, the threshold `t`
+    is set so that exactly `target_sparsity * schedule(step)` of all the
+    method's kernel weights satisfy `|W| <= t` (one global magnitude
+    quantile, computed exactly on the device; see
+    `keras_str.methods.quantile`). The layer computes with
+    `sign(W) * relu(|W| - t)`, but the gradient reaches every raw weight
+    unchanged (straight-through), so pruned weights keep learning and can
+    come back (Vanderschueren & De Vleeschouwer, 2023). The threshold is
+    set from the weights at the start of the step, so after the last
+    optimizer step the sparsity can differ from the target by the few
+    weights that step moved across it.
+
+    Args:
+        target_sparsity: Final fraction of zeros over all ST-3 kernels.
+        schedule: A `PolynomialSchedule` (cubic by default) or
+            `ConstantSchedule`.
+        scope: `"global"` (one magnitude threshold, ST-3) or `"sigma"` (the
+            quantile is taken over `|W| / sigma_l`, with
+            `sigma_l = sqrt(2 / (fan_in + fan_out))` the layer's Glorot
+            scale with Keras's fans; ST-3-sigma, which spares small layers
+            less and saves FLOPs).
+        rescale: If `True`, each output channel's thresholded weights are
+            scaled by `1 / rho`, `rho = mean|W * mask| / mean|W|` (the share
+            of the channel's raw magnitude that survives the mask).
+        frequency: Steps between threshold updates (1: every step, as in
+            the paper). The end of the schedule always gets an update.
+
+    Example:
+
+    >>> method = keras_str.ST3(0.95, keras_str.PolynomialSchedule(0, 3000))
+    >>> sparse = keras_str.sparsify(model, method=method)
+    >>> sparse.fit(x, y)
+    """
+
+    scheduled = True
+
+    def __init__(
+        self, target_sparsity, schedule, scope="global", rescale=False, frequency=1
+    ):
+        super().__init__()
+        self.frequency = check_frequency(frequency)
+        self.target_sparsity = check_fraction("target_sparsity", target_sparsity)
+        self.schedule = get_schedule(schedule)
+        if scope not in ST3_SCOPES:
+            raise ValueError(
+                f"Invalid value for argument `scope`. Expected one of "
+                f"{ST3_SCOPES}. Received: scope={scope!r}"
+            )
+        self.scope = scope
+        if not isinstance(rescale, bool):
+            raise ValueError(
+                "Invalid value for argument `rescale`. Expected a bool. "
+                f"Received: rescale={rescale!r}"
+            )
+        self.rescale = rescale
+
+    def build(self, layer):
+        return {
+            "threshold": layer.add_weight(
+                name="threshold",
+                shape=(),
+                initializer="zeros",
+                dtype=layer.variable_dtype,
+                trainable=False,
+                autocast=False,
+                aggregation="only_first_replica",
+            )
+        }
+
+    def threshold(self, layer):
+        return ops.convert_to_tensor(layer.sparsity_state["threshold"])
+
+    def effective_kernel(self, layer, kernel):
+        threshold = self.threshold(layer)
+        thresholded = soft_threshold(kernel, threshold)
+        if self.rescale:
+            # rho = mean|W * mask| / mean|W| per output channel; the kept
+            # weights are scaled by 1 / rho, so a channel keeps the mean
+            # magnitude its raw weights have.
+            axes = tuple(
+                range(len(kernel.shape) - layer.kernel_spec.output_channel_ndim)
+            )
+            magnitude = ops.abs(kernel)
+            kept = ops.where(magnitude > threshold, magnitude, 0.0)
+            kept_sum = ops.sum(kept, axis=axes, keepdims=True)
+            total = ops.sum(magnitude, axis=axes, keepdims=True)
+            scale = ops.where(kept_sum > 0, total / ops.maximum(kept_sum, 1e-12), 1.0)
+            thresholded = thresholded * ops.stop_gradient(scale)
+        # Straight-through: the value is the thresholded kernel, the gradient
+        # is the identity on the raw kernel. Pruned entries are exact zeros
+        # (w + (-w) == 0 in IEEE arithmetic).
+        return kernel + ops.stop_gradient(thresholded - kernel)
+
+    def layer_scale(self, layer):
+        """The scale each layer's magnitudes are divided by before the quantile."""
+        if self.scope == "global":
+            return 1.0
+        fan_in, fan_out = layer.kernel_spec.fans(tuple(layer.raw_kernel.shape))
+        return math.sqrt(2.0 / (fan_in + fan_out))
+
+    def update(self, layers, step):
+        scales = [self.layer_scale(layer) for layer in layers]
+
+        def compute():
+            normalized = [
+                ops.stop_gradient(
+                    ops.abs(ops.convert_to_tensor(layer.raw_kernel)) / scale
+                )
+                for layer, scale in zip(layers, scales)
+            ]
+            total = sum(math.prod(n.shape) for n in normalized)
+            count = ops.cast(ops.round(self.target_at(step) * total), "int32")
+            value = kth_smallest(normalized, ops.maximum(count, 1))
+            return ops.where(count > 0, value, 0.0)
+
+        variables = [layer.sparsity_state["threshold"] for layer in layers]
+        previous = ops.convert_to_tensor(variables[0]) / scales[0]
+        normalized_threshold = when_due(self.due(step), compute, previous)
+        for variable, scale in zip(variables, scales):
+            variable.assign(ops.cast(normalized_threshold * scale, variable.dtype))
+
+    def get_config(self):
+        return {
+            "target_sparsity": self.target_sparsity,
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "scope": self.scope,
+            "rescale": self.rescale,
+            "frequency": self.frequency,
+        }

@@ -1,0 +1,228 @@
+"""STR: Soft Threshold Reparameterization, a learned threshold per layer."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_str.methods.base import SparsityMethod
+from keras_str.methods.base import check_fraction
+from keras_str.methods.base import check_frequency
+from keras_str.methods.base import when_due
+from keras_str.methods.quantile import kth_smallest
+from keras_str.methods.schedules import get_schedule
+from keras_str.methods.threshold_fns import get_inverse_threshold_fn
+from keras_str.methods.threshold_fns import get_threshold_fn
+from keras_str.methods.threshold_fns import serialize_threshold_fn
+from keras_str.ops import soft_threshold
+
+THRESHOLD_GRANULARITIES = ("layer", "channel", "weight")
+
+# g(-10) ~ 4.5e-5 for both sigmoid and exp: the layer starts practically
+# dense and weight decay on the threshold parameter has room to move it.
+DEFAULT_THRESHOLD_INIT = -10.0
+
+# The shift lands just above the k-th critical value, so float32 rounding of
+# `s + shift` in the forward pass cannot leave that weight unpruned.
+_SHIFT_MARGIN = 1e-5
+# g^-1(|w|) is -inf for exact zeros and +inf for |w| >= 1 under sigmoid;
+# clipping keeps the chosen shift finite (logit of float32 values lies
+# within about +-104, log within +-104).
+_CRITICAL_LIMIT = 1e3
+
+
+@keras.saving.register_keras_serializable(package="keras_str")
+class STR(SparsityMethod):
+    """Soft Threshold Reparameterization: a learned threshold per layer.
+
+    The layer computes with `sign(W) * relu(|W| - g(s))`; `s` is trained with
+    `W`, and weight decay on both (`keras_str.apply_weight_decay`) raises it,
+    so each layer learns its own sparsity (Kusupati et al., 2020).
+
+    Plain STR sets the final sparsity only through lambda and
+    `threshold_init`. Given `target_sparsity` and a `schedule`, every
+    training step also sets one common offset `delta` (a non-trainable
+    variable) so that the layers compute with `g(s + delta)` and their
+    kernels are exactly `target_sparsity * schedule(step)` zeros overall.
+    The offset moves every layer's threshold together; the differences
+    between layers' `s` are still learned by the loss and the decay, so the
+    layer-wise budget stays STR's own. The offset is an exact global order
+    statistic computed on the device (see `keras_str.methods.quantile`).
+
+    Args:
+        target_sparsity: Optional final fraction of zeros over all kernels
+            of this method, in `[0, 1)`.
+        schedule: A `PolynomialSchedule` (or `ConstantSchedule`); required
+            with `target_sparsity`.
+        frequency: Steps between offset updates (1: every step).
+        threshold_fn: `"sigmoid"` (default, unstructured STR), `"exp"`, or a
+            callable `g(s)` written with `keras.ops` (not with a target).
+        threshold_init: Initial value of the raw threshold parameter `s`
+            (the paper's sInit). Defaults to `-10.0`, i.e. `g(s) ~ 4.5e-5`.
+        threshold_granularity: `"layer"` (one threshold, the paper's
+            default), `"channel"` (one per output channel) or `"weight"`
+            (one per kernel entry, i.e. mask learning).
+        threshold_regularizer: Regularizer for `s`; STR needs the same decay
+            on `s` as on the kernel (`keras_str.apply_weight_decay` sets it).
+
+    Example:
+
+    >>> method = keras_str.STR(threshold_init=-5.0)
+    >>> layer = keras_str.STRDense(16, method=method)
+    >>> targeted = keras_str.STR(0.9, keras_str.PolynomialSchedule(0, 1000))
+    """
+
+    def __init__(
+        self,
+        target_sparsity=None,
+        schedule=None,
+        frequency=1,
+        threshold_fn="sigmoid",
+        threshold_init=DEFAULT_THRESHOLD_INIT,
+        threshold_granularity="layer",
+        threshold_regularizer=None,
+    ):
+        super().__init__()
+        self.frequency = check_frequency(frequency)
+        self.target_sparsity = check_fraction(
+            "target_sparsity", target_sparsity, allow_none=True
+        )
+        if self.target_sparsity is None and schedule is not None:
+            raise ValueError(
+                "`schedule` needs a `target_sparsity` to schedule. Received: "
+                f"target_sparsity=None, schedule={schedule!r}"
+            )
+        if self.target_sparsity is not None and schedule is None:
+            raise ValueError(
+                "STR with `target_sparsity` needs a `schedule`, e.g. "
+                "`keras_str.PolynomialSchedule(begin_step, end_step)`. "
+                f"Received: target_sparsity={target_sparsity}, schedule=None"
+            )
+        self.schedule = None if schedule is None else get_schedule(schedule)
+        self._threshold_fn = get_threshold_fn(threshold_fn)
+        self.threshold_fn = (
+            self._threshold_fn if isinstance(threshold_fn, dict) else threshold_fn
+        )
+        if (
+            isinstance(threshold_init, bool)
+            or not isinstance(threshold_init, (int, float))
+            or not math.isfinite(threshold_init)
+        ):
+            raise ValueError(
+                "Invalid value for argument `threshold_init`. Expected a "
+                f"finite number. Received: threshold_init={threshold_init}"
+            )
+        self.threshold_init = float(threshold_init)
+        if threshold_granularity not in THRESHOLD_GRANULARITIES:
+            raise ValueError(
+                "Invalid value for argument `threshold_granularity`. Expected "
+                f"one of {THRESHOLD_GRANULARITIES}. "
+                f"Received: threshold_granularity={threshold_granularity}"
+            )
+        self.threshold_granularity = threshold_granularity
+        self.threshold_regularizer = keras.regularizers.get(
+            threshold_regularizer
+        )
+        self._inverse_threshold_fn = get_inverse_threshold_fn(threshold_fn)
+        if self.scheduled and self._inverse_threshold_fn is None:
+            raise ValueError(
+                "STR with `target_sparsity` needs a threshold function it can "
+                "invert ('sigmoid' or 'exp'). "
+                f"Received: threshold_fn={threshold_fn!r}"
+            )
+
+    @property
+    def scheduled(self):
+        return self.target_sparsity is not None
+
+    def _threshold_shape(self, layer):
+        kernel_shape = tuple(layer.raw_kernel.shape)
+        if self.threshold_granularity == "layer":
+            return ()
+        if self.threshold_granularity == "channel":
+            return kernel_shape[-layer.kernel_spec.output_channel_ndim :]
+        return kernel_shape
+
+    def build(self, layer):
+        state = {
+            "threshold": layer.add_weight(
+                name="threshold",
+                shape=self._threshold_shape(layer),
+                initializer=keras.initializers.Constant(self.threshold_init),
+                regularizer=self.threshold_regularizer,
+                dtype=layer.variable_dtype,
+                autocast=False,
+            )
+        }
+        if self.scheduled:
+            state["threshold_offset"] = layer.add_weight(
+                name="threshold_offset",
+                shape=(),
+                initializer="zeros",
+                dtype=layer.variable_dtype,
+                trainable=False,
+                autocast=False,
+                aggregation="only_first_replica",
+            )
+        return state
+
+    def _parameter(self, layer):
+        """`s`, plus the scheduled offset of targeted STR."""
+        state = layer.sparsity_state
+        s = ops.convert_to_tensor(state["threshold"])
+        if self.scheduled:
+            s = s + ops.convert_to_tensor(state["threshold_offset"])
+        return s
+
+    def threshold(self, layer):
+        return self._threshold_fn(self._parameter(layer))
+
+    def effective_kernel(self, layer, kernel):
+        return soft_threshold(kernel, self.threshold(layer))
+
+    def update(self, layers, step):
+        # A weight w of a layer with parameter s is zero iff
+        # g^-1(|w|) <= s + delta, so the delta that zeroes k weights is the
+        # k-th smallest "critical value" g^-1(|w|) - s over all layers.
+        def compute():
+            critical = []
+            for layer in layers:
+                magnitude = ops.abs(ops.convert_to_tensor(layer.raw_kernel))
+                inverse = ops.clip(
+                    self._inverse_threshold_fn(magnitude),
+                    -_CRITICAL_LIMIT,
+                    _CRITICAL_LIMIT,
+                )
+                s = ops.convert_to_tensor(layer.sparsity_state["threshold"])
+                critical.append(ops.stop_gradient(inverse - s))
+            total = sum(math.prod(c.shape) for c in critical)
+            count = ops.cast(ops.round(self.target_at(step) * total), "int32")
+            value = kth_smallest(critical, ops.maximum(count, 1))
+            # With nothing to prune, the offset sits below every weight.
+            return ops.where(
+                count > 0, value + _SHIFT_MARGIN, value - 1.0
+            )
+
+        offsets = [layer.sparsity_state["threshold_offset"] for layer in layers]
+        offset = when_due(
+            self.due(step), compute, ops.convert_to_tensor(offsets[0])
+        )
+        for variable in offsets:
+            variable.assign(ops.cast(offset, variable.dtype))
+
+    def get_config(self):
+        return {
+            "target_sparsity": self.target_sparsity,
+            "schedule": (
+                None
+                if self.schedule is None
+                else keras.saving.serialize_keras_object(self.schedule)
+            ),
+            "frequency": self.frequency,
+            "threshold_fn": serialize_threshold_fn(self.threshold_fn),
+            "threshold_init": self.threshold_init,
+            "threshold_granularity": self.threshold_granularity,
+            "threshold_regularizer": keras.regularizers.serialize(
+                self.threshold_regularizer
+            ),
+        }

@@ -1,0 +1,65 @@
+"""Threshold functions g (raw parameter s -> threshold) and their inverses, together.
+
+STR computes with the threshold `g(s)`; targeted STR needs `g^-1` to find the
+shift of `s` that prunes a given number of weights. Keeping both in one table
+means a function can never be added without its inverse.
+"""
+
+import keras
+from keras import ops
+
+
+def _logit(x):
+    # |w| >= 1 is never pruned under sigmoid: logit -> +inf (not NaN).
+    return ops.log(x / ops.maximum(1.0 - x, 0.0))
+
+
+THRESHOLD_FUNCTIONS = {
+    "sigmoid": (ops.sigmoid, _logit),
+    "exp": (ops.exp, ops.log),
+}
+
+
+def get_threshold_fn(identifier):
+    """Returns the threshold function g for a name, a serialized dict or a callable.
+
+    Args:
+        identifier: `"sigmoid"` (unstructured STR), `"exp"` (structured STR),
+            or a callable mapping the raw threshold parameter `s` to a
+            non-negative threshold with `keras.ops`.
+
+    Returns:
+        A callable `g(s)`.
+
+    Example:
+
+    >>> g = keras_str.ops.get_threshold_fn("sigmoid")
+    >>> float(g(0.0))
+    0.5
+    """
+    if isinstance(identifier, str):
+        if identifier in THRESHOLD_FUNCTIONS:
+            return THRESHOLD_FUNCTIONS[identifier][0]
+    elif isinstance(identifier, dict):
+        return keras.saving.deserialize_keras_object(identifier)
+    elif callable(identifier):
+        return identifier
+    raise ValueError(
+        "Invalid value for argument `threshold_fn`. Expected one of "
+        f"{sorted(THRESHOLD_FUNCTIONS)} or a callable. "
+        f"Received: threshold_fn={identifier}"
+    )
+
+
+def get_inverse_threshold_fn(identifier):
+    """Returns `g^-1` for a named threshold function, or `None` for a callable."""
+    if isinstance(identifier, str) and identifier in THRESHOLD_FUNCTIONS:
+        return THRESHOLD_FUNCTIONS[identifier][1]
+    return None
+
+
+def serialize_threshold_fn(identifier):
+    """Returns a config-friendly form of a threshold function identifier."""
+    if isinstance(identifier, str):
+        return identifier
+    return keras.saving.serialize_keras_object(identifier)

@@ -1,0 +1,1 @@
+"""Helpers around `fit`: weight decay, budget transfer, logging callbacks."""

@@ -1,0 +1,1 @@
+"""Graph rewrites: sparsify and strip (they know nothing of training)."""

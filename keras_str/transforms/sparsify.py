@@ -1,0 +1,133 @@
+"""Dense Keras model -> the same architecture with STR layers."""
+
+from keras_str.layers.registry import iter_layers
+from keras_str.layers.registry import raw_kernel_variable
+from keras_str.layers.registry import spec_for_keras_layer
+from keras_str.methods import STR
+from keras_str.methods import copy_method
+from keras_str.methods import get_method
+from keras_str.training.weight_decay import apply_weight_decay
+from keras_str.transforms.cloning import check_clonable
+from keras_str.transforms.cloning import clone_with
+
+
+def sparsify(
+    model,
+    *,
+    threshold_init=None,
+    threshold_fn=None,
+    threshold_granularity=None,
+    weight_decay=None,
+    keep_dense=None,
+    method=None,
+):
+    """Returns `model` rebuilt with sparse-trainable layers in place of its kernel layers.
+
+    Every layer of a type in the registry (`Dense`, `Conv1D`, `Conv2D` and
+    `DepthwiseConv2D`, exactly those classes; custom subclasses are left
+    alone unless registered) becomes its sparse counterpart with the same
+    config and weights; other layers are copied with their weights. All new
+    layers share one copy of `method`, so a scheduled method's global
+    threshold spans the whole model. The new model computes the dense
+    model's outputs up to the initial threshold (`~4.5e-5` for plain STR by
+    default; with `threshold_init=-100` the outputs are identical). The
+    rewrite knows nothing of training: methods advance themselves inside
+    `fit`.
+
+    Args:
+        model: A built Sequential or functional Keras 3 model, e.g. from
+            `keras.applications`. Nested models are rewritten too.
+        threshold_init: STR's initial raw threshold parameter `s` (default
+            `-10.0`); a shortcut for the same setting of `keras_str.STR`.
+        threshold_fn: STR's `"sigmoid"` (default), `"exp"` or a callable.
+        threshold_granularity: STR's `"layer"` (default), `"channel"` or
+            `"weight"`.
+        weight_decay: If given, `keras_str.apply_weight_decay` is applied to
+            the new model with this PyTorch-style lambda.
+        keep_dense: Layers to leave dense: a list of layer names, or a
+            predicate `fn(layer) -> bool`. Common: the first conv and the
+            classifier.
+        method: The sparsity method every new layer uses: `None` (plain
+            STR), `keras_str.STR(target_sparsity, schedule)`,
+            `keras_str.ST3(...)` or `keras_str.GMP(...)`. The model gets
+            its own copy of it (find it as `layer.method`). The
+            `threshold_*` arguments configure STR only.
+
+    Returns:
+        A new Keras model; `model` itself is not changed.
+
+    Example:
+
+    >>> dense = keras.applications.MobileNet(weights=None, input_shape=(96, 96, 3))
+    >>> sparse = keras_str.sparsify(
+    ...     dense, weight_decay=5e-5, keep_dense=["conv1", "predictions"])
+    >>> st3 = keras_str.sparsify(
+    ...     dense, method=keras_str.ST3(0.9, keras_str.PolynomialSchedule(0, 5000)))
+    """
+    check_clonable(model)
+    should_keep_dense = _keep_dense_predicate(model, keep_dense)
+    shared_method = _model_method(
+        method,
+        threshold_init=threshold_init,
+        threshold_fn=threshold_fn,
+        threshold_granularity=threshold_granularity,
+    )
+
+    def replace(layer):
+        spec = spec_for_keras_layer(layer)
+        if spec is None or should_keep_dense(layer):
+            return None
+        new_layer = spec.sparse_class.from_config(
+            {**layer.get_config(), "method": shared_method}
+        )
+        return new_layer, _copy_into_str
+
+    sparse_model = clone_with(model, replace)
+    if weight_decay is not None:
+        apply_weight_decay(sparse_model, weight_decay)
+    return sparse_model
+
+
+def _model_method(method, **str_settings):
+    """One fresh method object for the new model's layers."""
+    given = {k: v for k, v in str_settings.items() if v is not None}
+    method = copy_method(get_method(method))
+    if not given:
+        return method
+    if not isinstance(method, STR):
+        raise ValueError(
+            f"{', '.join(sorted(given))} configure STR only; "
+            f"{type(method).__name__} has no learned threshold. Received: "
+            + ", ".join(f"{k}={v!r}" for k, v in given.items())
+            + f", method={method!r}"
+        )
+    return STR(**{**method.get_config(), **given})
+
+
+def _copy_into_str(dense_layer, str_layer):
+    raw_kernel_variable(str_layer).assign(raw_kernel_variable(dense_layer))
+    if dense_layer.use_bias:
+        str_layer.bias.assign(dense_layer.bias)
+
+
+def _keep_dense_predicate(model, keep_dense):
+    if keep_dense is None:
+        return lambda layer: False
+    if callable(keep_dense):
+        return keep_dense
+    if isinstance(keep_dense, str) or not all(
+        isinstance(name, str) for name in keep_dense
+    ):
+        raise ValueError(
+            "Expected `keep_dense` to be a list of layer names or a "
+            f"predicate. Received: keep_dense={keep_dense!r}"
+        )
+    names = {layer.name for layer in iter_layers(model)}
+    unknown = sorted(set(keep_dense) - names)
+    if unknown:
+        raise ValueError(
+            f"Layers {unknown} named in `keep_dense` are not in model "
+            f"{model.name!r}. Received: keep_dense={list(keep_dense)}"
+        )
+    keep = set(keep_dense)
+    return lambda layer: layer.name in keep

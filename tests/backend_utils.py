@@ -1,0 +1,37 @@
+"""What tests need that differs between Keras backends: gradients, and which backend runs."""
+
+import keras
+import numpy as np
+
+BACKEND = keras.backend.backend()
+
+
+def to_numpy(value):
+    return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+def gradients(loss_fn, variables):
+    """Gradients of the scalar `loss_fn()` with respect to `variables`, as numpy."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_fn()
+        grads = tape.gradient(loss, [v.value for v in variables])
+    elif BACKEND == "jax":
+        import jax
+
+        def pure(values):
+            mapping = list(zip(variables, values))
+            with keras.StatelessScope(state_mapping=mapping):
+                return loss_fn()
+
+        grads = jax.grad(pure)([v.value for v in variables])
+    elif BACKEND == "torch":
+        import torch
+
+        loss = loss_fn()
+        grads = torch.autograd.grad(loss, [v.value for v in variables])
+    else:
+        raise NotImplementedError(BACKEND)
+    return [to_numpy(g) for g in grads]
