@@ -2,28 +2,63 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import keras
 import numpy as np
 import pytest
 
 import keras_str
+from keras_str_cli import common
 from tests.test_export import sparse_cnn
 
-pytestmark = pytest.mark.tensorflow
+# The console scripts setup.py installs, beside this interpreter.
+TOOLS = {
+    "export_tflite": "keras-str-export",
+    "inspect_tflite": "keras-str-inspect",
+    "benchmark_tflite": "keras-str-benchmark",
+}
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+def tool_path(name):
+    return os.path.join(os.path.dirname(sys.executable), TOOLS[name])
 
 
 def run_tool(name, *args):
+    """Runs the installed entry point (from a folder outside the repository)."""
     return subprocess.run(
-        [sys.executable, "-m", f"tflite.{name}", *args],
+        [tool_path(name), *args],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=tempfile.gettempdir(),
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         timeout=300,
     )
+
+
+def test_entry_points_are_installed():
+    for name in TOOLS:
+        assert os.access(tool_path(name), os.X_OK), (
+            f"{tool_path(name)} is missing: pip install -e . installs it"
+        )
+
+
+@pytest.mark.parametrize("missing", [("ai_edge_litert",), ("tensorflow", "ai_edge_litert")])
+def test_tools_name_the_extra_when_tensorflow_or_litert_is_missing(
+    monkeypatch, capsys, missing
+):
+    find_spec = common.importlib.util.find_spec
+    monkeypatch.setattr(
+        common.importlib.util, "find_spec",
+        lambda name, *a: None if name in missing else find_spec(name, *a),
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        common.require_export_extra("keras-str-export")
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "pip install 'keras-str[export]'" in err
+    assert ("tensorflow and ai-edge-litert, which are" in err) == (len(missing) == 2)
+    common.require_export_extra("keras-str-inspect", modules=("numpy",))  # present: no exit
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +72,7 @@ def saved_model(tmp_path_factory):
     return path
 
 
+@pytest.mark.tensorflow
 def test_export_then_inspect(saved_model):
     folder = saved_model.parent
     out = folder / "m.tflite"
@@ -49,7 +85,9 @@ def test_export_then_inspect(saved_model):
     assert "int8" in result.stdout and "stored dense" in result.stdout
     data = json.loads((folder / "export.json").read_text())
     assert data["precision"] == "int8" and data["size_bytes"] == out.stat().st_size
-    result = run_tool("inspect_tflite", "--tflite", str(out), "--json", str(folder / "inspect.json"))
+    result = run_tool(
+        "inspect_tflite", "--tflite", str(out), "--json", str(folder / "inspect.json")
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "CONV_2D after DENSIFY" in result.stdout
     inspect = json.loads((folder / "inspect.json").read_text())
@@ -57,6 +95,7 @@ def test_export_then_inspect(saved_model):
     assert inspect["xnnpack_sparse_inference"]["eligible"] is False
 
 
+@pytest.mark.tensorflow
 def test_benchmark_dense_and_sparse_side_by_side(saved_model):
     out = saved_model.parent / "bench.json"
     result = run_tool(
@@ -71,6 +110,7 @@ def test_benchmark_dense_and_sparse_side_by_side(saved_model):
     assert "speed-up" in result.stdout
 
 
+@pytest.mark.tensorflow
 def test_tools_fail_clearly_on_bad_files(tmp_path):
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a zip")
@@ -84,6 +124,7 @@ def test_tools_fail_clearly_on_bad_files(tmp_path):
     assert result.returncode == 1 and "not a .tflite file" in result.stderr
 
 
+@pytest.mark.tensorflow
 def test_time_tflite_validates_arguments(tmp_path):
     path = tmp_path / "m.tflite"
     keras_str.export_tflite(sparse_cnn(), path)

@@ -1,91 +1,9 @@
-"""Dense vs sparse .tflite of one .keras model: file sizes and LiteRT latency, side by side.
+"""Moved to keras_str_cli/benchmark_tflite.py, installed as the `keras-str-benchmark` command.
 
-    python -m tflite.benchmark_tflite --model m.keras \
-        [--precisions float32,int8] [--representative_data fashion_mnist] \
-        [--runs 50] [--warmup 5] [--threads 1] [--json bench.json]
-
-Both files are exported and timed in the same run (median of --runs
-single-example invocations after --warmup), so their ratio is meaningful on
-a noisy machine.
+Kept so that `python -m tflite.benchmark_tflite` still works from the repository root.
 """
 
-import os
-import sys
-import tempfile
-
-from absl import app
-from absl import flags
-
-from tflite import common
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "The .keras model.", required=True)
-flags.DEFINE_list("precisions", ["float32"], "Precisions to compare.")
-flags.DEFINE_string(
-    "representative_data", None, "For int8: a .npy of inputs, or 'fashion_mnist'."
-)
-flags.DEFINE_integer("runs", 50, "Timed invocations per file.")
-flags.DEFINE_integer("warmup", 5, "Untimed invocations first.")
-flags.DEFINE_integer("threads", 1, "Interpreter threads.")
-flags.DEFINE_string("json", None, "Also write the results as JSON here.")
-
-
-def benchmark(model, precisions, representative_data, runs, warmup, threads):
-    import keras_str
-
-    results = []
-    with tempfile.TemporaryDirectory() as folder:
-        for precision in precisions:
-            row = {"precision": precision}
-            for kind in ("dense", "sparse"):
-                path = os.path.join(folder, f"{precision}_{kind}.tflite")
-                report = keras_str.export_tflite(
-                    model, path, precision=precision,
-                    representative_data=representative_data,
-                    sparse=kind == "sparse",
-                )
-                timing = keras_str.time_tflite(path, runs, warmup, threads)
-                row[f"{kind}_bytes"] = report.size_bytes
-                row[f"{kind}_median_ms"] = timing["median_ms"]
-                if kind == "sparse":
-                    row["densify_ops"] = report.densify_ops
-                    row["xnnpack_sparse_eligible"] = report.xnnpack.eligible
-            row["size_ratio"] = row["sparse_bytes"] / row["dense_bytes"]
-            row["speedup"] = row["dense_median_ms"] / row["sparse_median_ms"]
-            results.append(row)
-    return results
-
-
-def main(argv):
-    del argv
-    common.quiet()
-    import keras_str
-
-    try:
-        model = keras_str.load_model(FLAGS.model)
-        results = benchmark(
-            model, FLAGS.precisions,
-            common.load_representative_data(FLAGS.representative_data),
-            FLAGS.runs, FLAGS.warmup, FLAGS.threads,
-        )
-    except (ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"{FLAGS.model}: median of {FLAGS.runs} runs, {FLAGS.threads} thread(s)\n")
-    print(common.table(
-        ("precision", "dense bytes", "sparse bytes", "size ratio",
-         "dense ms", "sparse ms", "speed-up", "DENSIFY", "XNNPACK sparse"),
-        [
-            (r["precision"], f"{r['dense_bytes']:,}", f"{r['sparse_bytes']:,}",
-             f"{r['size_ratio']:.3f}", f"{r['dense_median_ms']:.3f}",
-             f"{r['sparse_median_ms']:.3f}", f"{r['speedup']:.2f}x",
-             r["densify_ops"], "yes" if r["xnnpack_sparse_eligible"] else "no")
-            for r in results
-        ],
-    ))
-    common.write_json(FLAGS.json, results)
-    return 0
-
+from keras_str_cli.benchmark_tflite import run
 
 if __name__ == "__main__":
-    app.run(main)
+    run()
