@@ -1,18 +1,25 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   train a small STR model on Fashion-MNIST, report, save
-#   make test   run the test suite
+#   make test   run the test suite on the TensorFlow, JAX and PyTorch backends
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 PYTEST_ARGS ?= -n 2
+BACKENDS ?= tensorflow jax torch
+# PyTorch's CPU build. Here pip's local wheel folder has torch 2.13.0+cpu, which
+# `torch==2.13.0` picks; from PyPI that pin is the ~2.7 GB CUDA build, so
+# elsewhere set TORCH_PIP_ARGS to `--index-url` and PyTorch's CPU wheel index.
+TORCH ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
 
 .PHONY: demo test test-all data venv
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet -e '.[test]'
+	$(VPY) -m pip install --quiet $(TORCH_PIP_ARGS) '$(TORCH)'
+	$(VPY) -m pip install --quiet -e '.[all,test]' jax '$(TORCH)'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -31,8 +38,34 @@ data:
 demo: venv data
 	$(VPY) -m examples.demo
 
+# One pytest run per Keras backend, in turn; tests marked `tensorflow` run on
+# the TensorFlow backend only. $(1): pytest's arguments on TensorFlow, $(2): on
+# the others. Every backend runs; the target fails if any run fails, including
+# pytest's exit status 5 (no tests collected). Ends with one line per backend:
+# wall time and pytest's summary.
+define per_backend
+	@log=$$(mktemp -d); failed=; \
+	for backend in $(BACKENDS); do \
+	  if [ $$backend = tensorflow ]; then set -- $(1); else set -- $(2); fi; \
+	  echo "== KERAS_BACKEND=$$backend pytest $(PYTEST_ARGS) $$* tests"; \
+	  start=$$(date +%s); \
+	  { KERAS_BACKEND=$$backend $(VPY) -m pytest $(PYTEST_ARGS) "$$@" tests; \
+	    echo $$? > $$log/$$backend.rc; } 2>&1 | tee $$log/$$backend.log; \
+	  rc=$$(cat $$log/$$backend.rc); \
+	  summary=$$(tail -n 1 $$log/$$backend.log | sed 's/^=* *//; s/ *=*$$//'); \
+	  case $$rc in \
+	    0) status=ok;; \
+	    5) status="FAILED: no tests collected"; failed="$$failed $$backend";; \
+	    *) status="FAILED: pytest exit status $$rc"; failed="$$failed $$backend";; \
+	  esac; \
+	  echo "backend $$backend: $$(( $$(date +%s) - start )) s, $$summary ($$status)" >> $$log/summary; \
+	done; \
+	echo; cat $$log/summary; rm -r $$log; \
+	if [ -n "$$failed" ]; then echo "tests failed on:$$failed"; exit 1; fi
+endef
+
 test: venv data
-	$(VPY) -m pytest $(PYTEST_ARGS) -m "not slow" tests
+	$(call per_backend,-m "not slow",-m "not slow and not tensorflow")
 
 test-all: venv data
-	$(VPY) -m pytest $(PYTEST_ARGS) tests
+	$(call per_backend,,-m "not tensorflow")
