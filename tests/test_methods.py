@@ -246,7 +246,8 @@ def test_str_target_keeps_a_learned_non_uniform_budget():
     train(model, steps=24)
     layers = sparse_layers(model)
     assert [v.name for v in layers[0].variables] == [
-        "kernel", "bias", "threshold", "threshold_offset", "sparsity_step"]
+        "kernel", "bias", "threshold", "threshold_offset", "threshold_value",
+        "sparsity_step"]
     sparsities = [float(np.mean(k == 0)) for k in kernels(model).values()]
     assert max(sparsities) - min(sparsities) > 0.05  # per-layer budgets differ
     # The loss and decay moved the layers' s apart: a learned budget, not
@@ -349,9 +350,7 @@ def test_state_is_saved_and_training_resumes(method, tmp_path):
     # The layers share one method object again after loading.
     assert len({id(layer.method) for layer in restored.layers}) == 1
     assert int(to_numpy(restored.layers[0].sparsity_step)) == 10
-    # The state is set before each step, so the last step can move a few
-    # weights across the threshold; a smaller step keeps that within 1 %.
-    train(restored, steps=25, lr=0.02)
+    train(restored, steps=25)
     assert int(to_numpy(restored.layers[0].sparsity_step)) == 35
     assert overall_sparsity(restored) == pytest.approx(0.6, abs=0.01)
 

@@ -18,6 +18,11 @@ from keras_str.ops import soft_threshold
 
 THRESHOLD_GRANULARITIES = ("layer", "channel", "weight")
 
+_PYTHON_THRESHOLD_FUNCTIONS = {
+    "sigmoid": lambda s: 1.0 / (1.0 + math.exp(-s)),
+    "exp": math.exp,
+}
+
 # g(-10) ~ 4.5e-5 for both sigmoid and exp: the layer starts practically
 # dense and weight decay on the threshold parameter has room to move it.
 DEFAULT_THRESHOLD_INIT = -10.0
@@ -43,7 +48,10 @@ class STR(SparsityMethod):
     `threshold_init`. Given `target_sparsity` and a `schedule`, every
     training step also sets one common offset `delta` (a non-trainable
     variable) so that the layers compute with `g(s + delta)` and their
-    kernels are exactly `target_sparsity * schedule(step)` zeros overall.
+    kernels are exactly `target_sparsity * schedule(step)` zeros overall;
+    each layer keeps that threshold (`threshold_value`) for inference and
+    `strip`, so the optimizer's last move of `s` cannot pull the trained
+    model off its target.
     The offset moves every layer's threshold together; the differences
     between layers' `s` are still learned by the loss and the decay, so the
     layer-wise budget stays STR's own. The offset is an exact global order
@@ -164,6 +172,19 @@ class STR(SparsityMethod):
                 autocast=False,
                 aggregation="only_first_replica",
             )
+            state["threshold_value"] = layer.add_weight(
+                name="threshold_value",
+                shape=self._threshold_shape(layer),
+                initializer=keras.initializers.Constant(
+                    _PYTHON_THRESHOLD_FUNCTIONS[self.threshold_fn](
+                        self.threshold_init
+                    )
+                ),
+                dtype=layer.variable_dtype,
+                trainable=False,
+                autocast=False,
+                aggregation="only_first_replica",
+            )
         return state
 
     def _parameter(self, layer):
@@ -175,7 +196,14 @@ class STR(SparsityMethod):
         return s
 
     def threshold(self, layer):
-        return self._threshold_fn(self._parameter(layer))
+        learned = self._threshold_fn(self._parameter(layer))
+        if not self.scheduled:
+            return learned
+        # Targeted STR: the value is the threshold set at the last training
+        # step (so the optimizer's move of s in that step cannot pull the
+        # saved model off its target); the gradient reaches s through g.
+        stored = ops.convert_to_tensor(layer.sparsity_state["threshold_value"])
+        return stored + (learned - ops.stop_gradient(learned))
 
     def effective_kernel(self, layer, kernel):
         return soft_threshold(kernel, self.threshold(layer))
@@ -207,8 +235,12 @@ class STR(SparsityMethod):
         offset = when_due(
             self.due(step), compute, ops.convert_to_tensor(offsets[0])
         )
-        for variable in offsets:
+        for layer, variable in zip(layers, offsets):
             variable.assign(ops.cast(offset, variable.dtype))
+            s = ops.convert_to_tensor(layer.sparsity_state["threshold"])
+            layer.sparsity_state["threshold_value"].assign(
+                ops.stop_gradient(self._threshold_fn(s + offset))
+            )
 
     def get_config(self):
         return {
