@@ -129,7 +129,10 @@ class SparsityMethod:
         return cls(**config)
 
     def __repr__(self):
-        arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        # The live settings (a schedule's own repr, not its serialized dict).
+        arguments = ", ".join(
+            f"{k}={getattr(self, k, v)!r}" for k, v in self.get_config().items()
+        )
         return f"{self.__class__.__name__}({arguments})"
 
 
