@@ -2,6 +2,7 @@ import shutil
 import zipfile
 
 import keras
+import numpy as np
 import pytest
 
 import keras_str
@@ -58,3 +59,19 @@ def test_wrong_extension(saved_model, tmp_path):
     shutil.copy(saved_model, other)
     with pytest.raises(ValueError, match="'.keras'"):
         keras_str.load_model(other)
+
+
+def test_sparse_layers_save_their_variables_by_name():
+    method = keras_str.ST3(0.5, keras_str.PolynomialSchedule(0, 4))
+    layer = keras_str.STRDense(3, method=method)
+    layer.build((None, 4))
+    store = {}
+    layer.save_own_variables(store)
+    assert sorted(store) == ["bias", "kernel", "sparsity_step", "threshold"]
+    twin = keras_str.STRDense(3, method=keras_str.ST3(0.5, keras_str.PolynomialSchedule(0, 4)))
+    twin.build((None, 4))
+    # Keys in any order load by name.
+    twin.load_own_variables(dict(reversed(list(store.items()))))
+    for a, b in zip(layer.variables, twin.variables):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))

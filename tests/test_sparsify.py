@@ -118,3 +118,17 @@ def test_keras_applications_round_trip(application, classifier):
     plain = keras_str.strip(sparse)
     assert not any(isinstance(l, keras_str.STRLayer) for l in plain.layers)
     np.testing.assert_allclose(outputs(plain, x), outputs(sparse, x), atol=1e-5)
+
+
+def test_functional_graph_with_keras_ops_calls_is_sparsified():
+    inputs = keras.Input((8,))
+    hidden = keras.layers.Dense(8, name="a")(inputs)
+    hidden = keras.ops.relu(hidden + keras.ops.ones((8,)))
+    outputs = keras.layers.Dense(2, name="b")(hidden)
+    dense = keras.Model(inputs, outputs)
+    sparse = keras_str.sparsify(dense, threshold_init=-100.0)
+    assert [type(l).__name__ for l in sparse.layers[1:]] == ["STRDense", "STRDense"]
+    x = np.random.default_rng(0).normal(size=(4, 8)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(sparse(x)), keras.ops.convert_to_numpy(dense(x)),
+        atol=1e-6)

@@ -55,7 +55,9 @@ def clone_with(model, replace):
         model, clone_function=clone_function, recursive=True
     )
     for old, new, copy in pairs:
-        if old.built:
+        # Operation nodes (`x + y`, `keras.ops.*` calls in a functional
+        # graph) are cloned too; they have no `built` and no weights.
+        if getattr(old, "built", False) and old.weights:
             copy(old, new)
     return clone
 
