@@ -132,3 +132,15 @@ def test_functional_graph_with_keras_ops_calls_is_sparsified():
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(sparse(x)), keras.ops.convert_to_numpy(dense(x)),
         atol=1e-6)
+
+
+def test_plain_str_without_weight_decay_says_how_to_get_sparsity():
+    with pytest.warns(UserWarning, match="weight_decay="):
+        keras_str.sparsify(small_cnn())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        keras_str.sparsify(small_cnn(), weight_decay=5e-4)
+        keras_str.sparsify(small_cnn(), method=keras_str.ST3(
+            0.5, keras_str.PolynomialSchedule(0, 10)))

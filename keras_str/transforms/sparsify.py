@@ -1,5 +1,7 @@
 """Dense Keras model -> the same architecture with STR layers."""
 
+import warnings
+
 from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import raw_kernel_variable
 from keras_str.layers.registry import spec_for_keras_layer
@@ -85,6 +87,16 @@ def sparsify(
     sparse_model = clone_with(model, replace)
     if weight_decay is not None:
         apply_weight_decay(sparse_model, weight_decay)
+    elif not shared_method.scheduled and shared_method.threshold_regularizer is None:
+        warnings.warn(
+            "Plain STR (no target) learns its sparsity only through weight "
+            "decay on the weights and thresholds; without it training prunes "
+            "almost nothing. Pass `weight_decay=` (e.g. 5e-4; or call "
+            "`keras_str.apply_weight_decay`), or a target: "
+            "`method=keras_str.ST3(0.9, schedule)` or "
+            "`keras_str.STR(0.9, schedule)`.",
+            stacklevel=2,
+        )
     return sparse_model
 
 
