@@ -2,18 +2,46 @@
 
 ST-3, targeted STR and GMP choose thresholds as order statistics of
 (normalized) kernel magnitudes every training step. This runs inside the
-compiled train step on every backend, with no copy to the host.
+compiled train step on every backend, with no copy to the host, and is
+exact: the result is the k-th smallest entry itself, never an estimate.
+
+Three exact algorithms, all on float32 order keys (the float32 bit
+pattern, remapped so that int32 order is float order):
+
+- `"radix"`: radix select. One histogram of the top 16 key bits over all
+  entries (a scatter-add into 2^16 bins) gives the bin that holds the k-th
+  entry; a second histogram of the low 16 bits of the entries in that bin
+  gives the entry. Two passes over the values, whatever their count.
+- `"bisect"`: 32 counting passes, bisecting the 2^32 keys.
+- `"sort"`: one sort of all entries.
+
+`benchmarks/quantile_cost.py` times them on TF (XLA), JAX (jit) and torch
+(eager); `benchmarks/results/quantile_cost.md` holds the table behind
+`method="auto"`: XLA's CPU sort costs about 50 ns per entry, a counting pass
+about 1 ns and a scatter-add pass a few ns, so radix select is the fastest
+from a few thousand entries up (2-10x bisection, 10-100x sort), and sort
+only wins below `SORT_LIMIT` entries. (`ops.top_k` is no alternative: on
+XLA's CPU it sorts, and it needs a static k.)
 """
 
+import keras
 from keras import ops
 
-# Measured on 2 x86 cores (benchmarks/quantile_cost.py): a full sort is the
-# cheaper exact method up to about this many values; past it, 32 counting
-# passes over the values cost less than the sort.
-SORT_LIMIT = 1 << 18
+# Measured (benchmarks/quantile_cost.py): on PyTorch, which runs eagerly, one
+# native sort beats radix select's few dozen small ops up to about this many
+# entries. Under XLA (TF with jit_compile, JAX) sorting is the slowest
+# algorithm at every size measured, so `"auto"` never sorts there.
+SORT_LIMIT = 1 << 15
+
+METHODS = ("auto", "radix", "bisect", "sort")
 
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
+
+# Radix select: bits a pass, from the top. Scatter-adds cost per entry, so
+# fewer, wider passes win (two of 16 bits beat three of 11 measured); 2^16
+# int32 bins still fit in L2.
+RADIX_BITS = (16, 16)
 
 
 def _order_keys(values):
@@ -36,41 +64,88 @@ def _floor_average(low, high):
     )
 
 
-def kth_smallest(values, k, method="auto"):
-    """Returns the exact `k`-th smallest entry (1-based) of all `values`.
+def _histogram(ids, bins, where=None):
+    """int32 counts of `ids` (in `[0, bins)`), counting only where `where` is true.
 
-    Args:
-        values: A list of float tensors of any shapes; NaN-free.
-        k: Integer scalar (Python or tensor) in `[1, total size]`; clipped
-            into that range.
-        method: `"sort"` (one sort of all entries), `"bisect"` (32 counting
-            passes over the entries, bisecting the float32 bit patterns; no
-            concatenated copy) or `"auto"` (sort up to `SORT_LIMIT` entries).
-            Both are exact: the result is an entry of `values`, in float32.
-
-    Returns:
-        A float32 scalar tensor.
-
-    Example:
-
-    >>> float(kth_smallest([np.array([3.0, 1.0]), np.array([2.0])], 2))
-    2.0
+    PyTorch runs its native `bincount`; TF and JAX a scatter-add
+    (`segment_sum`), which compiles under XLA with static shapes (Keras's
+    `bincount` does not: its output size depends on the values).
     """
-    values = [ops.reshape(ops.cast(v, "float32"), (-1,)) for v in values]
-    total = sum(int(v.shape[0]) for v in values)
-    k = ops.clip(ops.cast(k, "int32"), 1, total)
-    if method == "auto":
-        method = "sort" if total <= SORT_LIMIT else "bisect"
-    if method == "sort":
-        flat = values[0] if len(values) == 1 else ops.concatenate(values)
-        return ops.take(ops.sort(flat), k - 1)
-    if method != "bisect":
-        raise ValueError(
-            "Invalid value for argument `method`. Expected 'auto', 'sort' or "
-            f"'bisect'. Received: method={method!r}"
-        )
-    keys = [_order_keys(v) for v in values]
+    if keras.backend.backend() == "torch":
+        if where is not None:
+            ids = ops.where(where, ids, bins)
+        counts = ops.bincount(ids, minlength=bins + 1)[:bins]
+    else:
+        ones = ops.ones_like(ids) if where is None else ops.cast(where, "int32")
+        counts = ops.segment_sum(ones, ids, num_segments=bins)
+    return ops.cast(counts, "int32")
 
+
+def _first_reaching(counts, k):
+    """The first index `i` with `sum(counts[: i + 1]) >= k`, and `k - sum(counts[:i])`."""
+    cumulative = ops.cumsum(counts)
+    below = cumulative < k
+    index = ops.sum(ops.cast(below, "int32"))
+    return index, k - ops.sum(ops.where(below, counts, 0))
+
+
+def _select_bin(histogram, k, bits):
+    """`_first_reaching` over 2^bits bins, as two scans of about 2^(bits/2).
+
+    One cumulative sum over 2^16 entries costs about 1 ms on XLA's CPU;
+    row totals, then one row, cost a few microseconds.
+    """
+    rows, columns = 1 << (bits // 2), 1 << (bits - bits // 2)
+    table = ops.reshape(histogram, (rows, columns))
+    row, k = _first_reaching(ops.sum(table, axis=1), k)
+    column, k = _first_reaching(ops.take(table, row, axis=0), k)
+    return row * columns + column, k
+
+
+def _group_small(keys, size):
+    """`keys` with those under `size` entries concatenated into one tensor.
+
+    Each tensor costs a histogram of its own (bins to clear and add), each
+    concatenated entry a copy: big tensors are read in place, small ones
+    share a histogram.
+    """
+    small = [key for key in keys if key.shape[0] < size]
+    big = [key for key in keys if key.shape[0] >= size]
+    if len(small) > 1:
+        small = [ops.concatenate(small)]
+    return big + small
+
+
+def _kth_radix(keys, k, bits=RADIX_BITS):
+    """The k-th smallest key, one histogram pass per digit of `bits`."""
+    if sum(bits) != 32:
+        raise ValueError(f"Radix digits must cover 32 bits. Received: bits={bits}")
+    keys = _group_small(keys, 1 << max(bits))
+    prefix = None  # The chosen high digits: the k-th key >> (bits still to go).
+    shift = 32
+    for width in bits:
+        higher, shift = shift, shift - width
+        bins = 1 << width
+        histogram = None
+        for key in keys:
+            digit = ops.right_shift(key, shift) if shift else key
+            if prefix is None:
+                # Arithmetic shift: the top digit is signed; offset it to 0..bins-1.
+                counts = _histogram(digit + bins // 2, bins)
+            else:
+                counts = _histogram(
+                    ops.bitwise_and(digit, bins - 1),
+                    bins,
+                    where=ops.right_shift(key, higher) == prefix,
+                )
+            histogram = counts if histogram is None else histogram + counts
+        chosen, k = _select_bin(histogram, k, width)
+        # prefix * bins stays within int32: prefix < 2^(31 - width) in size.
+        prefix = chosen - bins // 2 if prefix is None else prefix * bins + chosen
+    return prefix
+
+
+def _kth_bisect(keys, k):
     def count_at_most(key):
         return sum(ops.sum(ops.cast(k_ <= key, "int32")) for k_ in keys)
 
@@ -88,4 +163,56 @@ def kth_smallest(values, k, method="auto"):
     # 32 halvings take the 2^32 keys down to one: the smallest key with at
     # least k entries at or below it, i.e. the k-th smallest entry.
     low, _ = ops.fori_loop(0, 32, step, (low, high))
-    return _key_to_value(low)
+    return low
+
+
+def auto_method(total):
+    """The algorithm `kth_smallest(method="auto")` runs for `total` entries."""
+    if keras.backend.backend() == "torch" and total <= SORT_LIMIT:
+        return "sort"
+    return "radix"
+
+
+def kth_smallest(values, k, method="auto"):
+    """Returns the exact `k`-th smallest entry (1-based) of all `values`.
+
+    Exact with every `method`: the result is an entry of `values` (in
+    float32), the one `np.partition(all_values, k - 1)[k - 1]` gives; there
+    is no approximation error. `-0.0` orders just below `0.0`.
+
+    Args:
+        values: A list of float tensors of any shapes; NaN-free (+-inf are
+            fine). Each is read in place; only `"sort"` concatenates them.
+        k: Integer scalar (Python or int tensor) in `[1, total size]`;
+            clipped into that range.
+        method: `"radix"` (radix select: two histogram passes of 16 bits
+            over the float32 bit patterns), `"bisect"` (32 counting passes),
+            `"sort"` (one sort of all entries), or `"auto"`: sort up to
+            `SORT_LIMIT` entries, radix select above (the fastest measured
+            on TF/XLA, JAX and PyTorch; see `benchmarks/quantile_cost.py`).
+
+    Returns:
+        A float32 scalar tensor.
+
+    Example:
+
+    >>> float(kth_smallest([np.array([3.0, 1.0]), np.array([2.0])], 2))
+    2.0
+    """
+    if method not in METHODS:
+        raise ValueError(
+            f"Invalid value for argument `method`. Expected one of {METHODS}. "
+            f"Received: method={method!r}"
+        )
+    values = [ops.reshape(ops.cast(v, "float32"), (-1,)) for v in values]
+    total = sum(int(v.shape[0]) for v in values)
+    k = ops.clip(ops.cast(k, "int32"), 1, total)
+    if method == "auto":
+        method = auto_method(total)
+    if method == "sort":
+        flat = values[0] if len(values) == 1 else ops.concatenate(values)
+        return ops.take(ops.sort(flat), k - 1)
+    keys = [_order_keys(v) for v in values]
+    if method == "radix":
+        return _key_to_value(_kth_radix(keys, k))
+    return _key_to_value(_kth_bisect(keys, k))
