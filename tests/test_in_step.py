@@ -40,9 +40,14 @@ def fit(model, steps_per_execution=1, jit_compile=False, epochs=1):
 
 
 def setups():
+    # Every combination on TensorFlow; on JAX and PyTorch, whose compiles
+    # cost more here, the corners run by default and the rest under `slow`
+    # (benchmarks/in_step_matrix.py reports all of them).
     for steps_per_execution in (1, 16):
         for jit_compile in (False, True):
-            yield steps_per_execution, jit_compile
+            corner = (steps_per_execution, jit_compile) in ((1, False), (16, True))
+            marks = () if BACKEND == "tensorflow" or corner else (pytest.mark.slow,)
+            yield pytest.param(steps_per_execution, jit_compile, marks=marks)
 
 
 @pytest.mark.parametrize("method_name", METHOD_NAMES)
@@ -229,7 +234,7 @@ def test_jax_data_parallel_on_two_host_devices():
 
         results = {}
         for name in METHOD_NAMES:
-            for spe in (1, 16):
+            for spe in (16,):
                 model = compile_for_test(sparse_mlp(name), spe)
                 x, y = toy_data()
                 model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0)
