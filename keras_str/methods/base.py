@@ -110,10 +110,10 @@ class SparsityMethod:
         return self.target_sparsity * self.schedule(step)
 
     def due(self, step):
-        """Whether `update` recomputes the state at `step` (a bool tensor)."""
+        """Whether `update` recomputes the state at `step`: a bool tensor, or `None` for every step."""
         frequency = getattr(self, "frequency", 1)
         if frequency == 1:
-            return ops.convert_to_tensor(True)
+            return None
         return ops.logical_or(
             ops.equal(step % frequency, 0),
             ops.equal(step, self.schedule.end_step),
@@ -137,5 +137,10 @@ class SparsityMethod:
 
 
 def when_due(due, compute, previous):
-    """`compute()` where `due` is true, else `previous`; skips the work when not due."""
+    """`compute()` where `due` is true, else `previous`; skips the work when not due.
+
+    `due=None` means every step: no conditional at all (cheaper to compile).
+    """
+    if due is None:
+        return compute()
     return ops.cond(due, compute, lambda: previous)
