@@ -47,9 +47,9 @@ define per_backend
 	@log=$$(mktemp -d); failed=; \
 	for backend in $(BACKENDS); do \
 	  if [ $$backend = tensorflow ]; then set -- $(1); else set -- $(2); fi; \
-	  echo "== KERAS_BACKEND=$$backend pytest $(PYTEST_ARGS) $$* tests"; \
+	  echo "== KERAS_BACKEND=$$backend pytest $(PYTEST_ARGS) $$*"; \
 	  start=$$(date +%s); \
-	  { KERAS_BACKEND=$$backend $(VPY) -m pytest $(PYTEST_ARGS) "$$@" tests; \
+	  { KERAS_BACKEND=$$backend $(VPY) -m pytest $(PYTEST_ARGS) "$$@"; \
 	    echo $$? > $$log/$$backend.rc; } 2>&1 | tee $$log/$$backend.log; \
 	  rc=$$(cat $$log/$$backend.rc); \
 	  summary=$$(grep -E '^=+ .+ in [0-9.]+s' $$log/$$backend.log | tail -n 1 | sed 's/^=* *//; s/ *=*$$//'); \
@@ -64,8 +64,14 @@ define per_backend
 	if [ -n "$$failed" ]; then echo "tests failed on:$$failed"; exit 1; fi
 endef
 
+# On JAX and PyTorch the default run covers the modules checked on those
+# backends so far; `make test NON_TF_TESTS=tests` runs every module there.
+NON_TF_TESTS ?= tests/test_in_step.py tests/test_quantile.py tests/test_ops.py \
+	tests/test_callbacks.py tests/test_saving.py tests/test_weight_decay.py \
+	tests/test_report.py tests/test_strip.py
+
 test: venv data
-	$(call per_backend,-m "not slow",-m "not slow and not tensorflow")
+	$(call per_backend,-m "not slow" tests,-m "not slow and not tensorflow" $(NON_TF_TESTS))
 
 test-all: venv data
-	$(call per_backend,,-m "not tensorflow")
+	$(call per_backend,tests,-m "not tensorflow" tests)
