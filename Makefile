@@ -52,7 +52,7 @@ define per_backend
 	  { KERAS_BACKEND=$$backend $(VPY) -m pytest $(PYTEST_ARGS) "$$@"; \
 	    echo $$? > $$log/$$backend.rc; } 2>&1 | tee $$log/$$backend.log; \
 	  rc=$$(cat $$log/$$backend.rc); \
-	  summary=$$(grep -E '^=+ .+ in [0-9.]+s' $$log/$$backend.log | tail -n 1 | sed 's/^=* *//; s/ *=*$$//'); \
+	  summary=$$(grep -E '^(=+ )?(no tests ran|[0-9]+ [a-z]+).* in [0-9.]+s' $$log/$$backend.log | tail -n 1 | sed 's/^=* *//; s/ *=*$$//'); \
 	  case $$rc in \
 	    0) status=ok;; \
 	    5) status="FAILED: no tests collected"; failed="$$failed $$backend";; \
