@@ -132,9 +132,10 @@ def _standalone_update(keras, backend, method):
         return [scope.get_current_value(v) for v in state]
 
     jitted = jax.jit(pure)
-    values = [v.value for v in variables]
 
     def call(step):
+        # Read now: fit donates the variables' buffers, so held arrays die.
+        values = [v.value for v in variables]
         jax.block_until_ready(jitted(values, ops.convert_to_tensor(step, "int32")))
 
     return call
