@@ -64,14 +64,8 @@ define per_backend
 	if [ -n "$$failed" ]; then echo "tests failed on:$$failed"; exit 1; fi
 endef
 
-# On JAX and PyTorch the default run covers the modules checked on those
-# backends so far; `make test NON_TF_TESTS=tests` runs every module there.
-NON_TF_TESTS ?= tests/test_in_step.py tests/test_quantile.py tests/test_ops.py \
-	tests/test_callbacks.py tests/test_saving.py tests/test_weight_decay.py \
-	tests/test_report.py tests/test_strip.py
-
 test: venv data
-	$(call per_backend,-m "not slow" tests,-m "not slow and not tensorflow" $(NON_TF_TESTS))
+	$(call per_backend,-m "not slow" tests,-m "not slow and not tensorflow" tests)
 
 test-all: venv data
 	$(call per_backend,tests,-m "not tensorflow" tests)

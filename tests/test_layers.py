@@ -211,14 +211,15 @@ class STRLayerTest(testing.TestCase):
             x = rng.normal(size=input_shape).astype("float32")
             upstream = rng.normal(size=output_shape).astype("float32")
             grad_w, grad_s = gradients(
-                lambda: keras.ops.sum(layer(x) * upstream),
+                lambda: keras.ops.sum(layer(x) * keras.ops.convert_to_tensor(upstream)),
                 [layer._kernel, layer.threshold_param],
             )
             # d loss / d effective kernel, from the parent layer at that kernel.
             twin = parent_twin(layer, parent, kwargs, input_shape, kernel)
             twin_kernel = raw_kernel_variable(twin)
             (grad_kernel,) = gradients(
-                lambda: keras.ops.sum(twin(x) * upstream), [twin_kernel]
+                lambda: keras.ops.sum(twin(x) * keras.ops.convert_to_tensor(upstream)),
+                [twin_kernel],
             )
             expected_w, expected_s = numpy_reference.soft_threshold_grads(
                 w, s_value, grad_kernel, threshold_fn
