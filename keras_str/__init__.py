@@ -14,9 +14,17 @@ from keras_str.export.litert import time_tflite
 from keras_str.export.tflite import ExportReport
 from keras_str.export.tflite import export_tflite
 from keras_str.layers import STRConv1D
+from keras_str.layers import STRConv1DTranspose
 from keras_str.layers import STRConv2D
+from keras_str.layers import STRConv2DTranspose
+from keras_str.layers import STRConv3D
+from keras_str.layers import STRConv3DTranspose
 from keras_str.layers import STRDense
+from keras_str.layers import STRDepthwiseConv1D
 from keras_str.layers import STRDepthwiseConv2D
+from keras_str.layers import STREinsumDense
+from keras_str.layers import STREmbedding
+from keras_str.layers import STRMultiHeadAttention
 from keras_str.layers import STRLayer
 from keras_str.layers import SparseKernelLayer
 from keras_str.methods import GMP

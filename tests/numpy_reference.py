@@ -26,4 +26,7 @@ def soft_threshold_grads(w, s, upstream, threshold_fn="sigmoid"):
     # Sum over the axes that s was broadcast along.
     extra = grad_threshold.ndim - np.ndim(s)
     grad_threshold = grad_threshold.sum(axis=tuple(range(extra)))
+    # ... and along its own axes of size 1 (full-rank per-channel shapes).
+    ones = tuple(i for i, d in enumerate(np.shape(s)) if d == 1)
+    grad_threshold = grad_threshold.sum(axis=ones, keepdims=True)
     return grad_w, grad_threshold * g_prime(s)

@@ -48,13 +48,65 @@ LAYERS = [
         (2, 8, 8, 3),
         (2, 6, 6, 6),
     ),
+    (
+        "depthwise_conv1d",
+        keras_str.STRDepthwiseConv1D,
+        keras.layers.DepthwiseConv1D,
+        {"kernel_size": 3, "depth_multiplier": 2},
+        (2, 8, 3),
+        (2, 6, 6),
+    ),
+    (
+        "conv3d",
+        keras_str.STRConv3D,
+        keras.layers.Conv3D,
+        {"filters": 4, "kernel_size": 2},
+        (2, 4, 4, 4, 3),
+        (2, 3, 3, 3, 4),
+    ),
+    (
+        "conv1d_transpose",
+        keras_str.STRConv1DTranspose,
+        keras.layers.Conv1DTranspose,
+        {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"},
+        (2, 5, 3),
+        (2, 10, 4),
+    ),
+    (
+        "conv2d_transpose",
+        keras_str.STRConv2DTranspose,
+        keras.layers.Conv2DTranspose,
+        {"filters": 4, "kernel_size": 3, "strides": 2},
+        (2, 4, 4, 3),
+        (2, 9, 9, 4),
+    ),
+    (
+        "einsum_dense",
+        keras_str.STREinsumDense,
+        keras.layers.EinsumDense,
+        {"equation": "abc,cde->abde", "output_shape": (5, 2, 4), "bias_axes": "de"},
+        (2, 5, 3),
+        (2, 5, 2, 4),
+    ),
 ]
+
+
+def has_bias(layer):
+    return getattr(layer, "bias", None) is not None
 GRANULARITIES = ("layer", "channel", "weight")
 
 
-def layer_granularity_cases():
+# Keras's run_layer_test is the slow one: every granularity on these, only
+# "channel" (the one with layer-specific threshold shapes) on the others.
+ALL_GRANULARITY_CHECKS = ("dense", "conv2d", "depthwise_conv2d")
+
+
+def layer_granularity_cases(keras_checks=False):
     for name, cls, parent, kwargs, in_shape, out_shape in LAYERS:
         for granularity in GRANULARITIES:
+            if (keras_checks and name not in ALL_GRANULARITY_CHECKS
+                    and granularity != "channel"):
+                continue
             yield {
                 "testcase_name": f"{name}_{granularity}",
                 "cls": cls,
@@ -88,7 +140,7 @@ def randomize(layer, threshold, seed=0):
     """Gives the layer a random kernel and bias and a fixed raw threshold."""
     rng = np.random.default_rng(seed)
     layer._kernel.assign(rng.normal(size=layer._kernel.shape).astype("float32"))
-    if layer.use_bias:
+    if has_bias(layer):
         layer.bias.assign(rng.normal(size=layer.bias.shape).astype("float32"))
     s = np.broadcast_to(
         np.asarray(threshold, "float32"), layer.threshold_param.shape
@@ -120,13 +172,13 @@ def parent_twin(layer, parent, kwargs, input_shape, kernel):
     twin.build(input_shape)
     twin_kernel = raw_kernel_variable(twin)
     twin_kernel.assign(kernel)
-    if layer.use_bias:
+    if has_bias(layer):
         twin.bias.assign(layer.bias)
     return twin
 
 
 class STRLayerTest(testing.TestCase):
-    @parameterized.named_parameters(*layer_granularity_cases())
+    @parameterized.named_parameters(*layer_granularity_cases(keras_checks=True))
     def test_keras_layer_checks(
         self, cls, parent, kwargs, input_shape, output_shape, granularity
     ):
@@ -172,7 +224,7 @@ class STRLayerTest(testing.TestCase):
         kernel_shape = tuple(layer._kernel.shape)
         expected = {
             "layer": (),
-            "channel": kernel_shape[-layer.kernel_spec.output_channel_ndim :],
+            "channel": layer.kernel_spec.channel_shape(layer),
             "weight": kernel_shape,
         }[granularity]
         self.assertEqual(tuple(layer.threshold_param.shape), expected)

@@ -6,12 +6,14 @@ import math
 
 import keras
 import numpy as np
+from keras.src.layers.convolutional.base_conv_transpose import BaseConvTranspose
 
 from keras_str.io_utils import write_text_atomic
 from keras_str.layers.base import SparseKernelLayer
 from keras_str.layers.registry import is_kernel_layer
 from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import raw_kernel_variable
+from keras_str.layers.registry import spec_for_layer
 
 
 @dataclasses.dataclass
@@ -24,7 +26,11 @@ class LayerSparsity:
     `nonzeros * (dense_macs / params)`, i.e. density times dense MACs. Both
     are `None` when the input shape has unknown spatial dimensions.
     `threshold` is the mean current threshold of a sparse layer (`g(s)` for
-    STR, `t` for ST-3) and `None` for plain layers and GMP.
+    STR, `t` for ST-3) and `None` for plain layers and GMP. `note` says why
+    a layer is dense: `"kept dense"` (a kernel layer keras-str can sparsify,
+    left plain in a model that has sparse layers) or `"no sparse version"`
+    (its matrices, e.g. an LSTM cell's, cannot be sparsified; `params`
+    counts its weights of rank 2 or more).
     """
 
     name: str
@@ -35,6 +41,7 @@ class LayerSparsity:
     threshold: float | None
     dense_macs: int | None
     sparse_macs: int | None
+    note: str = ""
 
 
 @dataclasses.dataclass
@@ -68,6 +75,7 @@ class SparsityReport:
             "threshold",
             "dense MACs",
             "sparse MACs",
+            "note",
         )
         lines = []
         for row in self.rows:
@@ -81,6 +89,7 @@ class SparsityReport:
                     "-" if row.threshold is None else f"{row.threshold:.4g}",
                     _format_count(row.dense_macs),
                     _format_count(row.sparse_macs),
+                    row.note,
                 )
             )
         totals = self.totals
@@ -94,6 +103,20 @@ class SparsityReport:
                 "",
                 _format_count(totals["dense_macs"]),
                 _format_count(totals["sparse_macs"]),
+                "",
+            )
+        )
+        lines.append(
+            (
+                "all parameters",
+                "",
+                f"{totals['all_params']:,}",
+                f"{totals['all_nonzeros']:,}",
+                f"{100 * totals['all_sparsity']:.2f}%",
+                "",
+                "",
+                "",
+                f"{100 * totals['dense_share']:.1f}% in dense layers",
             )
         )
         widths = [
@@ -103,14 +126,15 @@ class SparsityReport:
 
         def render(line):
             cells = [
-                str(cell).ljust(width) if i < 2 else str(cell).rjust(width)
+                str(cell).ljust(width) if i < 2 or i == len(header) - 1
+                else str(cell).rjust(width)
                 for i, (cell, width) in enumerate(zip(line, widths))
             ]
             return "  ".join(cells).rstrip()
 
         rule = "-" * len(render(header))
         body = [render(line) for line in lines]
-        return "\n".join([render(header), rule] + body[:-1] + [rule, body[-1]])
+        return "\n".join([render(header), rule] + body[:-2] + [rule] + body[-2:])
 
     def __str__(self):
         return self.table()
@@ -125,17 +149,24 @@ def _format_count(count):
 def sparsity_report(model):
     """Measures per-layer and total sparsity of a model's kernels.
 
-    Covers every Dense, Conv1D, Conv2D and DepthwiseConv2D layer, STR or
-    plain (so it also describes stripped models and layers kept dense),
-    descending into nested models.
+    Covers every kernel layer keras-str can sparsify (the registry's:
+    Dense, EinsumDense, convolutions, Embedding, ...), sparse or plain (so it
+    also describes stripped models), descending into nested models and
+    layers' sublayers; and, as rows noted `"no sparse version"`, every other
+    layer holding matrices (LSTM/GRU cells, custom layers), so that the
+    totals cover the model's matrices. The `"all parameters"` line adds
+    biases and normalization weights (not the methods' training state).
 
     Args:
         model: A built Keras model (or a single built layer).
 
     Returns:
-        A `SparsityReport`: `rows` (one `LayerSparsity` per kernel layer) and
-        `totals` (`params`, `nonzeros`, `sparsity`, `dense_macs`,
-        `sparse_macs`, `model_params`: every weight of the model).
+        A `SparsityReport`: `rows` (one `LayerSparsity` per layer with
+        matrices) and `totals`: `params`, `nonzeros`, `sparsity`,
+        `dense_macs`, `sparse_macs` over the rows; `all_params`,
+        `all_nonzeros`, `all_sparsity` over every deployed weight;
+        `dense_share` (the share of those in dense layers and other weights);
+        `model_params` (every variable, training state included).
 
     Example:
 
@@ -151,11 +182,37 @@ def sparsity_report(model):
             "call it on data or create it with `keras.Input`. "
             f"Received: model={model.name!r} (not built)"
         )
-    rows = [_layer_row(layer) for layer in iter_layers(model)
-            if is_kernel_layer(layer)]
+    layers = list(iter_layers(model))
+    has_sparse = any(isinstance(layer, SparseKernelLayer) for layer in layers)
+    rows, counted = [], set()
+    for layer in layers:
+        if is_kernel_layer(layer):
+            row = _layer_row(layer)
+            if has_sparse and not isinstance(layer, SparseKernelLayer):
+                row.note = "kept dense"
+            rows.append(row)
+            counted.add(id(raw_kernel_variable(layer)))
+        else:
+            matrices = [v for v in _own_variables(layer) if len(v.shape) >= 2]
+            if matrices:
+                rows.append(_unsupported_row(layer, matrices))
+                counted.update(id(v) for v in matrices)
     params = sum(row.params for row in rows)
     nonzeros = sum(row.nonzeros for row in rows)
     known_macs = all(row.dense_macs is not None for row in rows)
+    # Every other weight the deployed model keeps (biases, normalization),
+    # not the methods' training state (thresholds, masks, step counters).
+    state = {id(v) for layer in layers for v in _method_state(layer)}
+    others = {
+        id(v): v for v in model.weights if id(v) not in counted and id(v) not in state
+    }
+    other_params = sum(int(math.prod(v.shape)) for v in others.values())
+    other_nonzeros = sum(
+        int(np.count_nonzero(keras.ops.convert_to_numpy(v))) for v in others.values()
+    )
+    all_params = params + other_params
+    all_nonzeros = nonzeros + other_nonzeros
+    dense_params = sum(row.params for row in rows if row.note) + other_params
     totals = {
         "params": params,
         "nonzeros": nonzeros,
@@ -165,8 +222,42 @@ def sparsity_report(model):
             sum(r.sparse_macs for r in rows) if known_macs else None
         ),
         "model_params": int(model.count_params()),
+        "all_params": all_params,
+        "all_nonzeros": all_nonzeros,
+        "all_sparsity": 1.0 - all_nonzeros / all_params if all_params else 0.0,
+        "dense_share": dense_params / all_params if all_params else 0.0,
     }
     return SparsityReport(rows=rows, totals=totals)
+
+
+def _own_variables(layer):
+    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+
+
+def _method_state(layer):
+    if not isinstance(layer, SparseKernelLayer) or not layer.built:
+        return []
+    state = list((layer.sparsity_state or {}).values())
+    step = getattr(layer, "sparsity_step", None)
+    return state + ([step] if step is not None else [])
+
+
+def _unsupported_row(layer, matrices):
+    params = sum(int(math.prod(v.shape)) for v in matrices)
+    nonzeros = sum(
+        int(np.count_nonzero(keras.ops.convert_to_numpy(v))) for v in matrices
+    )
+    return LayerSparsity(
+        name=layer.name,
+        layer_class=layer.__class__.__name__,
+        params=params,
+        nonzeros=nonzeros,
+        sparsity=1.0 - nonzeros / params if params else 0.0,
+        threshold=None,
+        dense_macs=None,
+        sparse_macs=None,
+        note="no sparse version",
+    )
 
 
 def _layer_row(layer):
@@ -206,18 +297,39 @@ def _input_shape(layer):
 
 
 def _output_positions(layer):
-    """How many times each kernel weight is used per example."""
+    """How many times each kernel weight is used per example (0: a lookup)."""
+    if isinstance(layer, keras.layers.Embedding):
+        return 0
     input_shape = _input_shape(layer)
     if input_shape is None:
         return None
-    if isinstance(layer, keras.layers.Dense):
-        spatial = input_shape[1:-1]
-    else:
-        output_shape = layer.compute_output_shape(input_shape)
-        if layer.data_format == "channels_first":
-            spatial = output_shape[2:]
-        else:
-            spatial = output_shape[1:-1]
-    if any(dim is None for dim in spatial):
+    channels_first = getattr(layer, "data_format", None) == "channels_first"
+    if isinstance(layer, BaseConvTranspose):
+        # Every input position scatters the whole kernel.
+        spatial = input_shape[2:] if channels_first else input_shape[1:-1]
+        return None if None in spatial else int(math.prod(spatial))
+    if isinstance(layer, keras.layers.EinsumDense):
+        return _einsum_positions(layer.equation, input_shape)
+    output_shape = tuple(layer.compute_output_shape(input_shape))[1:]
+    if any(dim is None for dim in output_shape):
         return None
-    return int(math.prod(spatial))
+    # Each output entry takes one kernel column: outputs / output channels.
+    spec = spec_for_layer(layer)
+    kernel_shape = tuple(raw_kernel_variable(layer).shape)
+    channels = math.prod(kernel_shape[axis] for axis in spec.output_axes(layer))
+    return int(math.prod(output_shape)) // channels
+
+
+def _einsum_positions(equation, input_shape):
+    """Output entries a kernel entry contributes to: the output's own axes."""
+    if "..." in equation:
+        return None
+    inputs, output = equation.split("->")
+    input_letters, kernel_letters = inputs.split(",")
+    sizes = dict(zip(input_letters, input_shape))
+    # The first input axis is the batch.
+    own = [sizes.get(letter) for letter in output
+           if letter not in kernel_letters and letter != input_letters[0]]
+    if any(size is None for size in own):
+        return None
+    return int(math.prod(own))

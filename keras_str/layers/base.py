@@ -87,7 +87,7 @@ class SparseKernelLayer:
         self.sparsity_state = None
 
     def add_weight(self, *args, **kwargs):
-        if kwargs.get("name") == "kernel":
+        if kwargs.get("name") == spec_for_sparse_class(type(self)).kernel_attribute:
             # The threshold comparison must see the full-precision kernel,
             # even when the layer computes in float16.
             kwargs["autocast"] = False
@@ -117,7 +117,7 @@ class SparseKernelLayer:
     @property
     def raw_kernel(self):
         """The trained kernel variable `W`, before the method is applied."""
-        return self._kernel
+        return getattr(self, "_" + self.kernel_spec.kernel_attribute)
 
     @property
     def threshold_param(self):
@@ -140,7 +140,7 @@ class SparseKernelLayer:
         """
         self._check_built("thresholded_kernel")
         return self.method.effective_kernel(
-            self, ops.convert_to_tensor(self._kernel)
+            self, ops.convert_to_tensor(self.raw_kernel)
         )
 
     def _check_built(self, what):

@@ -51,3 +51,28 @@ class STRConv2D(SparseKernelLayer, keras.layers.Conv2D):
     >>> layer(np.ones((2, 16, 16, 3))).shape
     (2, 16, 16, 8)
     """
+
+
+@keras.saving.register_keras_serializable(package="keras_str")
+class STRConv3D(SparseKernelLayer, keras.layers.Conv3D):
+    """`keras.layers.Conv3D` whose kernel is soft-thresholded by a learned threshold.
+
+    The kernel used by the convolution is `sign(W) * relu(|W| - g(s))`; see
+    `keras_str.STRDense` for the threshold arguments.
+
+    Args:
+        filters: Number of output filters.
+        kernel_size: Depth, height and width of the convolution window.
+        method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
+            `GMP(...)`; see `keras_str.STRDense`.
+        threshold_fn, threshold_init, threshold_granularity,
+            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`
+            with these settings.
+        **kwargs: Every other argument of `keras.layers.Conv3D`.
+
+    Example:
+
+    >>> layer = keras_str.STRConv3D(4, 3, padding="same")
+    >>> layer(np.ones((2, 6, 6, 6, 3))).shape
+    (2, 6, 6, 6, 4)
+    """

@@ -28,3 +28,27 @@ class STRDepthwiseConv2D(SparseKernelLayer, keras.layers.DepthwiseConv2D):
     >>> layer(np.ones((2, 8, 8, 4))).shape
     (2, 8, 8, 4)
     """
+
+
+@keras.saving.register_keras_serializable(package="keras_str")
+class STRDepthwiseConv1D(SparseKernelLayer, keras.layers.DepthwiseConv1D):
+    """`keras.layers.DepthwiseConv1D` with a learned soft threshold.
+
+    The kernel, shaped `(k, in_channels, depth_multiplier)`, is used as
+    `sign(W) * relu(|W| - g(s))`; `"channel"` granularity gives one
+    threshold per output channel (`(in_channels, depth_multiplier)`).
+
+    Args:
+        kernel_size: Length of the depthwise window.
+        method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
+            `GMP(...)`; see `keras_str.STRDense`.
+        threshold_fn, threshold_init, threshold_granularity,
+            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`.
+        **kwargs: Every other argument of `keras.layers.DepthwiseConv1D`.
+
+    Example:
+
+    >>> layer = keras_str.STRDepthwiseConv1D(3, padding="same")
+    >>> layer(np.ones((2, 8, 4))).shape
+    (2, 8, 4)
+    """

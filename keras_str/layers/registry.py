@@ -23,6 +23,23 @@ def keras_fans(kernel_shape):
     return receptive_field * kernel_shape[-2], receptive_field * kernel_shape[-1]
 
 
+def kernel_fans(layer):
+    """Keras's fans for the layer's raw kernel shape (the default entry)."""
+    return keras_fans(tuple(raw_kernel_variable(layer).shape))
+
+
+def initializer_std(initializer):
+    """The standard deviation of a fixed-scale Keras initializer, else `None`."""
+    if isinstance(initializer, keras.initializers.RandomUniform):
+        return (initializer.maxval - initializer.minval) / math.sqrt(12.0)
+    if isinstance(
+        initializer,
+        (keras.initializers.RandomNormal, keras.initializers.TruncatedNormal),
+    ):
+        return initializer.stddev
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class SparseLayerSpec:
     """How keras-str treats one Keras kernel layer type.
@@ -30,18 +47,57 @@ class SparseLayerSpec:
     Attributes:
         keras_class: The plain Keras layer (what `strip` produces).
         sparse_class: Its sparse-trainable subclass (what `sparsify` makes).
+        kernel_attribute: The attribute the parent's `call()` reads its
+            kernel from (`"kernel"`; `"embeddings"` for `Embedding`); the
+            raw variable is the weight of that name, kept at
+            `"_" + kernel_attribute`.
         regularizer_attribute: The constructor argument / attribute holding
             the kernel's regularizer.
         output_channel_ndim: Number of trailing kernel axes that index output
             channels (2 for DepthwiseConv2D: in_channels x multiplier).
-        fans: `kernel_shape -> (fan_in, fan_out)`; Keras's convention.
+        channel_axes: Optional `layer -> tuple of kernel axes` indexing
+            output channels, for kernels whose output axes are not trailing
+            (transposed convs: `(..., out, in)`; `EinsumDense`: from its
+            equation). Overrides `output_channel_ndim`.
+        fans: `layer -> (fan_in, fan_out)` of its kernel; Keras's convention.
+        init_scale: `layer -> float`, the typical magnitude of a freshly
+            initialised kernel, by which ST-3 `scope="sigma"` normalises;
+            default `sqrt(2 / (fan_in + fan_out))`.
     """
 
     keras_class: type
     sparse_class: type
+    kernel_attribute: str = "kernel"
     regularizer_attribute: str = "kernel_regularizer"
     output_channel_ndim: int = 1
-    fans: object = keras_fans
+    channel_axes: object = None
+    fans: object = kernel_fans
+    init_scale: object = None
+
+    def output_axes(self, layer):
+        """The kernel axes that index output channels, ascending."""
+        rank = len(raw_kernel_variable(layer).shape)
+        if self.channel_axes is not None:
+            return tuple(sorted(a % rank for a in self.channel_axes(layer)))
+        return tuple(range(rank - self.output_channel_ndim, rank))
+
+    def channel_shape(self, layer):
+        """Shape of one value per output channel, broadcastable to the kernel.
+
+        Trailing output axes give the short form (`(units,)` for Dense);
+        others keep the kernel's rank with 1 on the other axes.
+        """
+        shape = tuple(raw_kernel_variable(layer).shape)
+        axes = self.output_axes(layer)
+        if axes == tuple(range(len(shape) - len(axes), len(shape))):
+            return shape[len(shape) - len(axes) :]
+        return tuple(d if i in axes else 1 for i, d in enumerate(shape))
+
+    def scale(self, layer):
+        if self.init_scale is not None:
+            return float(self.init_scale(layer))
+        fan_in, fan_out = self.fans(layer)
+        return math.sqrt(2.0 / (fan_in + fan_out))
 
 
 _REGISTRY = []
@@ -121,10 +177,17 @@ def spec_for_layer(layer):
 
 def raw_kernel_variable(layer):
     """The kernel variable a kernel layer (plain or sparse) trains."""
-    kernel = getattr(layer, "_kernel", None)
+    spec = spec_for_layer(layer)
+    attribute = "kernel" if spec is None else spec.kernel_attribute
+    kernel = getattr(layer, "_" + attribute, None)
     if kernel is None:
-        kernel = layer.kernel
+        kernel = getattr(layer, attribute)
     return kernel
+
+
+def bias_variable(layer):
+    """The layer's bias variable, or `None`."""
+    return getattr(layer, "bias", None)
 
 
 def kernel_regularizer_attribute(layer):
@@ -133,29 +196,121 @@ def kernel_regularizer_attribute(layer):
 
 
 def iter_layers(model):
-    """Yields every layer of `model`, descending into nested models."""
-    for layer in getattr(model, "layers", [model]):
-        if isinstance(layer, keras.Model):
-            yield from iter_layers(layer)
-        else:
-            yield layer
+    """Yields every layer of `model`: nested models' and layers' sublayers too.
+
+    In model order, depth first; a layer that holds sublayers
+    (`MultiHeadAttention`'s projections) comes before them; models
+    themselves are not yielded.
+    """
+    if isinstance(model, keras.Model):
+        children = model.layers
+    else:
+        children = getattr(model, "_layers", [])
+    for child in children:
+        if not isinstance(child, keras.Model):
+            yield child
+        yield from iter_layers(child)
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseBlockSpec:
+    """A Keras layer whose kernels live in sublayers (`MultiHeadAttention`).
+
+    Attributes:
+        keras_class: The plain Keras layer.
+        sparse_class: Its subclass that builds sparse sublayers; it takes
+            `method=` and lists them in `sparse_sublayers()`.
+        sublayer_attributes: The attributes holding the kernel sublayers, in
+            both classes.
+    """
+
+    keras_class: type
+    sparse_class: type
+    sublayer_attributes: tuple
+
+
+_BLOCKS = []
+
+
+def register_sparse_block(spec):
+    """Adds (or replaces) the entry of a layer whose kernels are sublayers."""
+    if not isinstance(spec, SparseBlockSpec):
+        raise ValueError(
+            "Expected a `keras_str.layers.SparseBlockSpec`. "
+            f"Received: spec={spec!r}"
+        )
+    _BLOCKS[:] = [s for s in _BLOCKS if s.keras_class is not spec.keras_class]
+    _BLOCKS.append(spec)
+
+
+def block_spec_for_keras_layer(layer):
+    """The block entry whose Keras class is exactly `type(layer)`, or `None`."""
+    for spec in _BLOCKS:
+        if type(layer) is spec.keras_class:
+            return spec
+    return None
+
+
+def block_spec_for_sparse_layer(layer):
+    """The block entry whose sparse class is exactly `type(layer)`, or `None`."""
+    for spec in _BLOCKS:
+        if type(layer) is spec.sparse_class:
+            return spec
+    return None
 
 
 def _register_builtin_layers():
-    from keras_str.layers.conv import STRConv1D
-    from keras_str.layers.conv import STRConv2D
+    from keras_str.layers import attention
+    from keras_str.layers import conv
+    from keras_str.layers import conv_transpose
+    from keras_str.layers import depthwise_conv
+    from keras_str.layers import einsum_dense
+    from keras_str.layers import embedding
     from keras_str.layers.dense import STRDense
-    from keras_str.layers.depthwise_conv import STRDepthwiseConv2D
 
+    depthwise = dict(
+        regularizer_attribute="depthwise_regularizer", output_channel_ndim=2
+    )
+    transposed = dict(channel_axes=conv_transpose.transpose_channel_axes)
     for spec in (
         SparseLayerSpec(keras.layers.Dense, STRDense),
-        SparseLayerSpec(keras.layers.Conv1D, STRConv1D),
-        SparseLayerSpec(keras.layers.Conv2D, STRConv2D),
+        SparseLayerSpec(keras.layers.Conv1D, conv.STRConv1D),
+        SparseLayerSpec(keras.layers.Conv2D, conv.STRConv2D),
+        SparseLayerSpec(keras.layers.Conv3D, conv.STRConv3D),
         SparseLayerSpec(
-            keras.layers.DepthwiseConv2D,
-            STRDepthwiseConv2D,
-            regularizer_attribute="depthwise_regularizer",
-            output_channel_ndim=2,
+            keras.layers.DepthwiseConv1D, depthwise_conv.STRDepthwiseConv1D, **depthwise
+        ),
+        SparseLayerSpec(
+            keras.layers.DepthwiseConv2D, depthwise_conv.STRDepthwiseConv2D, **depthwise
+        ),
+        SparseLayerSpec(
+            keras.layers.Conv1DTranspose, conv_transpose.STRConv1DTranspose, **transposed
+        ),
+        SparseLayerSpec(
+            keras.layers.Conv2DTranspose, conv_transpose.STRConv2DTranspose, **transposed
+        ),
+        SparseLayerSpec(
+            keras.layers.Conv3DTranspose, conv_transpose.STRConv3DTranspose, **transposed
+        ),
+        SparseLayerSpec(
+            keras.layers.EinsumDense,
+            einsum_dense.STREinsumDense,
+            channel_axes=einsum_dense.einsum_channel_axes,
+            fans=einsum_dense.einsum_fans,
+        ),
+        SparseLayerSpec(
+            keras.layers.Embedding,
+            embedding.STREmbedding,
+            kernel_attribute="embeddings",
+            regularizer_attribute="embeddings_regularizer",
+            init_scale=embedding.embedding_init_scale,
         ),
     ):
         register_sparse_layer(spec)
+    register_sparse_block(
+        SparseBlockSpec(
+            keras.layers.MultiHeadAttention,
+            attention.STRMultiHeadAttention,
+            attention.PROJECTIONS,
+        )
+    )

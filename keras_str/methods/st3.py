@@ -99,8 +99,9 @@ class ST3(SparsityMethod):
             # rho = mean|W * mask| / mean|W| per output channel; the kept
             # weights are scaled by 1 / rho, so a channel keeps the mean
             # magnitude its raw weights have.
+            channel_axes = layer.kernel_spec.output_axes(layer)
             axes = tuple(
-                range(len(kernel.shape) - layer.kernel_spec.output_channel_ndim)
+                a for a in range(len(kernel.shape)) if a not in channel_axes
             )
             magnitude = ops.abs(kernel)
             kept = ops.where(magnitude > threshold, magnitude, 0.0)
@@ -117,8 +118,7 @@ class ST3(SparsityMethod):
         """The scale each layer's magnitudes are divided by before the quantile."""
         if self.scope == "global":
             return 1.0
-        fan_in, fan_out = layer.kernel_spec.fans(tuple(layer.raw_kernel.shape))
-        return math.sqrt(2.0 / (fan_in + fan_out))
+        return layer.kernel_spec.scale(layer)
 
     def update(self, layers, step):
         scales = [self.layer_scale(layer) for layer in layers]

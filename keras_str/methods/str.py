@@ -148,7 +148,7 @@ class STR(SparsityMethod):
         if self.threshold_granularity == "layer":
             return ()
         if self.threshold_granularity == "channel":
-            return kernel_shape[-layer.kernel_spec.output_channel_ndim :]
+            return layer.kernel_spec.channel_shape(layer)
         return kernel_shape
 
     def build(self, layer):

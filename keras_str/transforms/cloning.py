@@ -64,3 +64,15 @@ def clone_with(model, replace):
 
 def copy_all_weights(old, new):
     new.set_weights(old.get_weights())
+
+
+def block_copier(block, copy):
+    """Copies each kernel sublayer of a block with `copy`."""
+
+    def copy_block(old, new):
+        for attribute in block.sublayer_attributes:
+            old_sublayer = getattr(old, attribute, None)
+            if old_sublayer is not None:
+                copy(old_sublayer, getattr(new, attribute))
+
+    return copy_block

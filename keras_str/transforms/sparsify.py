@@ -2,6 +2,8 @@
 
 import warnings
 
+from keras_str.layers.registry import bias_variable
+from keras_str.layers.registry import block_spec_for_keras_layer
 from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import raw_kernel_variable
 from keras_str.layers.registry import spec_for_keras_layer
@@ -9,8 +11,11 @@ from keras_str.methods import STR
 from keras_str.methods import copy_method
 from keras_str.methods import get_method
 from keras_str.training.weight_decay import apply_weight_decay
+from keras_str.transforms.cloning import block_copier
 from keras_str.transforms.cloning import check_clonable
 from keras_str.transforms.cloning import clone_with
+from keras_str.transforms.separable import SEPARABLE_CONVS
+from keras_str.transforms.separable import separable_as_two_layers
 
 
 def sparsify(
@@ -76,13 +81,23 @@ def sparsify(
     )
 
     def replace(layer):
-        spec = spec_for_keras_layer(layer)
-        if spec is None or should_keep_dense(layer):
+        if should_keep_dense(layer):
             return None
-        new_layer = spec.sparse_class.from_config(
-            {**layer.get_config(), "method": shared_method}
-        )
-        return new_layer, _copy_into_str
+        spec = spec_for_keras_layer(layer)
+        if spec is not None:
+            new_layer = spec.sparse_class.from_config(
+                {**layer.get_config(), "method": shared_method}
+            )
+            return new_layer, _copy_into_str
+        block = block_spec_for_keras_layer(layer)
+        if block is not None:
+            new_layer = block.sparse_class.from_config(
+                {**layer.get_config(), "method": shared_method}
+            )
+            return new_layer, block_copier(block, _copy_into_str)
+        if type(layer) in SEPARABLE_CONVS:
+            return separable_as_two_layers(layer, shared_method)
+        return None
 
     sparse_model = clone_with(model, replace)
     if weight_decay is not None:
@@ -118,8 +133,8 @@ def _model_method(method, **str_settings):
 
 def _copy_into_str(dense_layer, str_layer):
     raw_kernel_variable(str_layer).assign(raw_kernel_variable(dense_layer))
-    if dense_layer.use_bias:
-        str_layer.bias.assign(dense_layer.bias)
+    if bias_variable(dense_layer) is not None:
+        bias_variable(str_layer).assign(bias_variable(dense_layer))
 
 
 def _keep_dense_predicate(model, keep_dense):

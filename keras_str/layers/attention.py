@@ -1,0 +1,83 @@
+"""`MultiHeadAttention` whose four projections are sparse `EinsumDense` layers."""
+
+import keras
+
+from keras_str.layers.base import _resolve_method
+from keras_str.layers.base import _serialize_shared
+from keras_str.layers.einsum_dense import STREinsumDense
+
+# Keras's attribute names for the projections a MultiHeadAttention builds.
+PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense", "_gate_dense", "_output_dense")
+
+
+@keras.saving.register_keras_serializable(package="keras_str")
+class STRMultiHeadAttention(keras.layers.MultiHeadAttention):
+    """`keras.layers.MultiHeadAttention` with sparse query/key/value/output kernels.
+
+    Builds as its parent does, then puts a `keras_str.STREinsumDense` with
+    the same config in place of each projection, all using this layer's
+    `method`; the attention itself is unchanged. `strip` gives back a plain
+    `MultiHeadAttention` whose projection kernels hold exact zeros.
+
+    Args:
+        num_heads: Number of attention heads.
+        key_dim: Size of each head for query and key.
+        method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
+            `GMP(...)`; see `keras_str.STRDense`.
+        threshold_fn, threshold_init, threshold_granularity,
+            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`.
+        **kwargs: Every other argument of `keras.layers.MultiHeadAttention`.
+
+    Example:
+
+    >>> layer = keras_str.STRMultiHeadAttention(num_heads=2, key_dim=4)
+    >>> x = np.ones((1, 5, 8))
+    >>> layer(x, x).shape
+    (1, 5, 8)
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        method=None,
+        threshold_fn=None,
+        threshold_init=None,
+        threshold_granularity=None,
+        threshold_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(num_heads, key_dim, **kwargs)
+        self.method = _resolve_method(
+            method,
+            {
+                "threshold_fn": threshold_fn,
+                "threshold_init": threshold_init,
+                "threshold_granularity": threshold_granularity,
+                "threshold_regularizer": threshold_regularizer,
+            },
+        )
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        super().build(query_shape, value_shape, key_shape)
+        for attribute in PROJECTIONS:
+            dense = getattr(self, attribute, None)
+            if dense is None or isinstance(dense, STREinsumDense):
+                continue
+            sparse = STREinsumDense.from_config(
+                {**dense.get_config(), "method": self.method}
+            )
+            sparse.build(dense._build_shapes_dict["input_shape"])
+            self._tracker.untrack(dense)
+            setattr(self, attribute, sparse)
+
+    def sparse_sublayers(self):
+        """The sparse projections, in Keras's order."""
+        return [
+            getattr(self, attribute)
+            for attribute in PROJECTIONS
+            if getattr(self, attribute, None) is not None
+        ]
+
+    def get_config(self):
+        return {**super().get_config(), "method": _serialize_shared(self.method)}

@@ -1,0 +1,86 @@
+"""Transposed convolutions with a sparse kernel, shaped `(*window, filters, in_channels)`."""
+
+import keras
+
+from keras_str.layers.base import SparseKernelLayer
+from keras_str.layers.registry import raw_kernel_variable
+
+
+def transpose_channel_axes(layer):
+    """Output channels of a transposed-conv kernel sit on its second-last axis."""
+    return (len(raw_kernel_variable(layer).shape) - 2,)
+
+
+@keras.saving.register_keras_serializable(package="keras_str")
+class STRConv1DTranspose(SparseKernelLayer, keras.layers.Conv1DTranspose):
+    """`keras.layers.Conv1DTranspose` with a soft-thresholded kernel.
+
+    The kernel is used as `sign(W) * relu(|W| - g(s))`. With
+    `threshold_granularity="channel"` there is one threshold per output
+    filter (the kernel's second-last axis).
+
+    Args:
+        filters: Number of output filters.
+        kernel_size: Length of the transposed convolution window.
+        method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
+            `GMP(...)`; see `keras_str.STRDense`.
+        threshold_fn, threshold_init, threshold_granularity,
+            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`.
+        **kwargs: Every other argument of `keras.layers.Conv1DTranspose`.
+
+    Example:
+
+    >>> layer = keras_str.STRConv1DTranspose(4, 3, strides=2, padding="same")
+    >>> layer(np.ones((2, 8, 3))).shape
+    (2, 16, 4)
+    """
+
+
+@keras.saving.register_keras_serializable(package="keras_str")
+class STRConv2DTranspose(SparseKernelLayer, keras.layers.Conv2DTranspose):
+    """`keras.layers.Conv2DTranspose` with a soft-thresholded kernel.
+
+    The kernel is used as `sign(W) * relu(|W| - g(s))`. With
+    `threshold_granularity="channel"` there is one threshold per output
+    filter (the kernel's second-last axis).
+
+    Args:
+        filters: Number of output filters.
+        kernel_size: Height and width of the transposed convolution window.
+        method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
+            `GMP(...)`; see `keras_str.STRDense`.
+        threshold_fn, threshold_init, threshold_granularity,
+            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`.
+        **kwargs: Every other argument of `keras.layers.Conv2DTranspose`.
+
+    Example:
+
+    >>> layer = keras_str.STRConv2DTranspose(4, 3, strides=2, padding="same")
+    >>> layer(np.ones((2, 8, 8, 3))).shape
+    (2, 16, 16, 4)
+    """
+
+
+@keras.saving.register_keras_serializable(package="keras_str")
+class STRConv3DTranspose(SparseKernelLayer, keras.layers.Conv3DTranspose):
+    """`keras.layers.Conv3DTranspose` with a soft-thresholded kernel.
+
+    The kernel is used as `sign(W) * relu(|W| - g(s))`. With
+    `threshold_granularity="channel"` there is one threshold per output
+    filter (the kernel's second-last axis).
+
+    Args:
+        filters: Number of output filters.
+        kernel_size: Depth, height and width of the window.
+        method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
+            `GMP(...)`; see `keras_str.STRDense`.
+        threshold_fn, threshold_init, threshold_granularity,
+            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`.
+        **kwargs: Every other argument of `keras.layers.Conv3DTranspose`.
+
+    Example:
+
+    >>> layer = keras_str.STRConv3DTranspose(4, 2, strides=2)
+    >>> layer(np.ones((2, 4, 4, 4, 3))).shape
+    (2, 8, 8, 8, 4)
+    """
