@@ -1,9 +1,11 @@
 """Sparse-trainable model -> plain Keras model whose kernels hold exact zeros."""
 
+import keras
 from keras import ops
 
 from keras_str.layers.base import SPARSE_CONFIG_KEYS
 from keras_str.layers.registry import is_sparse_layer
+from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import raw_kernel_variable
 from keras_str.transforms.cloning import check_clonable
 from keras_str.transforms.cloning import clone_with
@@ -51,3 +53,111 @@ def _copy_thresholded(str_layer, plain_layer):
     )
     if str_layer.use_bias:
         plain_layer.bias.assign(str_layer.bias)
+
+
+# Mixed precision. The TFLite converter has no float16 kernels for most ops
+# (MatMul, BiasAdd, Conv2D, ...): a model that computes in float16 is
+# converted through a float32 copy; `precision="float16"` then stores its
+# weights as float16 where that is supported.
+
+_HALF_PRECISION = ("float16", "bfloat16")
+
+
+def as_float32(model):
+    """Returns `model` rebuilt to compute in float32, or `model` itself.
+
+    Layers whose dtype policy computes in float16 or bfloat16 (a model built
+    under `keras.config.set_dtype_policy("mixed_float16")`) are rebuilt from
+    their config with the `"float32"` policy, wrapped layers
+    (`Bidirectional`, `TimeDistributed`) included, and get the same weights
+    (mixed-precision variables are float32 already). Other layers are copied
+    as they are. A model that already computes in float32 is returned
+    unchanged.
+
+    Args:
+        model: A built Sequential or functional Keras model.
+
+    Returns:
+        A Keras model that computes in float32 and predicts what `model`
+        predicts, up to float16 rounding.
+
+    Example:
+
+    >>> keras.config.set_dtype_policy("mixed_float16")
+    >>> model = build_and_train()
+    >>> converter = tf.lite.TFLiteConverter.from_keras_model(as_float32(model))
+    """
+    half = [layer for layer in iter_layers(model) if _computes_in_half(layer)]
+    if not half:
+        return model
+    if not (
+        isinstance(model, keras.Sequential)
+        or type(model).__name__ == "Functional"
+    ):
+        raise ValueError(
+            f"Model {model.name!r} computes in "
+            f"{half[0].dtype_policy.compute_dtype} (layer {half[0].name!r} "
+            f"has dtype policy {half[0].dtype_policy.name!r}), and a "
+            f"subclassed model ({type(model).__name__}) cannot be rebuilt in "
+            "float32. Create it again after "
+            "`keras.config.set_dtype_policy('float32')` and load the weights "
+            "(`model.load_weights`). Received: model with dtype policy "
+            f"{model.dtype_policy.name!r}"
+        )
+    check_clonable(model)
+
+    def replace(layer):
+        if isinstance(layer, keras.layers.InputLayer) or not any(
+            _computes_in_half(sublayer)
+            for sublayer in [layer, *iter_layers(layer)]
+        ):
+            return None
+        config = _float32_config(layer.get_config())
+        return layer.__class__.from_config(config), _copy_as_float32
+
+    return clone_with(model, replace)
+
+
+def _computes_in_half(layer):
+    if isinstance(layer, keras.layers.InputLayer):
+        return False
+    policy = getattr(layer, "dtype_policy", None)
+    return (
+        policy is not None
+        and not policy.quantization_mode
+        and policy.compute_dtype in _HALF_PRECISION
+    )
+
+
+def _float32_config(config):
+    """`config` with every half-precision dtype policy replaced by float32."""
+    if isinstance(config, dict):
+        config = dict(config)
+        dtype = config.get("dtype")
+        policy_name = (
+            dtype.get("config", {}).get("name")
+            if isinstance(dtype, dict)
+            and dtype.get("class_name") == "DTypePolicy"
+            else dtype
+        )
+        if isinstance(policy_name, str) and (
+            policy_name in _HALF_PRECISION
+            or policy_name in ("mixed_float16", "mixed_bfloat16")
+        ):
+            config["dtype"] = "float32"
+        return {
+            key: value if key == "dtype" else _float32_config(value)
+            for key, value in config.items()
+        }
+    if isinstance(config, (list, tuple)):
+        return type(config)(_float32_config(value) for value in config)
+    return config
+
+
+def _copy_as_float32(old, new):
+    new.set_weights(
+        [
+            ops.convert_to_numpy(value).astype(variable.dtype)
+            for value, variable in zip(old.get_weights(), new.weights)
+        ]
+    )
