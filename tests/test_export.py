@@ -164,8 +164,15 @@ def test_dynamic_int8_is_never_wrong(tmp_path):
 
 def test_unsupported_op_is_a_clear_error(tmp_path):
     inputs_ = keras.Input((4,))
-    outputs = keras.layers.Lambda(lambda t: keras.ops.real(keras.ops.fft((t, t))[0]))(inputs_)
-    with pytest.raises(ValueError, match="converter cannot handle"):
+    outputs = keras.layers.Lambda(
+        lambda t: keras.ops.real(keras.ops.fft((t, t))[0]), name="spectrum"
+    )(inputs_)
+    # The error names the layer and the op, and says what to do.
+    with pytest.raises(
+        ValueError,
+        match=r"converter cannot handle layer 'spectrum' \(Lambda\) "
+        r"\(ops tf\.Complex, tf\.FFT.*Replace the layer",
+    ):
         keras_str.export_tflite(keras.Model(inputs_, outputs), tmp_path / "m.tflite")
     assert list(tmp_path.iterdir()) == []
 

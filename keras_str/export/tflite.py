@@ -4,7 +4,9 @@ import contextlib
 import dataclasses
 import io
 import os
+import re
 
+import keras
 import numpy as np
 
 from keras_str.io_utils import atomic_path
@@ -15,6 +17,9 @@ from keras_str.layers.registry import iter_layers
 from keras_str.export.flatbuffer import inspect_tflite
 from keras_str.export.flatbuffer import store_dense
 from keras_str.export.xnnpack_rules import check_xnnpack_sparse
+from keras_str.transforms.cloning import clone_with
+from keras_str.transforms.cloning import copy_all_weights
+from keras_str.transforms.strip import as_float32
 
 # A file is checked on this many inputs against the same model converted
 # without sparse encoding.
@@ -27,7 +32,8 @@ PRECISION_NOTES = {
     "float16": "float16 weights (dequantized to float32 at load), float32 "
     "activations.",
     "int8": "full-integer int8 weights and activations, calibrated on "
-    "representative_data; float32 input and output.",
+    "representative_data; float32 output, inputs in the model's own dtypes "
+    "(float32, or integers such as token ids).",
     "dynamic_int8": "int8 weights, float32 activations (dynamic range).",
 }
 
@@ -154,11 +160,19 @@ def export_tflite(
     """Writes a sparse-encoded `.tflite` of `model` and reports on it.
 
     STR layers are stripped first (`keras_str.strip`), so an STR model and
-    its stripped twin give the same file. Weights with enough exact zeros
-    are stored in TFLite's sparse format (`EXPERIMENTAL_SPARSITY`). The file
-    is written atomically and only after it loaded and ran in
-    `ai_edge_litert`'s default interpreter (XNNPACK delegate): a file that
-    would not load is never left behind.
+    its stripped twin give the same file. A model that computes in float16
+    (`keras.config.set_dtype_policy("mixed_float16")`) is converted through
+    a float32 copy (`precision="float16"` then stores float16 weights).
+    Recurrent layers (`LSTM`, `GRU`, `SimpleRNN`, `Bidirectional`, ...) are
+    converted unrolled (`unroll=True`, same weights): the one form this
+    converter turns into TFLite builtin ops for every precision and batch
+    size; their inputs need a fixed number of timesteps. Weights with enough
+    exact zeros are stored in TFLite's sparse format
+    (`EXPERIMENTAL_SPARSITY`). The file is written atomically and only after
+    it loaded and ran in `ai_edge_litert`'s default interpreter (XNNPACK
+    delegate), in batches the model accepts (a model built with
+    `keras.Input(..., batch_size=1)` is checked one example at a time): a
+    file that would not load is never left behind.
 
     Args:
         model: A built Keras model (STR or plain).
@@ -166,9 +180,19 @@ def export_tflite(
         precision: `"float32"`, `"float16"`, `"int8"` (full-integer; needs
             `representative_data`) or `"dynamic_int8"` (int8 weights, float
             activations).
-        representative_data: For `"int8"`: a numpy array of model inputs
-            (first axis = examples; 100-500 is plenty) or an iterable of
-            single-example batches.
+        representative_data: For `"int8"`: model inputs to calibrate
+            activation ranges on (100-500 examples is plenty), in any of
+            these forms: a numpy array (first axis = examples); for a model
+            with several inputs, a list of arrays in `model.inputs` order or
+            a dict keyed by input name; an iterable of batches, such as a
+            `tf.data.Dataset` (of input batches, or of `(inputs, targets)`
+            pairs as for `fit`); or TFLite's own convention, a zero-argument
+            callable returning an iterable of lists of input arrays (what
+            `converter.representative_dataset` takes; with several inputs,
+            each list follows `model.inputs`, or yield dicts keyed by input
+            name). Each input keeps its own dtype: token ids for an
+            `Embedding` stay integers. The first examples are also the
+            inputs the file is checked on.
         sparse: `False` writes the plain (non-sparse) file, the baseline
             for size and latency comparisons.
         per_channel: For the int8 precisions, one quantization scale per
@@ -216,16 +240,19 @@ def export_tflite(
             "The model must be built before export. "
             f"Received: model={getattr(model, 'name', model)!r} (not built)"
         )
-    if any(is_str_layer(layer) for layer in iter_layers(model)):
-        from keras_str.transforms.strip import strip
-
-        model = strip(model)
+    # Read against the user's model: its input names, as the user knows them.
     samples = (
         None
         if representative_data is None
         else _representative_samples(model, representative_data)
     )
+    if any(is_str_layer(layer) for layer in iter_layers(model)):
+        from keras_str.transforms.strip import strip
+
+        model = strip(model)
+    model = _unrolled(as_float32(model))
     check_inputs = _check_inputs(model, samples)
+    samples = None if samples is None else _calibration_batches(model, samples)
     dense_bytes = _convert(model, precision, samples, sparse=False, per_channel=per_channel)
     try:
         reference = run_tflite(dense_bytes, check_inputs)
@@ -323,40 +350,269 @@ def _loadable_sparse(content, reference, check_inputs, precision):
     )
 
 
+def _input_specs(model):
+    """`(name, shape without the batch axis, dtype)` for each model input."""
+    return [
+        (tensor.name, tuple(tensor.shape[1:]), keras.backend.standardize_dtype(tensor.dtype))
+        for tensor in model.inputs
+    ]
+
+
+def _model_batch_size(model):
+    """The batch size the model is built for, or `None` for any."""
+    return model.inputs[0].shape[0]
+
+
+def _named(model, arrays):
+    """Arrays in `model.inputs` order as `run_tflite` and the converter take
+    them: the bare array for one input, else `{input name: array}` (the
+    file's signature names)."""
+    if len(arrays) == 1:
+        return arrays[0]
+    return {tensor.name: array for tensor, array in zip(model.inputs, arrays)}
+
+
 def _check_inputs(model, samples):
+    """The inputs a converted file is checked on (see `_named`)."""
     if samples is not None:
-        return np.concatenate(samples[:CHECK_EXAMPLES])
-    shape = (CHECK_EXAMPLES,) + tuple(model.inputs[0].shape[1:])
-    if any(dim is None for dim in shape):
-        raise ValueError(
-            "Export needs a fixed input shape (no None besides the batch). "
-            f"Received: model input shape {tuple(model.inputs[0].shape)}"
-        )
-    return np.random.default_rng(0).uniform(size=shape).astype("float32")
+        return _named(model, [array[:CHECK_EXAMPLES] for array in samples])
+    rng = np.random.default_rng(0)
+    arrays = []
+    for tensor, (name, shape, dtype) in zip(model.inputs, _input_specs(model)):
+        if any(dim is None for dim in shape):
+            raise ValueError(
+                "Export needs a fixed input shape (no None besides the batch). "
+                f"Received: model input shape {tuple(tensor.shape)}"
+                + (f" for input {name!r}" if len(model.inputs) > 1 else "")
+            )
+        shape = (CHECK_EXAMPLES,) + shape
+        kind = np.dtype(dtype).kind
+        if kind == "f":
+            arrays.append(rng.uniform(size=shape).astype(dtype))
+        elif kind in "iu":
+            # Valid ids for every Embedding in the model.
+            bound = _integer_input_bound(model)
+            arrays.append(rng.integers(0, bound, size=shape).astype(dtype))
+        else:
+            arrays.append((rng.uniform(size=shape) < 0.5).astype(dtype))
+    return _named(model, arrays)
+
+
+def _integer_input_bound(model):
+    sizes = [
+        layer.input_dim
+        for layer in iter_layers(model)
+        if isinstance(layer, keras.layers.Embedding)
+    ]
+    return max(1, min(sizes, default=2))
 
 
 def _representative_samples(model, representative_data):
-    input_shape = tuple(model.inputs[0].shape[1:])
-    if isinstance(representative_data, np.ndarray):
-        if tuple(representative_data.shape[1:]) != input_shape:
+    """Checks `representative_data`; returns all its examples, one array per input.
+
+    Each input is cast to its own dtype (integer inputs stay integers).
+    """
+    specs = _input_specs(model)
+    data = representative_data
+    if callable(data):
+        # TFLite's convention: a function returning an iterable of lists.
+        data = data()
+    if _is_array(data) or isinstance(data, dict) or (
+        len(specs) > 1
+        and isinstance(data, (list, tuple))
+        and len(data) == len(specs)
+        and all(_is_array(value) for value in data)
+    ):
+        batches = [data]
+    else:
+        try:
+            batches = iter(data)
+        except TypeError:
+            raise ValueError(
+                "`representative_data` must be an array of model inputs, an "
+                "iterable of input batches (e.g. a `tf.data.Dataset`) or a "
+                "zero-argument function returning one. Received: "
+                f"representative_data of type {type(representative_data).__name__}"
+            ) from None
+    parts = [[] for _ in specs]
+    for batch in batches:
+        for part, array in zip(parts, _batch_arrays(batch, specs)):
+            part.append(array)
+    if not parts[0]:
+        raise ValueError("`representative_data` yielded no examples.")
+    examples = [np.concatenate(part) for part in parts]
+    count = {len(array) for array in examples}
+    if count == {0}:
+        shapes = [array.shape for array in examples]
+        raise ValueError(
+            "`representative_data` is empty. Received: "
+            f"representative_data with shape {shapes[0] if len(shapes) == 1 else shapes}"
+        )
+    if len(count) > 1:
+        raise ValueError(
+            "Every input in `representative_data` needs the same number of "
+            "examples. Received: "
+            + ", ".join(
+                f"{name}: {len(array)}"
+                for (name, _, _), array in zip(specs, examples)
+            )
+        )
+    return examples
+
+
+def _is_array(value):
+    """A numpy array or a backend tensor (not an iterable of batches)."""
+    return hasattr(value, "shape") and hasattr(value, "dtype")
+
+
+def _batch_arrays(batch, specs):
+    """One batch of `representative_data` as checked arrays, one per input."""
+    if (
+        isinstance(batch, tuple)
+        and len(batch) == 2
+        and isinstance(batch[0], str)
+        and isinstance(batch[1], dict)
+    ):
+        batch = batch[1]  # TFLite's (signature key, {name: array})
+    names = [name for name, _, _ in specs]
+    if isinstance(batch, dict):
+        missing = [name for name in names if name not in batch]
+        if missing:
+            raise ValueError(
+                "`representative_data` is keyed by input name; it lacks "
+                f"{missing}. Expected keys: {names}. Received: keys "
+                f"{sorted(batch)}"
+            )
+        values = [batch[name] for name in names]
+    elif isinstance(batch, (list, tuple)):
+        if len(specs) == 1:
+            # `[x]` (TFLite's convention) or `(x, y)` (a `fit` dataset).
+            return _batch_arrays(batch[0], specs)
+        if len(batch) == len(specs) and not any(
+            isinstance(value, (list, tuple, dict)) for value in batch
+        ):
+            values = list(batch)
+        elif batch and isinstance(batch[0], (list, tuple, dict)):
+            return _batch_arrays(batch[0], specs)  # ((x1, x2), y)
+        else:
+            raise ValueError(
+                f"The model has {len(specs)} inputs ({names}): each "
+                "`representative_data` batch must hold one array per input, "
+                "in `model.inputs` order or as a dict keyed by input name. "
+                f"Received: a batch of {len(batch)} values"
+            )
+    elif len(specs) == 1:
+        values = [batch]
+    else:
+        raise ValueError(
+            f"The model has {len(specs)} inputs ({names}): each "
+            "`representative_data` batch must hold one array per input, in "
+            "`model.inputs` order or as a dict keyed by input name. "
+            f"Received: a batch of type {type(batch).__name__}"
+        )
+    arrays = []
+    for (name, shape, dtype), value in zip(specs, values):
+        array = np.asarray(value)
+        label = f" for input {name!r}" if len(specs) > 1 else ""
+        if array.ndim == len(shape) and all(
+            dim is None or dim == size for dim, size in zip(shape, array.shape)
+        ):
+            array = array[None]  # one example (an unbatched dataset)
+        if array.ndim != len(shape) + 1 or any(
+            dim is not None and dim != size
+            for dim, size in zip(shape, array.shape[1:])
+        ):
             raise ValueError(
                 "`representative_data` must be model inputs of shape "
-                f"(N,) + {input_shape}. Received: representative_data with "
-                f"shape {representative_data.shape}"
+                f"(N,) + {shape}{label}. Received: representative_data with "
+                f"shape {array.shape}"
             )
-        if len(representative_data) == 0:
+        kind = np.dtype(dtype).kind
+        if kind in "iub" and array.dtype.kind not in "iub":
             raise ValueError(
-                "`representative_data` is empty. Received: "
-                f"representative_data with shape {representative_data.shape}"
+                f"The model's input{label or ''} is {dtype} (e.g. token ids "
+                f"for an Embedding): `representative_data` must hold "
+                f"integers there. Received: representative_data with dtype "
+                f"{array.dtype.name}"
             )
-        return [
-            representative_data[i : i + 1].astype("float32")
-            for i in range(len(representative_data))
-        ]
-    samples = [np.asarray(sample, "float32") for sample in representative_data]
-    if not samples:
-        raise ValueError("`representative_data` yielded no examples.")
-    return samples
+        arrays.append(array.astype(dtype, copy=False))
+    return arrays
+
+
+def _calibration_batches(model, examples):
+    """`examples` cut into the batches the converter calibrates on.
+
+    Single examples for a model with any batch size; batches of the model's
+    own batch size otherwise, the last one completed by wrapping around.
+    """
+    size = _model_batch_size(model) or 1
+    count = len(examples[0])
+    batches = []
+    for start in range(0, count, size):
+        indices = np.arange(start, start + size) % count
+        batches.append(_named(model, [array[indices] for array in examples]))
+    return batches
+
+
+def _recurrent(layer):
+    return isinstance(layer, keras.layers.RNN) and not layer.unroll
+
+
+def _unrolled(model):
+    """`model` with its recurrent layers rebuilt with `unroll=True`.
+
+    Here the converter turns a rolled Keras 3 RNN (a TensorList loop) into
+    TFLite builtins only at a fixed batch size, as a WHILE loop that
+    full-integer quantization crashes on; unrolled, every precision and
+    batch size converts to FULLY_CONNECTED and elementwise ops.
+    """
+    recurrent = [layer for layer in iter_layers(model) if _recurrent(layer)]
+    if not recurrent:
+        return model
+    for layer in recurrent:
+        try:
+            timesteps = layer.input.shape[1]
+        except (AttributeError, ValueError, IndexError):
+            continue  # a wrapped layer (Bidirectional): checked at conversion
+        if timesteps is None:
+            raise ValueError(
+                f"Layer {layer.name!r} ({type(layer).__name__}) runs over a "
+                "variable number of timesteps: TFLite needs it unrolled, "
+                "which needs a fixed sequence length. Give the model's Input "
+                "a fixed number of timesteps (e.g. `keras.Input((16, 8))`, "
+                "padding sequences to 16). Received: input shape "
+                f"{tuple(layer.input.shape)}"
+            )
+    if not (
+        isinstance(model, keras.Sequential)
+        or type(model).__name__ == "Functional"
+    ):
+        raise ValueError(
+            f"Layer {recurrent[0].name!r} ({type(recurrent[0]).__name__}) "
+            "converts to TFLite builtin ops only unrolled, and subclassed "
+            f"model {model.name!r} cannot be rebuilt: create its recurrent "
+            "layers with `unroll=True`. Received: "
+            f"{recurrent[0].name}.unroll=False"
+        )
+
+    def replace(layer):
+        if not any(_recurrent(sublayer) for sublayer in [layer, *iter_layers(layer)]):
+            return None
+        config = _set_unroll(layer.get_config())
+        return layer.__class__.from_config(config), copy_all_weights
+
+    return clone_with(model, replace)
+
+
+def _set_unroll(config):
+    if isinstance(config, dict):
+        return {
+            key: True if key == "unroll" else _set_unroll(value)
+            for key, value in config.items()
+        }
+    if isinstance(config, list):
+        return [_set_unroll(value) for value in config]
+    return config
 
 
 def _convert(model, precision, samples, sparse, per_channel=True):
@@ -374,7 +630,10 @@ def _convert(model, precision, samples, sparse, per_channel=True):
     # The converter's only switch for per-tensor weight scales.
     converter._experimental_disable_per_channel = not per_channel
     if precision == "int8":
-        converter.representative_dataset = lambda: ([s] for s in samples)
+        # A list (the graph's input order) for one input; by name otherwise.
+        converter.representative_dataset = lambda: (
+            batch if isinstance(batch, dict) else [batch] for batch in samples
+        )
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8
         ]
@@ -385,7 +644,54 @@ def _convert(model, precision, samples, sparse, per_channel=True):
     except Exception as error:
         if "ConverterError" not in type(error).__name__:
             raise
-        raise ValueError(
-            "The TFLite converter cannot handle this model (an op with no "
-            f"TFLite builtin?): {str(error).strip()[:600]}"
-        ) from error
+        raise ValueError(_converter_failure(str(error), model)) from error
+
+
+def _converter_failure(message, model):
+    """Says which layer and op the converter failed on, and what to do."""
+    message = message.strip()
+    ops = list(dict.fromkeys(re.findall(r"'(tf\.\w+)' op", message)))
+    select = re.search(r"TF Select ops: ([\w, ]+)", message)
+    if select:
+        ops += [f"tf.{op.strip()}" for op in select.group(1).split(",")]
+        ops = list(dict.fromkeys(ops))
+    layers = {layer.name: layer for layer in iter_layers(model)}
+    culprits = []
+    for path in re.findall(r'fused\["[^"]*", "([^"@]+)@', message):
+        found = None
+        for part in path.split("/"):
+            for name in layers:
+                if re.fullmatch(re.escape(name) + r"(_\d+)*", part) and (
+                    found is None or len(name) > len(found)
+                ):
+                    found = name
+        if found is not None and found not in culprits:
+            culprits.append(found)
+    what = "this model"
+    if culprits:
+        what = ", ".join(
+            f"layer {name!r} ({type(layers[name]).__name__})" for name in culprits
+        )
+    text = f"The TFLite converter cannot handle {what}"
+    if ops:
+        plural = "s" if len(ops) > 1 else ""
+        text += f" (op{plural} {', '.join(ops)}: no TFLite builtin form)"
+    text += ". "
+    if any(isinstance(layers[name], keras.layers.RNN) for name in culprits):
+        text += (
+            "Recurrent layers convert only unrolled, with a fixed number of "
+            "timesteps. "
+        )
+    if re.search(r"\bf16\b|bf16", message):
+        text += (
+            "The graph computes in float16: build the model under the "
+            "'float32' dtype policy for export. "
+        )
+    text += (
+        "Replace the layer by Keras layers whose ops TFLite supports, or keep "
+        "it out of the exported model: this LiteRT runs TFLite builtin ops "
+        "only (TensorFlow ops through SELECT_TF_OPS / Flex are not "
+        "available). No file was written. Converter message: "
+        f"{message[:600]}"
+    )
+    return text
