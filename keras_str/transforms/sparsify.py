@@ -1,5 +1,6 @@
 """Dense Keras model -> the same architecture with STR layers."""
 
+import math
 import warnings
 
 from keras_str.layers.registry import bias_variable
@@ -100,6 +101,7 @@ def sparsify(
         return None
 
     sparse_model = clone_with(model, replace)
+    _warn_about_dense_matrices(sparse_model)
     if weight_decay is not None:
         apply_weight_decay(sparse_model, weight_decay)
     elif not shared_method.scheduled and shared_method.threshold_regularizer is None:
@@ -158,3 +160,36 @@ def _keep_dense_predicate(model, keep_dense):
         )
     keep = set(keep_dense)
     return lambda layer: layer.name in keep
+
+
+def _warn_about_dense_matrices(model):
+    """Names the layers whose matrices no sparse layer covers, with their share."""
+    from keras_str.layers.registry import is_kernel_layer
+    from keras_str.layers.registry import is_sparse_layer
+
+    layers = list(iter_layers(model))
+    sizes = {}
+    for layer in layers:
+        if is_kernel_layer(layer) or is_sparse_layer(layer):
+            continue
+        own = list(layer._trainable_variables) + list(layer._non_trainable_variables)
+        size = sum(math.prod(v.shape) for v in own if len(v.shape) >= 2)
+        if size:
+            sizes[f"{layer.name} ({type(layer).__name__})"] = size
+    if not sizes:
+        return
+    total = sum(
+        math.prod(v.shape) for layer in layers for v in
+        list(layer._trainable_variables) + list(layer._non_trainable_variables)
+        if len(v.shape) >= 2
+    )
+    listed = sorted(sizes.items(), key=lambda item: -item[1])
+    names = ", ".join(f"{name}: {100 * size / total:.1f} %" for name, size in listed[:5])
+    more = f" and {len(listed) - 5} more" if len(listed) > 5 else ""
+    warnings.warn(
+        f"sparsify left {100 * sum(sizes.values()) / total:.1f} % of the "
+        f"model's weight matrices dense in layers with no sparse version "
+        f"({names}{more}). `keras_str.sparsity_report` lists them; a layer "
+        "of your own can opt in with `keras_str.layers.register_sparse_layer`.",
+        stacklevel=3,
+    )

@@ -4,9 +4,12 @@ import keras
 from keras import ops
 
 from keras_str.layers.base import SPARSE_CONFIG_KEYS
+from keras_str.layers.registry import bias_variable
+from keras_str.layers.registry import block_spec_for_sparse_layer
 from keras_str.layers.registry import is_sparse_layer
 from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import raw_kernel_variable
+from keras_str.transforms.cloning import block_copier
 from keras_str.transforms.cloning import check_clonable
 from keras_str.transforms.cloning import clone_with
 
@@ -35,24 +38,32 @@ def strip(model):
     check_clonable(model)
 
     def replace(layer):
+        block = block_spec_for_sparse_layer(layer)
+        if block is not None:
+            plain = block.keras_class.from_config(_plain_config(layer))
+            return plain, block_copier(block, _copy_thresholded)
         if not is_sparse_layer(layer):
             return None
-        config = {
-            key: value
-            for key, value in layer.get_config().items()
-            if key not in SPARSE_CONFIG_KEYS
-        }
-        return layer.kernel_spec.keras_class.from_config(config), _copy_thresholded
+        plain = layer.kernel_spec.keras_class.from_config(_plain_config(layer))
+        return plain, _copy_thresholded
 
     return clone_with(model, replace)
+
+
+def _plain_config(layer):
+    return {
+        key: value
+        for key, value in layer.get_config().items()
+        if key not in SPARSE_CONFIG_KEYS
+    }
 
 
 def _copy_thresholded(str_layer, plain_layer):
     raw_kernel_variable(plain_layer).assign(
         ops.cast(str_layer.thresholded_kernel(), plain_layer.variable_dtype)
     )
-    if str_layer.use_bias:
-        plain_layer.bias.assign(str_layer.bias)
+    if bias_variable(str_layer) is not None:
+        bias_variable(plain_layer).assign(bias_variable(str_layer))
 
 
 # Mixed precision. The TFLite converter has no float16 kernels for most ops
