@@ -84,7 +84,8 @@ def test_table_and_json_render_the_same_data(tmp_path):
     table = report.table()
     for row in report.rows:
         assert row.name in table
-    assert table.splitlines()[-1].startswith("total")
+    assert table.splitlines()[-2].startswith("total")
+    assert table.splitlines()[-1].startswith("all parameters")
     path = tmp_path / "report.json"
     text = report.to_json(path)
     data = json.loads(path.read_text())

@@ -116,7 +116,7 @@ class SparsityReport:
                 "",
                 "",
                 "",
-                f"{100 * totals['dense_share']:.1f}% in dense layers",
+                f"{100 * totals['dense_share']:.1f}% outside sparse kernels",
             )
         )
         widths = [
@@ -165,7 +165,8 @@ def sparsity_report(model):
         matrices) and `totals`: `params`, `nonzeros`, `sparsity`,
         `dense_macs`, `sparse_macs` over the rows; `all_params`,
         `all_nonzeros`, `all_sparsity` over every deployed weight;
-        `dense_share` (the share of those in dense layers and other weights);
+        `dense_share` (the share of those outside sparse kernels: layers kept
+        dense or without a sparse version, biases, normalization);
         `model_params` (every variable, training state included).
 
     Example:
