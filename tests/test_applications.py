@@ -1,0 +1,63 @@
+"""keras.applications models, built offline (`weights=None`): all kernels become sparse."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_str
+from tests.backend_utils import to_numpy
+
+# Small inputs keep them fast; these are the sizes each architecture accepts.
+MIN_INPUT_SIZE = {
+    "InceptionResNetV2": 75,
+    "InceptionV3": 75,
+    "NASNetLarge": 331,
+    "NASNetMobile": 224,
+    "Xception": 71,
+}
+ALL_MODELS = sorted(
+    name for name in dir(keras.applications)
+    if name[0].isupper() and callable(getattr(keras.applications, name))
+)
+# Operation nodes (MobileNetV3's hard-swish adds) and SeparableConv2D.
+FAST_SAMPLE = ("MobileNetV3Small", "Xception")
+
+
+def build(name):
+    size = MIN_INPUT_SIZE.get(name, 32)
+    kwargs = {"weights": None, "input_shape": (size, size, 3), "classes": 10}
+    keras.utils.set_random_seed(0)
+    return getattr(keras.applications, name)(**kwargs)
+
+
+def check_sparsified(name):
+    dense = build(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # nothing left dense
+        sparse = keras_str.sparsify(dense, threshold_init=-100.0, weight_decay=1e-5)
+    report = keras_str.sparsity_report(sparse)
+    covered = sum(row.params for row in report.rows if row.note == "")
+    assert covered / report.totals["params"] >= 0.99, report.table()
+    size = dense.input_shape[1]
+    x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    np.testing.assert_allclose(
+        to_numpy(sparse(x, training=False)), to_numpy(dense(x, training=False)),
+        rtol=1e-4, atol=1e-5,
+    )
+
+
+# On JAX, eager calls compile every new op shape (a minute per model here);
+# the fast sample runs on TensorFlow, the rest of the zoo on every backend
+# as a slow test.
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("name", FAST_SAMPLE)
+def test_application_is_fully_sparsified(name):
+    check_sparsified(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in ALL_MODELS if n not in FAST_SAMPLE])
+def test_every_application_is_fully_sparsified(name):
+    check_sparsified(name)
