@@ -268,6 +268,16 @@ def export_tflite(
             check_inputs,
             precision,
         )
+        if len(content) >= len(dense_bytes):
+            # Sparse encodings cost index arrays (int8 weights gain least):
+            # never ship a file larger than the plain one.
+            stored_dense = {
+                "(every tensor)": (
+                    f"the sparse encoding ({len(content):,} bytes) was not "
+                    f"smaller than the plain file ({len(dense_bytes):,} bytes)"
+                )
+            }
+            content, difference = dense_bytes, 0.0
     else:
         content, stored_dense, difference = dense_bytes, {}, 0.0
     verdict = check_xnnpack_sparse(

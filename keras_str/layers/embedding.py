@@ -1,22 +1,12 @@
-"""`Embedding` with sparse embeddings (token tables are most of many text models)."""
+"""`Embedding` with sparse embeddings (token tables are most of many text models).
+
+ST-3's sigma scope normalises a table by its initializer's own standard
+deviation (Keras: uniform in +-0.05), not by fans.
+"""
 
 import keras
 
 from keras_str.layers.base import SparseKernelLayer
-from keras_str.layers.registry import initializer_std
-
-
-def embedding_init_scale(layer):
-    """The initializer's own standard deviation (Keras: uniform +-0.05).
-
-    Embedding tables are not initialised from their fans, so ST-3's sigma
-    scope normalises them by what their initializer drew instead.
-    """
-    std = initializer_std(layer.embeddings_initializer)
-    if std is None:
-        input_dim, output_dim = layer.input_dim, layer.output_dim
-        std = (2.0 / (input_dim + output_dim)) ** 0.5
-    return std
 
 
 @keras.saving.register_keras_serializable(package="keras_str")

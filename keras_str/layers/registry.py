@@ -28,8 +28,20 @@ def kernel_fans(layer):
     return keras_fans(tuple(raw_kernel_variable(layer).shape))
 
 
-def initializer_std(initializer):
-    """The standard deviation of a fixed-scale Keras initializer, else `None`."""
+def initializer_std(initializer, fans):
+    """The standard deviation of the weights `initializer` draws, or `None`.
+
+    `VarianceScaling` (Glorot, He, LeCun) draws with variance `scale / n`,
+    `n` the fan its `mode` names, whatever its distribution; fixed-scale
+    initializers say their own. `None` for others (orthogonal, constants,
+    custom).
+    """
+    if isinstance(initializer, keras.initializers.VarianceScaling):
+        fan_in, fan_out = fans
+        n = {"fan_in": fan_in, "fan_out": fan_out}.get(
+            initializer.mode, (fan_in + fan_out) / 2.0
+        )
+        return math.sqrt(initializer.scale / max(n, 1.0))
     if isinstance(initializer, keras.initializers.RandomUniform):
         return (initializer.maxval - initializer.minval) / math.sqrt(12.0)
     if isinstance(
@@ -60,9 +72,9 @@ class SparseLayerSpec:
             (transposed convs: `(..., out, in)`; `EinsumDense`: from its
             equation). Overrides `output_channel_ndim`.
         fans: `layer -> (fan_in, fan_out)` of its kernel; Keras's convention.
-        init_scale: `layer -> float`, the typical magnitude of a freshly
-            initialised kernel, by which ST-3 `scope="sigma"` normalises;
-            default `sqrt(2 / (fan_in + fan_out))`.
+        initializer_attribute: The attribute holding the kernel's
+            initializer.
+        init_scale: Optional `layer -> float` overriding `scale(layer)`.
     """
 
     keras_class: type
@@ -72,6 +84,7 @@ class SparseLayerSpec:
     output_channel_ndim: int = 1
     channel_axes: object = None
     fans: object = kernel_fans
+    initializer_attribute: str = "kernel_initializer"
     init_scale: object = None
 
     def output_axes(self, layer):
@@ -94,10 +107,19 @@ class SparseLayerSpec:
         return tuple(d if i in axes else 1 for i, d in enumerate(shape))
 
     def scale(self, layer):
+        """The standard deviation of a freshly initialised kernel (ST-3's sigma).
+
+        What the layer's own initializer draws (He-initialised layers are
+        wider than Glorot ones), else Glorot's `sqrt(2 / (fan_in + fan_out))`.
+        """
         if self.init_scale is not None:
             return float(self.init_scale(layer))
-        fan_in, fan_out = self.fans(layer)
-        return math.sqrt(2.0 / (fan_in + fan_out))
+        fans = self.fans(layer)
+        initializer = getattr(layer, self.initializer_attribute, None)
+        std = initializer_std(initializer, fans)
+        if std is None:
+            std = math.sqrt(2.0 / (fans[0] + fans[1]))
+        return std
 
 
 _REGISTRY = []
@@ -203,13 +225,19 @@ def iter_layers(model):
     themselves are not yielded.
     """
     if isinstance(model, keras.Model):
-        children = model.layers
-    else:
-        children = getattr(model, "_layers", [])
+        yield from _iter_sublayers(model)
+    elif isinstance(model, keras.layers.Layer):
+        # A single layer stands for itself.
+        yield model
+        yield from _iter_sublayers(model)
+
+
+def _iter_sublayers(layer):
+    children = layer.layers if isinstance(layer, keras.Model) else layer._layers
     for child in children:
         if not isinstance(child, keras.Model):
             yield child
-        yield from iter_layers(child)
+        yield from _iter_sublayers(child)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,7 +297,9 @@ def _register_builtin_layers():
     from keras_str.layers.dense import STRDense
 
     depthwise = dict(
-        regularizer_attribute="depthwise_regularizer", output_channel_ndim=2
+        regularizer_attribute="depthwise_regularizer",
+        initializer_attribute="depthwise_initializer",
+        output_channel_ndim=2,
     )
     transposed = dict(channel_axes=conv_transpose.transpose_channel_axes)
     for spec in (
@@ -303,7 +333,7 @@ def _register_builtin_layers():
             embedding.STREmbedding,
             kernel_attribute="embeddings",
             regularizer_attribute="embeddings_regularizer",
-            init_scale=embedding.embedding_init_scale,
+            initializer_attribute="embeddings_initializer",
         ),
     ):
         register_sparse_layer(spec)

@@ -10,6 +10,7 @@ method's kernels), so the update runs once per step, inside the compiled
 train step, written with `keras.ops`; no callback, no host copy.
 """
 
+import numpy as np
 from keras import ops
 
 
@@ -119,6 +120,16 @@ class SparsityMethod:
             ops.equal(step, self.schedule.end_step),
         )
 
+    def final_layer_sparsity(self, layers):
+        """Each layer's share of zeros at the final target, on today's weights.
+
+        A host-side preview (numpy, run once by `sparsify`, never in the train
+        step) that lets keras-str warn before training when a method would
+        empty a whole layer. Returns `{layer.name: fraction}`, or `None` when
+        the method has no target.
+        """
+        return None
+
     # Serialization.
 
     def get_config(self):
@@ -134,6 +145,22 @@ class SparsityMethod:
             f"{k}={getattr(self, k, v)!r}" for k, v in self.get_config().items()
         )
         return f"{self.__class__.__name__}({arguments})"
+
+
+def zero_fractions_at_quantile(layers, values, target):
+    """Per-layer share of `values` at or below their global `target` quantile.
+
+    `values[i]` are layer i's numpy scores (a weight is zero iff its score is
+    at or below the global k-th smallest score, k = round(target * total)).
+    """
+    flat = np.concatenate([v.ravel() for v in values])
+    count = int(round(target * flat.size))
+    if count == 0:
+        return {layer.name: 0.0 for layer in layers}
+    cutoff = np.partition(flat, count - 1)[count - 1]
+    return {
+        layer.name: float(np.mean(v <= cutoff)) for layer, v in zip(layers, values)
+    }
 
 
 def when_due(due, compute, previous):

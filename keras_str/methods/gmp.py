@@ -92,6 +92,9 @@ class GMP(SparsityMethod):
         )
         return ops.logical_and(in_range, on_beat)
 
+    def final_layer_sparsity(self, layers):
+        return {layer.name: self.layer_target(layer) for layer in layers}
+
     def _check_layer_targets(self, layers):
         if not self.layer_targets:
             return

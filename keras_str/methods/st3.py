@@ -3,12 +3,14 @@
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_str.methods.base import SparsityMethod
 from keras_str.methods.base import check_fraction
 from keras_str.methods.base import check_frequency
 from keras_str.methods.base import when_due
+from keras_str.methods.base import zero_fractions_at_quantile
 from keras_str.methods.quantile import kth_smallest
 from keras_str.methods.schedules import get_schedule
 from keras_str.ops import soft_threshold
@@ -37,10 +39,11 @@ class ST3(SparsityMethod):
         schedule: A `PolynomialSchedule` (cubic by default) or
             `ConstantSchedule`.
         scope: `"global"` (one magnitude threshold, ST-3) or `"sigma"` (the
-            quantile is taken over `|W| / sigma_l`, with
-            `sigma_l = sqrt(2 / (fan_in + fan_out))` the layer's Glorot
-            scale with Keras's fans; ST-3-sigma, which spares small layers
-            less and saves FLOPs).
+            quantile is taken over `|W| / sigma_l`, with `sigma_l` the
+            standard deviation the layer's kernel initializer draws with
+            (`sqrt(2 / (fan_in + fan_out))` for Glorot, `sqrt(2 / fan)` for
+            He, with Keras's fans; see `SparseLayerSpec.scale`); ST-3-sigma,
+            which spares small layers less and saves FLOPs).
         rescale: If `True`, each output channel's thresholded weights are
             scaled by `1 / rho`, `rho = mean|W * mask| / mean|W|` (the share
             of the channel's raw magnitude that survives the mask).
@@ -113,6 +116,13 @@ class ST3(SparsityMethod):
         # is the identity on the raw kernel. Pruned entries are exact zeros
         # (w + (-w) == 0 in IEEE arithmetic).
         return kernel + ops.stop_gradient(thresholded - kernel)
+
+    def final_layer_sparsity(self, layers):
+        values = [
+            np.abs(keras.ops.convert_to_numpy(layer.raw_kernel)) / self.layer_scale(layer)
+            for layer in layers
+        ]
+        return zero_fractions_at_quantile(layers, values, self.target_sparsity)
 
     def layer_scale(self, layer):
         """The scale each layer's magnitudes are divided by before the quantile."""

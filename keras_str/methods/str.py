@@ -9,6 +9,7 @@ from keras_str.methods.base import SparsityMethod
 from keras_str.methods.base import check_fraction
 from keras_str.methods.base import check_frequency
 from keras_str.methods.base import when_due
+from keras_str.methods.base import zero_fractions_at_quantile
 from keras_str.methods.quantile import kth_smallest
 from keras_str.methods.schedules import get_schedule
 from keras_str.methods.threshold_fns import get_inverse_threshold_fn
@@ -207,6 +208,18 @@ class STR(SparsityMethod):
 
     def effective_kernel(self, layer, kernel):
         return soft_threshold(kernel, self.threshold(layer))
+
+    def final_layer_sparsity(self, layers):
+        if not self.scheduled:
+            return None
+        values = []
+        for layer in layers:
+            magnitude = ops.abs(ops.convert_to_tensor(layer.raw_kernel))
+            critical = ops.clip(
+                self._inverse_threshold_fn(magnitude), -_CRITICAL_LIMIT, _CRITICAL_LIMIT
+            ) - ops.convert_to_tensor(layer.sparsity_state["threshold"])
+            values.append(ops.convert_to_numpy(critical))
+        return zero_fractions_at_quantile(layers, values, self.target_sparsity)
 
     def update(self, layers, step):
         # A weight w of a layer with parameter s is zero iff

@@ -102,6 +102,7 @@ def sparsify(
 
     sparse_model = clone_with(model, replace)
     _warn_about_dense_matrices(sparse_model)
+    _warn_about_emptied_layers(shared_method)
     if weight_decay is not None:
         apply_weight_decay(sparse_model, weight_decay)
     elif not shared_method.scheduled and shared_method.threshold_regularizer is None:
@@ -191,5 +192,27 @@ def _warn_about_dense_matrices(model):
         f"model's weight matrices dense in layers with no sparse version "
         f"({names}{more}). `keras_str.sparsity_report` lists them; a layer "
         "of your own can opt in with `keras_str.layers.register_sparse_layer`.",
+        stacklevel=3,
+    )
+
+
+def _warn_about_emptied_layers(method):
+    """Warns by name about layers the method's final target would leave all zero."""
+    fractions = method.final_layer_sparsity(method.layers)
+    if not fractions:
+        return
+    emptied = [name for name, fraction in fractions.items() if fraction >= 1.0]
+    if not emptied:
+        return
+    advice = (
+        "use `scope=\"sigma\"` (each layer's magnitudes relative to its "
+        "initialisation scale), " if getattr(method, "scope", None) == "global" else ""
+    )
+    warnings.warn(
+        f"{method!r} would prune every weight of {len(emptied)} of its "
+        f"{len(fractions)} layers at its final target, judged on the current "
+        f"weights: {emptied[:10]}{' ...' if len(emptied) > 10 else ''}. A layer "
+        "with no weights left cuts the network. To avoid it, "
+        f"{advice}keep those layers dense (`keep_dense=`), or lower the target.",
         stacklevel=3,
     )

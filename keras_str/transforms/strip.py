@@ -1,11 +1,14 @@
 """Sparse-trainable model -> plain Keras model whose kernels hold exact zeros."""
 
+import warnings
+
 import keras
 from keras import ops
 
 from keras_str.layers.base import SPARSE_CONFIG_KEYS
 from keras_str.layers.registry import bias_variable
 from keras_str.layers.registry import block_spec_for_sparse_layer
+from keras_str.layers.registry import is_kernel_layer
 from keras_str.layers.registry import is_sparse_layer
 from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import raw_kernel_variable
@@ -47,7 +50,25 @@ def strip(model):
         plain = layer.kernel_spec.keras_class.from_config(_plain_config(layer))
         return plain, _copy_thresholded
 
-    return clone_with(model, replace)
+    plain = clone_with(model, replace)
+    _warn_about_empty_kernels(plain)
+    return plain
+
+
+def _warn_about_empty_kernels(model):
+    empty = [
+        layer.name
+        for layer in iter_layers(model)
+        if is_kernel_layer(layer)
+        and not ops.any(ops.convert_to_tensor(raw_kernel_variable(layer)) != 0)
+    ]
+    if empty:
+        warnings.warn(
+            f"Layers {empty} have no nonzero weights left: they pass on only "
+            "their bias, cutting the network there. Train with a lower target, "
+            "ST-3's `scope=\"sigma\"`, or keep them dense (`keep_dense=`).",
+            stacklevel=3,
+        )
 
 
 def _plain_config(layer):
@@ -126,7 +147,25 @@ def as_float32(model):
         config = _float32_config(layer.get_config())
         return layer.__class__.from_config(config), _copy_as_float32
 
-    return clone_with(model, replace)
+    plain = clone_with(model, replace)
+    _warn_about_empty_kernels(plain)
+    return plain
+
+
+def _warn_about_empty_kernels(model):
+    empty = [
+        layer.name
+        for layer in iter_layers(model)
+        if is_kernel_layer(layer)
+        and not ops.any(ops.convert_to_tensor(raw_kernel_variable(layer)) != 0)
+    ]
+    if empty:
+        warnings.warn(
+            f"Layers {empty} have no nonzero weights left: they pass on only "
+            "their bias, cutting the network there. Train with a lower target, "
+            "ST-3's `scope=\"sigma\"`, or keep them dense (`keep_dense=`).",
+            stacklevel=3,
+        )
 
 
 def _computes_in_half(layer):
