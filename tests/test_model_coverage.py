@@ -165,3 +165,46 @@ def test_einsum_fans_follow_keras_initializer():
     layer.build((None, 5, 16))
     assert layer.kernel_spec.fans(layer) == (16, 16)
     assert layer.kernel_spec.channel_shape(layer) == (2, 8)
+
+
+def two_scale_mlp():
+    inputs = keras.Input((32,))
+    x = keras.layers.Dense(
+        64, kernel_initializer=keras.initializers.RandomNormal(stddev=1.0), name="wide")(inputs)
+    x = keras.layers.Dense(
+        8, kernel_initializer=keras.initializers.RandomNormal(stddev=1e-3), name="tiny")(x)
+    return keras.Model(inputs, x)
+
+
+def test_a_method_that_would_empty_a_layer_warns_by_name():
+    keras.utils.set_random_seed(0)
+    schedule = keras_str.PolynomialSchedule(0, 100)
+    with pytest.warns(UserWarning, match=r"every weight of 1 of its 2 layers.*'tiny'"):
+        keras_str.sparsify(two_scale_mlp(), method=keras_str.ST3(0.5, schedule))
+    # Relative to each layer's initialisation scale, neither is emptied.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        keras_str.sparsify(two_scale_mlp(), method=keras_str.ST3(0.5, schedule, scope="sigma"))
+
+
+def test_sigma_is_the_std_of_each_layers_initializer():
+    he = keras_str.STRConv2D(16, 3, kernel_initializer="he_normal")
+    he.build((None, 8, 8, 4))
+    assert he.kernel_spec.scale(he) == pytest.approx(np.sqrt(2.0 / (9 * 4)))
+    glorot = keras_str.STRDense(8)
+    glorot.build((None, 24))
+    assert glorot.kernel_spec.scale(glorot) == pytest.approx(np.sqrt(2.0 / (24 + 8)))
+    depthwise = keras_str.STRDepthwiseConv2D(3, depthwise_initializer="he_normal")
+    depthwise.build((None, 8, 8, 32))
+    # Keras's fans for a (3, 3, 32, 1) kernel: fan_in 288.
+    assert depthwise.kernel_spec.scale(depthwise) == pytest.approx(np.sqrt(2.0 / 288))
+
+
+def test_strip_warns_about_an_all_zero_kernel():
+    model = keras.Sequential([
+        keras.Input((4,)),
+        keras_str.STRDense(3, threshold_init=100.0, name="emptied"),
+        keras_str.STRDense(2, threshold_init=-100.0),
+    ])
+    with pytest.warns(UserWarning, match=r"\['emptied'\] have no nonzero weights"):
+        keras_str.strip(model)
