@@ -13,8 +13,9 @@ from keras_str.methods import copy_method
 from keras_str.methods import get_method
 from keras_str.training.weight_decay import apply_weight_decay
 from keras_str.transforms.cloning import block_copier
-from keras_str.transforms.cloning import check_clonable
+from keras_str.transforms.cloning import check_rewritable
 from keras_str.transforms.cloning import clone_with
+from keras_str.transforms.cloning import rewrite_in_place
 from keras_str.transforms.separable import SEPARABLE_CONVS
 from keras_str.transforms.separable import separable_as_two_layers
 
@@ -28,6 +29,7 @@ def sparsify(
     weight_decay=None,
     keep_dense=None,
     method=None,
+    in_place=False,
 ):
     """Returns `model` rebuilt with sparse-trainable layers in place of its kernel layers.
 
@@ -43,8 +45,9 @@ def sparsify(
     `fit`.
 
     Args:
-        model: A built Sequential or functional Keras 3 model, e.g. from
-            `keras.applications`. Nested models are rewritten too.
+        model: A built Keras 3 model, e.g. from `keras.applications`.
+            Nested models are rewritten too; subclassed ones need
+            `in_place=True`.
         threshold_init: STR's initial raw threshold parameter `s` (default
             `-10.0`); a shortcut for the same setting of `keras_str.STR`.
         threshold_fn: STR's `"sigmoid"` (default), `"exp"` or a callable.
@@ -60,9 +63,14 @@ def sparsify(
             `keras_str.ST3(...)` or `keras_str.GMP(...)`. The model gets
             its own copy of it (find it as `layer.method`). The
             `threshold_*` arguments configure STR only.
+        in_place: For subclassed models (which have no graph to rebuild):
+            `True` replaces their layers inside `model` itself, wherever the
+            model or its layers hold them (attributes and lists), and returns
+            `model`. Sequential and functional models are always rebuilt.
 
     Returns:
-        A new Keras model; `model` itself is not changed.
+        A new Keras model (`model` itself is not changed), or `model`
+        rewritten in place.
 
     Example:
 
@@ -72,7 +80,7 @@ def sparsify(
     >>> st3 = keras_str.sparsify(
     ...     dense, method=keras_str.ST3(0.9, keras_str.PolynomialSchedule(0, 5000)))
     """
-    check_clonable(model)
+    check_rewritable(model, in_place)
     should_keep_dense = _keep_dense_predicate(model, keep_dense)
     shared_method = _model_method(
         method,
@@ -100,7 +108,21 @@ def sparsify(
             return separable_as_two_layers(layer, shared_method)
         return None
 
-    sparse_model = clone_with(model, replace)
+    if in_place:
+        if shared_method.scheduled and not model._call_has_training_arg:
+            raise ValueError(
+                f"{type(model).__name__}.call() has no `training` argument, so "
+                "Keras never runs its layers in training mode and "
+                f"{type(shared_method).__name__}'s schedule could not advance "
+                "(Dropout and BatchNormalization are stuck in inference mode "
+                "too). Define `call(self, inputs, training=None)`. Received: "
+                f"method={shared_method!r}"
+            )
+        sparse_model = rewrite_in_place(model, replace)
+        if shared_method.scheduled:
+            _check_training_reaches(sparse_model, shared_method)
+    else:
+        sparse_model = clone_with(model, replace)
     _warn_about_dense_matrices(sparse_model)
     _warn_about_emptied_layers(shared_method)
     if weight_decay is not None:
@@ -216,3 +238,59 @@ def _warn_about_emptied_layers(method):
         f"{advice}keep those layers dense (`keep_dense=`), or lower the target.",
         stacklevel=3,
     )
+
+
+def _check_training_reaches(model, method):
+    """Raises unless `model.call(..., training=True)` reaches every sparse layer.
+
+    JAX's `fit` (and `stateless_call`) runs `model.call` directly, so there a
+    layer sees `training=True` only if the subclassed model's `call()` passes
+    it on (TensorFlow's and PyTorch's `fit` call the model, whose call
+    context carries it); without it the schedule would silently never
+    advance. One stateless forward pass at batch 1, the way this backend's
+    trainer calls the model, checks it.
+    """
+    import keras
+
+    shapes = getattr(model, "_build_shapes_dict", None) or {}
+    if len(shapes) != 1:
+        return
+    shape = next(iter(shapes.values()))
+    if not isinstance(shape, (tuple, list)) or not all(
+        isinstance(d, int) or d is None for d in shape
+    ):
+        return
+    probe = keras.ops.zeros([1] + [d or 1 for d in shape[1:]])
+    variables = model.non_trainable_variables
+    if keras.backend.backend() == "jax":
+        # What Keras's JAX trainer runs: `model.call`, not `model(...)`.
+        _, values = model.stateless_call(
+            [v.value for v in model.trainable_variables],
+            [v.value for v in variables],
+            probe,
+            training=True,
+        )
+    else:
+        # TensorFlow's and PyTorch's trainers call `model(x, training=True)`.
+        with keras.StatelessScope() as scope:
+            model(probe, training=True)
+        values = [scope.get_current_value(v) for v in variables]
+        values = [v.value if new is None else new for v, new in zip(variables, values)]
+    advanced = {
+        id(v): int(keras.ops.convert_to_numpy(new)) > int(keras.ops.convert_to_numpy(v))
+        for v, new in zip(variables, values)
+    }
+    stuck = [
+        layer.name for layer in method.layers
+        if not advanced.get(id(layer.sparsity_step), False)
+    ]
+    if stuck:
+        raise ValueError(
+            f"{type(model).__name__}.call(..., training=True) does not reach "
+            f"the sparse layers {stuck}: a layer between them and the model "
+            "is called without `training` (Keras's JAX trainer runs "
+            "`model.call` directly). Pass it on in every `call()` on the way "
+            "(`self.block(x, training=training)`; that also runs on every "
+            f"backend), or the schedule of {type(method).__name__} would "
+            "never advance."
+        )

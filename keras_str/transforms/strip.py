@@ -14,31 +14,38 @@ from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import raw_kernel_variable
 from keras_str.transforms.cloning import block_copier
 from keras_str.transforms.cloning import check_clonable
+from keras_str.transforms.cloning import check_rewritable
 from keras_str.transforms.cloning import clone_with
+from keras_str.transforms.cloning import rewrite_in_place
 
 
-def strip(model):
+def strip(model, *, in_place=False):
     """Returns a plain Keras model with the thresholded weights baked in.
 
-    Each STR layer becomes its Keras parent (`Dense`, `Conv1D`, `Conv2D`,
-    `DepthwiseConv2D`) with the same config, minus the threshold arguments
-    and regularizer, and with kernel `sign(W) * relu(|W| - g(s))`: the
-    pruned weights are exact zeros. Other layers are copied with their
-    weights. The result predicts what the STR model predicts, and saves and
-    loads without keras-str.
+    Each sparse layer becomes its Keras parent (`Dense`, `Conv2D`,
+    `EinsumDense`, `MultiHeadAttention`, ...) with the same config, minus
+    the sparsity arguments, and with the kernel its method computes with
+    (for STR `sign(W) * relu(|W| - g(s))`): the pruned weights are exact
+    zeros. Other layers are copied with their weights. The result predicts
+    what the sparse model predicts, and saves and loads without keras-str.
 
     Args:
-        model: A built Sequential or functional model with STR layers.
+        model: A built model with sparse layers. Subclassed models need
+            `in_place=True`.
+        in_place: For subclassed models: replace the sparse layers inside
+            `model` itself and return it (the trained sparse layers are
+            gone afterwards: save the model first if you need them).
 
     Returns:
-        A new Keras model; `model` itself is not changed.
+        A new Keras model (`model` itself is not changed), or `model`
+        rewritten in place.
 
     Example:
 
     >>> plain = keras_str.strip(sparse_model)
     >>> plain.save("model_stripped.keras")
     """
-    check_clonable(model)
+    check_rewritable(model, in_place)
 
     def replace(layer):
         block = block_spec_for_sparse_layer(layer)
@@ -50,7 +57,10 @@ def strip(model):
         plain = layer.kernel_spec.keras_class.from_config(_plain_config(layer))
         return plain, _copy_thresholded
 
-    plain = clone_with(model, replace)
+    if in_place:
+        plain = rewrite_in_place(model, replace)
+    else:
+        plain = clone_with(model, replace)
     _warn_about_empty_kernels(plain)
     return plain
 
@@ -147,7 +157,10 @@ def as_float32(model):
         config = _float32_config(layer.get_config())
         return layer.__class__.from_config(config), _copy_as_float32
 
-    plain = clone_with(model, replace)
+    if in_place:
+        plain = rewrite_in_place(model, replace)
+    else:
+        plain = clone_with(model, replace)
     _warn_about_empty_kernels(plain)
     return plain
 
