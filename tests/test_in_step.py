@@ -58,10 +58,6 @@ def test_scheduled_methods_reach_their_target(method_name, steps_per_execution,
         pytest.skip("Keras's PyTorch trainer runs one step per execution")
     if BACKEND == "torch" and jit_compile and method_name != "st3":
         pytest.skip("torch.compile costs ~20 s a model; one method covers it")
-    if BACKEND == "jax" and method_name == "gmp" and steps_per_execution > 1:
-        # Known problem: XLA's CPU compiler takes minutes on GMP's per-layer
-        # selects inside the multi-step loop; see the session notes.
-        pytest.skip("GMP under steps_per_execution > 1 compiles for minutes on JAX/CPU")
     model = sparse_mlp(method_name)
     fit(model, steps_per_execution, jit_compile)
     assert step_counters(model) == [STEPS] * 3
@@ -238,9 +234,8 @@ def test_jax_data_parallel_on_two_host_devices():
 
         results = {}
         for name in METHOD_NAMES:
-            # GMP at steps_per_execution > 1 compiles for minutes on JAX/CPU.
-            for spe in ((1,) if name == "gmp" else (16,)):
-                model = compile_for_test(sparse_mlp(name), spe)
+            for spe in (16,):
+                model = compile_for_test(sparse_mlp(name), spe, jit_compile=True)
                 x, y = toy_data()
                 model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0)
                 results[f"{name}/{spe}"] = {

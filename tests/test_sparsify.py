@@ -96,12 +96,17 @@ def test_not_a_model_is_refused():
         keras_str.sparsify(keras.layers.Dense(3))
 
 
+# Eager JAX compiles every new op shape (minutes for these models here):
+# slow on the other backends, by default on TensorFlow.
+_APPLICATION_MARKS = () if keras.backend.backend() == "tensorflow" else (pytest.mark.slow,)
+
+
 @pytest.mark.parametrize(
     "application, classifier",
     [
-        (keras.applications.MobileNet, "conv_preds"),
-        (keras.applications.MobileNetV2, "predictions"),
-        (keras.applications.ResNet50, "predictions"),
+        pytest.param(keras.applications.MobileNet, "conv_preds", marks=_APPLICATION_MARKS),
+        pytest.param(keras.applications.MobileNetV2, "predictions", marks=_APPLICATION_MARKS),
+        pytest.param(keras.applications.ResNet50, "predictions", marks=_APPLICATION_MARKS),
     ],
 )
 def test_keras_applications_round_trip(application, classifier):
@@ -140,7 +145,7 @@ def test_plain_str_without_weight_decay_says_how_to_get_sparsity():
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         keras_str.sparsify(small_cnn(), weight_decay=5e-4)
         keras_str.sparsify(small_cnn(), method=keras_str.ST3(
             0.5, keras_str.PolynomialSchedule(0, 10)))

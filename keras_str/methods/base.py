@@ -10,6 +10,7 @@ method's kernels), so the update runs once per step, inside the compiled
 train step, written with `keras.ops`; no callback, no host copy.
 """
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -170,4 +171,29 @@ def when_due(due, compute, previous):
     """
     if due is None:
         return compute()
+    concrete = _concrete_bool(due)
+    if concrete is not None:
+        # Eager step (run_eagerly, JAX without jit): a Python branch. JAX
+        # would otherwise compile a fresh `cond` for every call.
+        return compute() if concrete else previous
     return ops.cond(due, compute, lambda: previous)
+
+
+def _concrete_bool(value):
+    """`bool(value)` when it is a concrete (eager) value, else `None`."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        if isinstance(value, jax.core.Tracer):
+            return None
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        if not (tf.executing_eagerly() and hasattr(value, "numpy")):
+            return None
+    else:
+        # PyTorch: Keras's cond is a Python branch already; torch.compile
+        # traces through it.
+        return None
+    return bool(keras.ops.convert_to_numpy(value))
