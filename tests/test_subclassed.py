@@ -94,3 +94,18 @@ def test_training_that_does_not_reach_a_layer_is_refused_or_works():
         net.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         net.fit(x, y, batch_size=8, epochs=1, verbose=0)
         assert keras_str.sparsity_report(net).totals["sparsity"] == pytest.approx(0.8, abs=0.02)
+
+
+@pytest.mark.tensorflow
+def test_stripped_subclassed_model_exports(tmp_path):
+    net = built_net()
+    x, y = data()
+    keras_str.sparsify(net, method=keras_str.ST3(0.8, keras_str.ConstantSchedule()),
+                       in_place=True)
+    net.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    net.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    keras_str.strip(net, in_place=True)
+    path = str(tmp_path / "net.tflite")
+    report = keras_str.export_tflite(net, path)
+    assert report.size_bytes < report.dense_size_bytes
+    np.testing.assert_allclose(keras_str.predict_tflite(path, x), to_numpy(net(x)), atol=1e-4)

@@ -240,6 +240,7 @@ def export_tflite(
             "The model must be built before export. "
             f"Received: model={getattr(model, 'name', model)!r} (not built)"
         )
+    model = _with_input_graph(model, representative_data)
     # Read against the user's model: its input names, as the user knows them.
     samples = (
         None
@@ -309,6 +310,34 @@ def export_tflite(
         xnnpack=verdict,
         max_difference=difference,
     )
+
+
+def _with_input_graph(model, representative_data):
+    """A subclassed model wrapped as a functional one (the converter needs inputs).
+
+    Its input comes from the shape it was built with; integer token ids keep
+    their dtype when the representative data has it.
+    """
+    from keras_str.transforms.cloning import is_clonable
+
+    if not isinstance(model, keras.Model) or is_clonable(model):
+        return model
+    shapes = getattr(model, "_build_shapes_dict", None) or {}
+    shape = next(iter(shapes.values()), None) if len(shapes) == 1 else None
+    if not isinstance(shape, (tuple, list)):
+        raise ValueError(
+            f"Cannot export subclassed model {model.name!r}: it has no input "
+            "graph and was not built on one input shape. Call it once on a "
+            "batch of inputs first, or wrap it: `inputs = keras.Input(shape); "
+            "keras.Model(inputs, model(inputs))`."
+        )
+    dtype = "float32"
+    if isinstance(representative_data, np.ndarray) and np.issubdtype(
+        representative_data.dtype, np.integer
+    ):
+        dtype = "int32"
+    inputs = keras.Input(tuple(shape[1:]), dtype=dtype, name="inputs")
+    return keras.Model(inputs, model(inputs), name=model.name)
 
 
 def _tolerance(precision, reference):
