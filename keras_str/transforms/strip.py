@@ -157,12 +157,7 @@ def as_float32(model):
         config = _float32_config(layer.get_config())
         return layer.__class__.from_config(config), _copy_as_float32
 
-    if in_place:
-        plain = rewrite_in_place(model, replace)
-    else:
-        plain = clone_with(model, replace)
-    _warn_about_empty_kernels(plain)
-    return plain
+    return clone_with(model, replace)
 
 
 def _warn_about_empty_kernels(model):
