@@ -243,22 +243,26 @@ def _method_state(layer):
     return state + ([step] if step is not None else [])
 
 
-def _unsupported_row(layer, matrices):
-    params = sum(int(math.prod(v.shape)) for v in matrices)
-    nonzeros = sum(
-        int(np.count_nonzero(keras.ops.convert_to_numpy(v))) for v in matrices
-    )
+def _row(layer, params, nonzeros, threshold=None, positions=None, note=""):
     return LayerSparsity(
         name=layer.name,
         layer_class=layer.__class__.__name__,
         params=params,
         nonzeros=nonzeros,
         sparsity=1.0 - nonzeros / params if params else 0.0,
-        threshold=None,
-        dense_macs=None,
-        sparse_macs=None,
-        note="no sparse version",
+        threshold=threshold,
+        dense_macs=None if positions is None else params * positions,
+        sparse_macs=None if positions is None else nonzeros * positions,
+        note=note,
     )
+
+
+def _unsupported_row(layer, matrices):
+    params = sum(int(math.prod(v.shape)) for v in matrices)
+    nonzeros = sum(
+        int(np.count_nonzero(keras.ops.convert_to_numpy(v))) for v in matrices
+    )
+    return _row(layer, params, nonzeros, note="no sparse version")
 
 
 def _layer_row(layer):
@@ -270,18 +274,12 @@ def _layer_row(layer):
     else:
         kernel = keras.ops.convert_to_numpy(raw_kernel_variable(layer))
         threshold = None
-    params = int(kernel.size)
-    nonzeros = int(np.count_nonzero(kernel))
-    positions = _output_positions(layer)
-    return LayerSparsity(
-        name=layer.name,
-        layer_class=layer.__class__.__name__,
-        params=params,
-        nonzeros=nonzeros,
-        sparsity=1.0 - nonzeros / params if params else 0.0,
+    return _row(
+        layer,
+        int(kernel.size),
+        int(np.count_nonzero(kernel)),
         threshold=threshold,
-        dense_macs=None if positions is None else params * positions,
-        sparse_macs=None if positions is None else nonzeros * positions,
+        positions=_output_positions(layer),
     )
 
 

@@ -160,22 +160,6 @@ def as_float32(model):
     return clone_with(model, replace)
 
 
-def _warn_about_empty_kernels(model):
-    empty = [
-        layer.name
-        for layer in iter_layers(model)
-        if is_kernel_layer(layer)
-        and not ops.any(ops.convert_to_tensor(raw_kernel_variable(layer)) != 0)
-    ]
-    if empty:
-        warnings.warn(
-            f"Layers {empty} have no nonzero weights left: they pass on only "
-            "their bias, cutting the network there. Train with a lower target, "
-            "ST-3's `scope=\"sigma\"`, or keep them dense (`keep_dense=`).",
-            stacklevel=3,
-        )
-
-
 def _computes_in_half(layer):
     if isinstance(layer, keras.layers.InputLayer):
         return False
