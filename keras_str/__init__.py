@@ -25,7 +25,10 @@ from keras_str.layers import STRDepthwiseConv2D
 from keras_str.layers import STREinsumDense
 from keras_str.layers import STREmbedding
 from keras_str.layers import STRMultiHeadAttention
+from keras_str.layers import STRGRU
 from keras_str.layers import STRLayer
+from keras_str.layers import STRLSTM
+from keras_str.layers import STRSimpleRNN
 from keras_str.layers import SparseKernelLayer
 from keras_str.methods import GMP
 from keras_str.methods import ST3

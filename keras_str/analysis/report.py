@@ -10,10 +10,13 @@ from keras.src.layers.convolutional.base_conv_transpose import BaseConvTranspose
 
 from keras_str.io_utils import write_text_atomic
 from keras_str.layers.base import SparseKernelLayer
+from keras_str.layers.recurrent import KernelWeight
+from keras_str.layers.registry import in_plain_blocks
 from keras_str.layers.registry import is_kernel_layer
 from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import raw_kernel_variable
 from keras_str.layers.registry import spec_for_layer
+from keras_str.layers.registry import weight_matrices
 
 
 @dataclasses.dataclass
@@ -185,6 +188,7 @@ def sparsity_report(model):
         )
     layers = list(iter_layers(model))
     has_sparse = any(isinstance(layer, SparseKernelLayer) for layer in layers)
+    in_dense_block = in_plain_blocks(layers)
     rows, counted = [], set()
     for layer in layers:
         if is_kernel_layer(layer):
@@ -194,9 +198,12 @@ def sparsity_report(model):
             rows.append(row)
             counted.add(id(raw_kernel_variable(layer)))
         else:
-            matrices = [v for v in _own_variables(layer) if len(v.shape) >= 2]
+            matrices = weight_matrices(layer)
             if matrices:
-                rows.append(_unsupported_row(layer, matrices))
+                row = _unsupported_row(layer, matrices)
+                if has_sparse and id(layer) in in_dense_block:
+                    row.note = "kept dense"
+                rows.append(row)
                 counted.update(id(v) for v in matrices)
     params = sum(row.params for row in rows)
     nonzeros = sum(row.nonzeros for row in rows)
@@ -229,10 +236,6 @@ def sparsity_report(model):
         "dense_share": dense_params / all_params if all_params else 0.0,
     }
     return SparsityReport(rows=rows, totals=totals)
-
-
-def _own_variables(layer):
-    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
 
 
 def _method_state(layer):
@@ -299,6 +302,9 @@ def _output_positions(layer):
     """How many times each kernel weight is used per example (0: a lookup)."""
     if isinstance(layer, keras.layers.Embedding):
         return 0
+    if isinstance(layer, KernelWeight):
+        # A cell kernel: used once per time step (set when its RNN builds).
+        return layer.uses_per_example
     input_shape = _input_shape(layer)
     if input_shape is None:
         return None

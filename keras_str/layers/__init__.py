@@ -13,6 +13,11 @@ from keras_str.layers.depthwise_conv import STRDepthwiseConv1D
 from keras_str.layers.depthwise_conv import STRDepthwiseConv2D
 from keras_str.layers.einsum_dense import STREinsumDense
 from keras_str.layers.embedding import STREmbedding
+from keras_str.layers.recurrent import KernelWeight
+from keras_str.layers.recurrent import STRGRU
+from keras_str.layers.recurrent import STRKernelWeight
+from keras_str.layers.recurrent import STRLSTM
+from keras_str.layers.recurrent import STRSimpleRNN
 from keras_str.layers.registry import SparseBlockSpec
 from keras_str.layers.registry import SparseLayerSpec
 from keras_str.layers.registry import _register_builtin_layers

@@ -200,12 +200,16 @@ def _serialize_shared(method):
     Keras marks objects seen twice while saving a model with a
     `shared_object_id`, but it copies a layer's config after the first
     sighting, so the first layer's copy would lose the mark. Inside a save
-    (Keras's object-sharing scope is active) every sighting is marked here;
-    outside one (`get_config()`, `clone_model`) none is, so clones get
-    their own method objects.
+    or load (Keras's object-sharing scope is active) every sighting is
+    marked here; outside one (`get_config()`, `clone_model`) none is, so
+    clones get their own method objects. During a load, a method that was
+    itself loaded keeps its id from the file: `Bidirectional` rebuilds its
+    forward layer from the loaded layer's config, and must find the same
+    method again.
     """
     config = keras.saving.serialize_keras_object(method)
     if global_state.get_global_attribute("shared_objects/id_to_config_map") is not None:
-        config["shared_object_id"] = id(method)
+        loaded = global_state.get_global_attribute("shared_objects/id_to_obj_map") or {}
+        file_ids = [obj_id for obj_id, obj in loaded.items() if obj is method]
+        config["shared_object_id"] = file_ids[0] if file_ids else id(method)
     return config
-

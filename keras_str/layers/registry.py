@@ -49,6 +49,10 @@ def initializer_std(initializer, fans):
         (keras.initializers.RandomNormal, keras.initializers.TruncatedNormal),
     ):
         return initializer.stddev
+    if isinstance(initializer, keras.initializers.Orthogonal):
+        # Orthonormal rows (or columns) of the larger dimension's length.
+        fan_in, fan_out = fans
+        return initializer.gain / math.sqrt(max(fan_in, fan_out, 1))
     return None
 
 
@@ -212,6 +216,19 @@ def bias_variable(layer):
     return getattr(layer, "bias", None)
 
 
+def weight_matrices(layer):
+    """The layer's own variables of rank 2 or more, biases excepted.
+
+    What a layer keras-str has no sparse version of would keep dense (an
+    LSTM cell's kernels, a custom layer's matrices); GRU's two-row bias is
+    not one of them.
+    """
+    variables = list(layer._trainable_variables) + list(layer._non_trainable_variables)
+    return [
+        v for v in variables if len(v.shape) >= 2 and not v.name.endswith("bias")
+    ]
+
+
 def kernel_regularizer_attribute(layer):
     spec = spec_for_layer(layer)
     return "kernel_regularizer" if spec is None else spec.regularizer_attribute
@@ -242,7 +259,7 @@ def _iter_sublayers(layer):
 
 @dataclasses.dataclass(frozen=True)
 class SparseBlockSpec:
-    """A Keras layer whose kernels live in sublayers (`MultiHeadAttention`).
+    """A Keras layer whose kernels live in sublayers or cells (`MultiHeadAttention`, `LSTM`).
 
     Attributes:
         keras_class: The plain Keras layer.
@@ -250,11 +267,19 @@ class SparseBlockSpec:
             `method=` and lists them in `sparse_sublayers()`.
         sublayer_attributes: The attributes holding the kernel sublayers, in
             both classes.
+        kernel_variables: Pairs `(plain_path, sparse_path)` of dotted
+            attribute paths: a kernel variable of the plain layer
+            (`"cell.kernel"`) and the sparse kernel layer standing for it
+            (`"cell.kernel_layer"`).
+        other_variables: Dotted paths of the other variables (biases), the
+            same in both classes.
     """
 
     keras_class: type
     sparse_class: type
-    sublayer_attributes: tuple
+    sublayer_attributes: tuple = ()
+    kernel_variables: tuple = ()
+    other_variables: tuple = ()
 
 
 _BLOCKS = []
@@ -287,6 +312,17 @@ def block_spec_for_sparse_layer(layer):
     return None
 
 
+def in_plain_blocks(layers):
+    """Ids of the sublayers of plain layers that have a block entry (a plain LSTM's cell)."""
+    return {
+        id(sublayer)
+        for layer in layers
+        if block_spec_for_keras_layer(layer) is not None
+        for sublayer in iter_layers(layer)
+        if sublayer is not layer
+    }
+
+
 def _register_builtin_layers():
     from keras_str.layers import attention
     from keras_str.layers import conv
@@ -294,6 +330,7 @@ def _register_builtin_layers():
     from keras_str.layers import depthwise_conv
     from keras_str.layers import einsum_dense
     from keras_str.layers import embedding
+    from keras_str.layers import recurrent
     from keras_str.layers.dense import STRDense
 
     depthwise = dict(
@@ -335,12 +372,29 @@ def _register_builtin_layers():
             regularizer_attribute="embeddings_regularizer",
             initializer_attribute="embeddings_initializer",
         ),
+        SparseLayerSpec(recurrent.KernelWeight, recurrent.STRKernelWeight),
     ):
         register_sparse_layer(spec)
     register_sparse_block(
         SparseBlockSpec(
             keras.layers.MultiHeadAttention,
             attention.STRMultiHeadAttention,
-            attention.PROJECTIONS,
+            sublayer_attributes=attention.PROJECTIONS,
         )
     )
+    cell_kernels = tuple(
+        (f"cell.{name}", f"cell.{name}_layer") for name in recurrent.CELL_KERNELS
+    )
+    for keras_class, sparse_class in (
+        (keras.layers.SimpleRNN, recurrent.STRSimpleRNN),
+        (keras.layers.GRU, recurrent.STRGRU),
+        (keras.layers.LSTM, recurrent.STRLSTM),
+    ):
+        register_sparse_block(
+            SparseBlockSpec(
+                keras_class,
+                sparse_class,
+                kernel_variables=cell_kernels,
+                other_variables=("cell.bias",),
+            )
+        )

@@ -62,7 +62,8 @@ def clone_with(model, replace):
     """Clones `model`, replacing each layer `l` by `replace(l)` (or a copy).
 
     `replace(layer)` returns `(new_layer, copy_weights)` or `None` to keep a
-    fresh copy of the layer with the same weights. `copy_weights(old, new)`
+    fresh copy of the layer with the same weights, whose own sublayers are
+    then replaced in place (`rewrite_in_place`). `copy_weights(old, new)`
     is called once the clone is built.
 
     Returns:
@@ -70,11 +71,18 @@ def clone_with(model, replace):
     """
     pairs = []
 
+    def copy_and_rewrite_sublayers(old, new):
+        # Wrappers (`Bidirectional`, `TimeDistributed`) and custom layers
+        # holding kernel layers are rewritten inside, as subclassed models are.
+        copy_all_weights(old, new)
+        if new._layers:
+            rewrite_in_place(new, replace)
+
     def clone_function(layer):
         replacement = replace(layer)
         if replacement is None:
             new_layer = layer.__class__.from_config(layer.get_config())
-            copy = copy_all_weights
+            copy = copy_and_rewrite_sublayers
         else:
             new_layer, copy = replacement
         pairs.append((layer, new_layer, copy))
@@ -95,16 +103,45 @@ def copy_all_weights(old, new):
     new.set_weights(old.get_weights())
 
 
-def block_copier(block, copy):
-    """Copies each kernel sublayer of a block with `copy`."""
+def assign_copy(variable, value):
+    """`variable.assign(value)` with its own buffer.
+
+    On JAX, assigning one variable to another shares the array; the first
+    model to run a jitted step donates it, and the other model's variable
+    is then deleted ("Array has been deleted").
+    """
+    variable.assign(keras.ops.copy(keras.ops.convert_to_tensor(value)))
+
+
+def block_copier(block, copy, copy_kernel, to_sparse):
+    """Copies a block's weights: sublayers with `copy(old, new)`, kernels with `copy_kernel`.
+
+    `copy_kernel(plain_variable, sparse_kernel_layer)` copies one of the
+    block's kernel variables (`block.kernel_variables`) in the direction of
+    the rewrite (`to_sparse`: from plain to sparse); other variables are
+    copied as they are.
+    """
 
     def copy_block(old, new):
         for attribute in block.sublayer_attributes:
             old_sublayer = getattr(old, attribute, None)
             if old_sublayer is not None:
                 copy(old_sublayer, getattr(new, attribute))
+        plain, sparse = (old, new) if to_sparse else (new, old)
+        for plain_path, sparse_path in block.kernel_variables:
+            copy_kernel(_attribute_path(plain, plain_path), _attribute_path(sparse, sparse_path))
+        for path in block.other_variables:
+            variable = _attribute_path(old, path)
+            if variable is not None:
+                assign_copy(_attribute_path(new, path), variable)
 
     return copy_block
+
+
+def _attribute_path(obj, path):
+    for name in path.split("."):
+        obj = getattr(obj, name, None)
+    return obj
 
 
 def is_clonable(model):

@@ -14,6 +14,7 @@ from keras_str.layers.conv import STRConv2D
 from keras_str.layers.depthwise_conv import STRDepthwiseConv1D
 from keras_str.layers.depthwise_conv import STRDepthwiseConv2D
 from keras_str.layers.registry import raw_kernel_variable
+from keras_str.transforms.cloning import assign_copy
 
 SEPARABLE_CONVS = {
     keras.layers.SeparableConv1D: (STRDepthwiseConv1D, STRConv1D),
@@ -61,7 +62,7 @@ def separable_as_two_layers(layer, method):
 
 def _copy_separable(separable, pair):
     depthwise, pointwise = pair.layers
-    raw_kernel_variable(depthwise).assign(separable.depthwise_kernel)
-    raw_kernel_variable(pointwise).assign(separable.pointwise_kernel)
+    assign_copy(raw_kernel_variable(depthwise), separable.depthwise_kernel)
+    assign_copy(raw_kernel_variable(pointwise), separable.pointwise_kernel)
     if separable.use_bias:
-        pointwise.bias.assign(separable.bias)
+        assign_copy(pointwise.bias, separable.bias)

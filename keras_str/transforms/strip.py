@@ -12,6 +12,7 @@ from keras_str.layers.registry import is_kernel_layer
 from keras_str.layers.registry import is_sparse_layer
 from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import raw_kernel_variable
+from keras_str.transforms.cloning import assign_copy
 from keras_str.transforms.cloning import block_copier
 from keras_str.transforms.cloning import check_clonable
 from keras_str.transforms.cloning import check_rewritable
@@ -51,7 +52,9 @@ def strip(model, *, in_place=False):
         block = block_spec_for_sparse_layer(layer)
         if block is not None:
             plain = block.keras_class.from_config(_plain_config(layer))
-            return plain, block_copier(block, _copy_thresholded)
+            return plain, block_copier(
+                block, _copy_thresholded, _copy_kernel_thresholded, to_sparse=False
+            )
         if not is_sparse_layer(layer):
             return None
         plain = layer.kernel_spec.keras_class.from_config(_plain_config(layer))
@@ -94,7 +97,11 @@ def _copy_thresholded(str_layer, plain_layer):
         ops.cast(str_layer.thresholded_kernel(), plain_layer.variable_dtype)
     )
     if bias_variable(str_layer) is not None:
-        bias_variable(plain_layer).assign(bias_variable(str_layer))
+        assign_copy(bias_variable(plain_layer), bias_variable(str_layer))
+
+
+def _copy_kernel_thresholded(plain_kernel, str_layer):
+    plain_kernel.assign(ops.cast(str_layer.thresholded_kernel(), plain_kernel.dtype))
 
 
 # Mixed precision. The TFLite converter has no float16 kernels for most ops
