@@ -43,10 +43,13 @@ if setup.get("mixed"):
     keras.config.set_dtype_policy("mixed_float16")
 from tests.in_step_common import *
 rows = {}
+if setup.get("mirrored"):
+    import tensorflow as tf
+    # One strategy for the whole process: several MirroredStrategy objects
+    # reuse collective instance keys and abort with a shape mismatch.
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 for name in %r:
     if setup.get("mirrored"):
-        import tensorflow as tf
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         with strategy.scope():
             model = compile_for_test(sparse_mlp(name), setup["spe"], setup["jit"])
     else:

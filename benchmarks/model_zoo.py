@@ -5,7 +5,8 @@
 
 For each model (keras.applications built offline with `weights=None` at a
 small input size, and hand-built Transformer encoder, LSTM / GRU
-classifiers, Conv1D audio model, U-Net and Conv3D model): `sparsify` with
+classifiers, Conv1D audio model, U-Net, Conv3D model and a subclassed model):
+`sparsify` (in place for the subclassed one) with
 ST-3-sigma at a constant target (`--target`), a few jit-compiled training
 steps on random data (the in-step update sets the threshold), then
 - the share of the model's weight matrices that became sparse-trainable,
@@ -16,6 +17,8 @@ steps on random data (the in-step update sets the threshold), then
   model exported without sparsity,
 - the wall time of the whole row.
 TensorFlow backend (export needs it); one process; random data, no download.
+With `--models`, the rows of the other models already in `--out` are kept
+(in the table's order), so a few rows can be measured again.
 """
 
 import os
@@ -113,6 +116,32 @@ def _conv3d():
     return keras.Model(clip, keras.layers.Dense(10)(x), name="conv3d")
 
 
+def _subclassed():
+    import keras
+
+    class ResidualCNN(keras.Model):
+        """A subclassed model: layers in attributes and a list, no graph."""
+
+        def __init__(self):
+            super().__init__(name="subclassed")
+            self.stem = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")
+            self.blocks = [
+                keras.layers.Conv2D(32, 3, padding="same", activation="relu") for _ in range(3)
+            ]
+            self.pool = keras.layers.GlobalAveragePooling2D()
+            self.head = keras.layers.Dense(10)
+
+        def call(self, images, training=None):
+            x = self.stem(images)
+            for block in self.blocks:
+                x = x + block(x)
+            return self.head(self.pool(x))
+
+    model = ResidualCNN()
+    model(keras.ops.zeros((1, 32, 32, 3)))
+    return model
+
+
 def model_builders():
     builders = {}
     for name, size in (
@@ -127,16 +156,27 @@ def model_builders():
     builders["conv1d_audio"] = _audio
     builders["unet"] = _unet
     builders["conv3d"] = _conv3d
+    builders["subclassed"] = _subclassed
     return builders
 
 
 def random_inputs(model, batch, rng):
     import numpy as np
 
-    shape = (batch,) + tuple(model.inputs[0].shape[1:])
-    if "int" in str(model.inputs[0].dtype):
+    if _has_graph(model):
+        shape, dtype = tuple(model.inputs[0].shape[1:]), str(model.inputs[0].dtype)
+    else:
+        shape, dtype = tuple(next(iter(model._build_shapes_dict.values()))[1:]), "float32"
+    shape = (batch,) + shape
+    if "int" in dtype:
         return rng.integers(0, 100, size=shape).astype("int32")
     return rng.uniform(-1, 1, size=shape).astype("float32")
+
+
+def _has_graph(model):
+    import keras
+
+    return isinstance(model, keras.Sequential) or type(model).__name__ == "Functional"
 
 
 def run_model(name, build, workdir):
@@ -150,18 +190,20 @@ def run_model(name, build, workdir):
     start = time.perf_counter()
     dense = build()
     method = keras_str.ST3(FLAGS.target, keras_str.ConstantSchedule(), scope="sigma", rescale=True)
-    sparse = keras_str.sparsify(dense, method=method)
+    # Subclassed models are rewritten in place (they have no graph).
+    in_place = not _has_graph(dense)
     x = random_inputs(dense, 8 * FLAGS.steps, rng)
+    sparse = keras_str.sparsify(dense, method=method, in_place=in_place)
     outputs = sparse(x[:2])
     y = rng.normal(size=(len(x),) + tuple(outputs.shape[1:])).astype("float32")
     sparse.compile(keras.optimizers.Adam(1e-4), "mse", jit_compile=True)
     sparse.fit(x, y, batch_size=8, epochs=1, verbose=0)
     report = keras_str.sparsity_report(sparse)
     covered = sum(row.params for row in report.rows if row.note == "")
-    plain = keras_str.strip(sparse)
     probe = x[:8]
-    strip_diff = float(np.max(np.abs(
-        keras.ops.convert_to_numpy(plain(probe)) - keras.ops.convert_to_numpy(sparse(probe)))))
+    expected = keras.ops.convert_to_numpy(sparse(probe))
+    plain = keras_str.strip(sparse, in_place=in_place)
+    strip_diff = float(np.max(np.abs(keras.ops.convert_to_numpy(plain(probe)) - expected)))
     row = {
         "model": name,
         "kernel params": report.totals["params"],
@@ -224,6 +266,7 @@ def main(argv):
                 row = {"model": name, "strip diff": f"{type(error).__name__}: {str(error)[:80]}"}
             lines.append("| " + " | ".join(format_cell(row.get(c)) for c in columns) + " |")
             print(lines[-1], flush=True)
+    lines = _keep_other_rows(FLAGS.out, lines, names, list(builders))
     header = (
         "# Model zoo (`benchmarks/model_zoo.py`)\n\n"
         f"ST-3-sigma + rescale at a constant {FLAGS.target:.0%} target, {FLAGS.steps} "
@@ -236,6 +279,21 @@ def main(argv):
     )
     write_text_atomic(FLAGS.out, header + "\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _keep_other_rows(path, lines, measured, order):
+    """`lines` plus the rows of `path` for models not measured now, in `order`."""
+    rows = {line.split("|")[1].strip(): line for line in lines[2:]}
+    if os.path.exists(path):
+        with open(path) as existing:
+            for line in existing:
+                if not line.startswith("| ") or line.startswith("| model "):
+                    continue
+                model = line.split("|")[1].strip()
+                if model not in measured:
+                    rows.setdefault(model, line.rstrip("\n"))
+    ranked = sorted(rows, key=lambda m: order.index(m) if m in order else len(order))
+    return lines[:2] + [rows[m] for m in ranked]
 
 
 if __name__ == "__main__":
