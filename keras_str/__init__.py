@@ -34,6 +34,7 @@ from keras_str.methods import GMP
 from keras_str.methods import ST3
 from keras_str.methods import STR
 from keras_str.methods import SparsityMethod
+from keras_str.methods import StructuredSTR
 from keras_str.methods.schedules import ConstantSchedule
 from keras_str.methods.schedules import PolynomialSchedule
 from keras_str.saving import load_model

@@ -31,6 +31,32 @@ def soft_threshold(x, threshold):
     return ops.sign(x) * ops.relu(ops.abs(x) - threshold)
 
 
+def group_soft_threshold(x, threshold, group_norms):
+    """Soft-thresholds groups of `x` by their norm: `x * relu(1 - threshold / norm)`.
+
+    The proximal step of a group lasso: a group whose norm is at or below
+    `threshold` becomes exactly zero as a whole; the others shrink toward
+    zero by `threshold` in norm. A group of one entry is `soft_threshold`.
+
+    Args:
+        x: Tensor of weights.
+        threshold: Non-negative tensor broadcastable to `x`.
+        group_norms: Each entry's group norm, broadcastable to `x` (positive;
+            add a tiny constant before the square root).
+
+    Returns:
+        A tensor with the shape and dtype of `x`.
+
+    Example:
+
+    >>> x = np.array([[3.0, 4.0], [0.3, 0.4]])
+    >>> norms = np.linalg.norm(x, axis=1, keepdims=True)
+    >>> keras_str.ops.group_soft_threshold(x, 1.0, norms)
+    array([[2.4, 3.2], [0. , 0. ]])
+    """
+    return ops.multiply(x, ops.relu(1.0 - ops.divide(threshold, group_norms)))
+
+
 # g and g^-1 live with the methods; re-exported here for `keras_str.ops` users.
 from keras_str.methods.threshold_fns import get_threshold_fn  # noqa: E402,F401
 from keras_str.methods.threshold_fns import serialize_threshold_fn  # noqa: E402,F401

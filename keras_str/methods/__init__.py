@@ -6,6 +6,7 @@ from keras_str.methods.schedules import ConstantSchedule
 from keras_str.methods.schedules import PolynomialSchedule
 from keras_str.methods.st3 import ST3
 from keras_str.methods.str import STR
+from keras_str.methods.structured import StructuredSTR
 
 import keras as _keras
 

@@ -209,12 +209,16 @@ class STR(SparsityMethod):
     def effective_kernel(self, layer, kernel):
         return soft_threshold(kernel, self.threshold(layer))
 
+    def _magnitude(self, layer):
+        """What the threshold is compared with, one value per kernel entry."""
+        return ops.abs(ops.convert_to_tensor(layer.raw_kernel))
+
     def final_layer_sparsity(self, layers):
         if not self.scheduled:
             return None
         values = []
         for layer in layers:
-            magnitude = ops.abs(ops.convert_to_tensor(layer.raw_kernel))
+            magnitude = self._magnitude(layer)
             critical = ops.clip(
                 self._inverse_threshold_fn(magnitude), -_CRITICAL_LIMIT, _CRITICAL_LIMIT
             ) - ops.convert_to_tensor(layer.sparsity_state["threshold"])
@@ -228,7 +232,7 @@ class STR(SparsityMethod):
         def compute():
             critical = []
             for layer in layers:
-                magnitude = ops.abs(ops.convert_to_tensor(layer.raw_kernel))
+                magnitude = self._magnitude(layer)
                 inverse = ops.clip(
                     self._inverse_threshold_fn(magnitude),
                     -_CRITICAL_LIMIT,

@@ -1,0 +1,171 @@
+"""Structured STR: one learned threshold on the norm of each group of weights.
+
+Whole groups become zero, in the shapes runtimes can use: output channels
+(filters / units, removable from the model) or blocks of consecutive weights
+(`block_axis="input"`, size 4: the 1x4 blocks TFLite's sparse
+FULLY_CONNECTED kernel runs; 16 for int8; `block_axis="output"`, size 2 or 4:
+XNNPACK's output-channel blocks for 1x1 convolutions).
+"""
+
+import keras
+from keras import ops
+
+from keras_str.methods.str import STR
+from keras_str.ops import group_soft_threshold
+
+STRUCTURES = ("channel", "block")
+BLOCK_AXES = ("input", "output")
+# Keeps the norm's gradient finite for a group of zeros.
+_NORM_EPSILON = 1e-12
+
+
+@keras.saving.register_keras_serializable(package="keras_str")
+class StructuredSTR(STR):
+    """STR on group norms: `W_group * relu(1 - g(s) / ||W_group||)`.
+
+    Each group of weights is soft-thresholded by its L2 norm (the proximal
+    step of a group lasso, as in the STR paper's filter pruning, with
+    `g = exp` by default): a group whose norm is at or below `g(s)` is
+    exactly zero. Everything else is STR's: `s` is learned with weight
+    decay, or, given `target_sparsity` and a `schedule`, a common offset
+    sets the share of zero weights exactly (up to one group) at every
+    training step, inside the train step.
+
+    Args:
+        structure: `"channel"` (a group is one output channel: a conv
+            filter, a Dense unit's weights) or `"block"` (`block_size`
+            consecutive weights along `block_axis`, within one output
+            channel; Dense and convolution layers).
+        block_size: Weights per block (`"block"` only). 4 gives the 1x4
+            blocks TFLite's sparse FULLY_CONNECTED kernel runs in float32,
+            16 the int8 ones. An axis whose length is not a multiple has a
+            shorter last block.
+        block_axis: `"input"` (consecutive input features of one unit:
+            TFLite's FC blocks) or `"output"` (the same input in consecutive
+            output channels: XNNPACK's 2- or 4-channel blocks for 1x1
+            convs).
+        target_sparsity, schedule, frequency, threshold_init,
+            threshold_regularizer: As in `keras_str.STR`.
+        threshold_fn: `"exp"` (default, as the paper for structured
+            sparsity), `"sigmoid"` or a callable.
+        threshold_granularity: `"layer"` (default) or `"channel"` (one
+            threshold per output channel).
+
+    Example:
+
+    >>> method = keras_str.StructuredSTR("block", block_size=4)
+    >>> layer = keras_str.STRDense(16, method=method)
+    >>> targeted = keras_str.StructuredSTR(
+    ...     "channel", target_sparsity=0.5,
+    ...     schedule=keras_str.PolynomialSchedule(0, 1000))
+    """
+
+    def __init__(
+        self,
+        structure="channel",
+        block_size=4,
+        block_axis="input",
+        target_sparsity=None,
+        schedule=None,
+        frequency=1,
+        threshold_fn="exp",
+        threshold_init=-10.0,
+        threshold_granularity="layer",
+        threshold_regularizer=None,
+    ):
+        if structure not in STRUCTURES:
+            raise ValueError(
+                f"Invalid value for argument `structure`. Expected one of "
+                f"{STRUCTURES}. Received: structure={structure!r}"
+            )
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+            raise ValueError(
+                "Invalid value for argument `block_size`. Expected a positive "
+                f"integer. Received: block_size={block_size!r}"
+            )
+        if block_axis not in BLOCK_AXES:
+            raise ValueError(
+                f"Invalid value for argument `block_axis`. Expected one of "
+                f"{BLOCK_AXES}. Received: block_axis={block_axis!r}"
+            )
+        if threshold_granularity == "weight":
+            raise ValueError(
+                "StructuredSTR thresholds groups: `threshold_granularity` is "
+                "'layer' or 'channel'. Received: threshold_granularity='weight'"
+            )
+        super().__init__(
+            target_sparsity=target_sparsity,
+            schedule=schedule,
+            frequency=frequency,
+            threshold_fn=threshold_fn,
+            threshold_init=threshold_init,
+            threshold_granularity=threshold_granularity,
+            threshold_regularizer=threshold_regularizer,
+        )
+        self.structure = structure
+        self.block_size = block_size
+        self.block_axis = block_axis
+
+    def build(self, layer):
+        self._block_axis_of(layer)  # fails early for a layer it cannot group
+        return super().build(layer)
+
+    def effective_kernel(self, layer, kernel):
+        return group_soft_threshold(
+            kernel, self.threshold(layer), self.group_norms(layer, kernel)
+        )
+
+    def _magnitude(self, layer):
+        # A group is pruned as a whole: each weight carries its group's norm.
+        kernel = ops.convert_to_tensor(layer.raw_kernel)
+        return ops.broadcast_to(self.group_norms(layer, kernel), kernel.shape)
+
+    def group_norms(self, layer, kernel):
+        """Each weight's group norm, broadcastable to `kernel`."""
+        if self.structure == "channel":
+            outputs = layer.kernel_spec.output_axes(layer)
+            axes = tuple(a for a in range(len(kernel.shape)) if a not in outputs)
+            squares = ops.sum(ops.square(kernel), axis=axes, keepdims=True)
+            return ops.sqrt(squares + _NORM_EPSILON)
+        return _block_norms(kernel, self._block_axis_of(layer), self.block_size)
+
+    def _block_axis_of(self, layer):
+        if self.structure != "block":
+            return None
+        rank = len(layer.raw_kernel.shape)
+        outputs = layer.kernel_spec.output_axes(layer)
+        trailing = outputs == (rank - 1,)
+        if not trailing or rank < 2:
+            raise ValueError(
+                f"StructuredSTR('block') needs a kernel whose last axis alone "
+                f"indexes output channels (Dense, Conv); layer {layer.name!r} "
+                f"({type(layer).__name__}) has kernel shape "
+                f"{tuple(layer.raw_kernel.shape)} with output axes {outputs}. "
+                "Use structure='channel', or keep the layer dense. "
+                f"Received: structure='block'"
+            )
+        return rank - 2 if self.block_axis == "input" else rank - 1
+
+    def get_config(self):
+        return {
+            "structure": self.structure,
+            "block_size": self.block_size,
+            "block_axis": self.block_axis,
+            **super().get_config(),
+        }
+
+
+def _block_norms(kernel, axis, size):
+    """The norm of each run of `size` entries along `axis`, repeated over the run."""
+    moved = ops.moveaxis(kernel, axis, 0)
+    length = moved.shape[0]
+    padded_length = -(-length // size) * size
+    if padded_length != length:
+        pad = [(0, padded_length - length)] + [(0, 0)] * (len(moved.shape) - 1)
+        moved = ops.pad(moved, pad)
+    rest = tuple(moved.shape[1:])
+    blocks = ops.reshape(moved, (padded_length // size, size) + rest)
+    squares = ops.sum(ops.square(blocks), axis=1, keepdims=True)
+    norms = ops.sqrt(ops.broadcast_to(squares, blocks.shape) + _NORM_EPSILON)
+    norms = ops.reshape(norms, (padded_length,) + rest)[:length]
+    return ops.moveaxis(norms, 0, axis)

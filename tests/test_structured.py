@@ -1,0 +1,161 @@
+"""Structured STR: group soft-thresholding by channel and by block."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_str
+from keras_str.ops import group_soft_threshold
+from tests.backend_utils import to_numpy
+
+
+def numpy_block_norms(kernel, size, axis):
+    """Each entry's block norm, blocks of `size` along `axis` (last one shorter)."""
+    moved = np.moveaxis(kernel, axis, 0)
+    norms = np.zeros_like(moved)
+    for start in range(0, moved.shape[0], size):
+        block = moved[start:start + size]
+        norms[start:start + size] = np.sqrt(np.sum(block**2, axis=0, keepdims=True))
+    return np.moveaxis(norms, 0, axis)
+
+
+def test_group_soft_threshold_is_the_group_lasso_proximal_step():
+    x = np.array([[3.0, 4.0], [0.3, 0.4], [-1.0, 0.0]], "float32")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    out = to_numpy(group_soft_threshold(x, 1.0, norms))
+    np.testing.assert_allclose(out, [[2.4, 3.2], [0.0, 0.0], [0.0, 0.0]], atol=1e-6)
+    # A group of one entry is the plain soft threshold.
+    single = to_numpy(group_soft_threshold(x, 0.5, np.abs(x) + 1e-30))
+    np.testing.assert_allclose(single, to_numpy(keras_str.ops.soft_threshold(x, 0.5)), atol=1e-6)
+
+
+@pytest.mark.parametrize("block_axis,axis", [("input", 0), ("output", 1)])
+@pytest.mark.parametrize("size", [4, 3])
+def test_block_kernel_matches_numpy(block_axis, axis, size):
+    method = keras_str.StructuredSTR("block", block_size=size, block_axis=block_axis,
+                                     threshold_init=np.log(0.8))
+    layer = keras_str.STRDense(10, method=method)
+    layer.build((None, 14))
+    w = np.random.default_rng(0).normal(scale=0.5, size=(14, 10)).astype("float32")
+    layer.raw_kernel.assign(w)
+    norms = numpy_block_norms(w, size, axis)
+    expected = w * np.maximum(1.0 - 0.8 / norms, 0.0)
+    actual = to_numpy(layer.thresholded_kernel())
+    np.testing.assert_allclose(actual, expected, atol=1e-5)
+    zero = expected == 0
+    assert 0.1 < zero.mean() < 0.9
+    # Zeros come in whole blocks.
+    np.testing.assert_array_equal(zero, numpy_block_norms((~zero).astype("float32"), size, axis) == 0)
+
+
+def test_channel_structure_zeroes_whole_filters():
+    method = keras_str.StructuredSTR("channel", threshold_init=np.log(2.0))
+    layer = keras_str.STRConv2D(8, 3, method=method)
+    layer.build((None, 6, 6, 4))
+    rng = np.random.default_rng(0)
+    scales = np.array([0.05, 1.0] * 4, "float32")
+    layer.raw_kernel.assign((rng.normal(size=(3, 3, 4, 8)) * scales).astype("float32"))
+    kernel = to_numpy(layer.thresholded_kernel())
+    alive = np.any(kernel != 0, axis=(0, 1, 2))
+    np.testing.assert_array_equal(alive, scales > 0.5)
+
+
+@pytest.mark.parametrize("structure", ["block", "channel"])
+def test_a_target_is_reached_in_the_train_step(structure):
+    keras.utils.set_random_seed(0)
+    method = keras_str.StructuredSTR(
+        structure, target_sparsity=0.75,
+        schedule=keras_str.PolynomialSchedule(0, 6))
+    model = keras.Sequential([
+        keras.Input((16,)),
+        keras_str.STRDense(32, method=method, activation="relu"),
+        keras_str.STRDense(8, method=method),
+    ])
+    torch = keras.backend.backend() == "torch"  # one step per execution there
+    model.compile(keras.optimizers.Adam(1e-2), "mse",
+                  steps_per_execution=1 if torch else 4, jit_compile=not torch)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 16)).astype("float32"), rng.normal(size=(64, 8)).astype("float32")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    sparsity = keras_str.sparsity_report(model).totals["sparsity"]
+    # Exact up to one group: a unit of 16 or 32 weights, a block of 4.
+    assert sparsity == pytest.approx(0.75, abs=32 / (16 * 32 + 32 * 8))
+    kernel = to_numpy(model.layers[0].thresholded_kernel())
+    if structure == "block":
+        blocks = np.abs(kernel).reshape(4, 4, 32).sum(axis=1)
+        assert np.array_equal(np.repeat(blocks == 0, 4, axis=0), kernel == 0)
+    else:
+        units = np.all(kernel == 0, axis=0)
+        assert np.array_equal(np.broadcast_to(units, kernel.shape), kernel == 0)
+
+
+def test_plain_structured_str_learns_with_weight_decay():
+    keras.utils.set_random_seed(0)
+    method = keras_str.StructuredSTR("block", threshold_init=-4.0)
+    model = keras.Sequential([keras.Input((16,)), keras_str.STRDense(16, method=method)])
+    keras_str.apply_weight_decay(model, 0.05)
+    model.compile(keras.optimizers.SGD(0.5), "mse")
+    x = np.random.default_rng(0).normal(size=(64, 16)).astype("float32")
+    before = float(to_numpy(model.layers[0].threshold))
+    model.fit(x, np.zeros((64, 16)), batch_size=16, epochs=5, verbose=0)
+    assert float(to_numpy(model.layers[0].threshold)) > before
+    assert keras_str.sparsity_report(model).totals["sparsity"] > 0.2
+
+
+def test_config_round_trip_and_reload(tmp_path):
+    method = keras_str.StructuredSTR(
+        "block", block_size=16, block_axis="output", target_sparsity=0.5,
+        schedule=keras_str.PolynomialSchedule(0, 10), threshold_granularity="channel")
+    again = keras_str.StructuredSTR.from_config(method.get_config())
+    assert again.get_config() == method.get_config()
+    model = keras.Sequential([keras.Input((32,)), keras_str.STRDense(16, method=method)])
+    x = np.ones((2, 32), "float32")
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    reloaded = keras_str.load_model(path)
+    assert isinstance(reloaded.layers[0].method, keras_str.StructuredSTR)
+    assert reloaded.layers[0].method.block_axis == "output"
+    np.testing.assert_allclose(to_numpy(reloaded(x)), to_numpy(model(x)), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"structure": "filters"}, "structure"),
+        ({"block_size": 0}, "block_size"),
+        ({"block_axis": "rows"}, "block_axis"),
+        ({"threshold_granularity": "weight"}, "threshold_granularity"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        keras_str.StructuredSTR(**kwargs)
+
+
+def test_blocks_on_a_depthwise_kernel_are_refused_by_name():
+    layer = keras_str.STRDepthwiseConv2D(3, method=keras_str.StructuredSTR("block"), name="dw")
+    with pytest.raises(ValueError, match=r"'dw'.*structure='channel'"):
+        layer.build((None, 8, 8, 4))
+
+
+@pytest.mark.tensorflow
+def test_block_sparse_dense_layers_stay_sparse_in_litert(tmp_path):
+    keras.utils.set_random_seed(0)
+    method = keras_str.StructuredSTR(
+        "block", target_sparsity=0.9, schedule=keras_str.ConstantSchedule())
+    model = keras.Sequential([
+        keras.Input((64,)),
+        keras_str.STRDense(64, method=method, activation="relu"),
+        keras_str.STRDense(64, method=method),
+    ])
+    x = np.random.default_rng(0).normal(size=(16, 64)).astype("float32")
+    model.compile("adam", "mse")
+    model.fit(x, x, epochs=1, verbose=0)
+    path = tmp_path / "mlp.tflite"
+    report = keras_str.export_tflite(model, path)
+    kept = [t for t in report.sparse_tensors if not t.densified]
+    assert len(kept) == 2, report.sparse_tensors
+    assert all(t.encoding == "blocks 4" for t in kept), kept
+    assert report.densify_ops == 0
+    np.testing.assert_allclose(
+        keras_str.predict_tflite(path, x), to_numpy(keras_str.strip(model)(x)), atol=1e-4)
