@@ -166,8 +166,20 @@ def mlp(input_dim=2048, hidden=(2048, 2048, 2048), num_classes=1000):
     return model
 
 
+def wide_mlp(input_shape=(28, 28, 1), num_classes=10, hidden=(2048, 2048)):
+    """Flatten-2048-2048-classes, 5.8 M weights: FC layers big enough to time."""
+    layers = keras.layers
+    inputs = keras.Input(input_shape)
+    x = layers.Flatten()(inputs)
+    for i, units in enumerate(hidden, start=1):
+        x = layers.Dense(units, activation="relu", name=f"fc{i}")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="wide_mlp")
+
+
 MODELS = {
     "lenet_300_100": lenet_300_100,
+    "wide_mlp": wide_mlp,
     "small_cnn": small_cnn,
     "mobilenet_v1_xnnpack": mobilenet_v1_xnnpack,
     "resnet20": resnet20,

@@ -66,6 +66,14 @@ flags.DEFINE_float(
     "pruning_end", 0.75,
     "Fraction of training at which the target is reached; the rest fine-tunes.",
 )
+flags.DEFINE_integer(
+    "block_size", 4,
+    "block_str: weights per block (4: TFLite's float sparse FC blocks; 16: int8).",
+)
+flags.DEFINE_enum(
+    "block_axis", "input", ["input", "output"],
+    "block_str: blocks of consecutive inputs (FC) or output channels (1x1 convs).",
+)
 flags.DEFINE_enum("st3_scope", "global", ["global", "sigma"], "ST-3 threshold scope.")
 flags.DEFINE_boolean("st3_rescale", False, "ST-3 per-channel rescaling.")
 flags.DEFINE_integer("gmp_frequency", 100, "Steps between GMP mask updates.")
@@ -120,6 +128,8 @@ def main(argv):
         label_smoothing=FLAGS.label_smoothing,
         pruning_start_fraction=FLAGS.pruning_start,
         pruning_end_fraction=FLAGS.pruning_end,
+        block_size=FLAGS.block_size,
+        block_axis=FLAGS.block_axis,
         st3_scope=FLAGS.st3_scope,
         st3_rescale=FLAGS.st3_rescale,
         gmp_frequency=FLAGS.gmp_frequency,

@@ -1,7 +1,7 @@
 """One training run of any method, shared by `examples/train.py` and the benchmarks.
 
 `run_training(config, data)` builds an example model, makes it sparse with the
-requested method (dense, plain STR, STR with a target, ST-3, GMP on Keras 3,
+requested method (dense, plain STR, STR with a target, block STR, ST-3, GMP on Keras 3,
 or tfmot's GMP on tf_keras), trains it with SGD + momentum, a cosine learning
 rate with warm-up and optional label smoothing, and returns the trained and
 stripped models with their test accuracy and sparsity report.
@@ -17,7 +17,7 @@ import numpy as np
 import keras_str
 from examples.models import MODELS
 
-METHODS = ("dense", "str", "st3", "gmp", "gmp_tfmot")
+METHODS = ("dense", "str", "block_str", "st3", "gmp", "gmp_tfmot")
 TFMOT_MODELS = ("lenet_300_100", "small_cnn")
 
 
@@ -38,6 +38,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     pruning_start_fraction: float = 0.0
     pruning_end_fraction: float = 0.75
+    block_size: int = 4
+    block_axis: str = "input"
     st3_scope: str = "global"
     st3_rescale: bool = False
     gmp_frequency: int = 100
@@ -149,6 +151,17 @@ def sparsity_method(config, num_examples):
         return keras_str.STR(
             config.target_sparsity,
             sparsity_schedule(config, num_examples),
+            frequency=config.update_frequency,
+            threshold_init=config.threshold_init,
+        )
+    if config.method == "block_str":
+        targeted = config.target_sparsity is not None
+        return keras_str.StructuredSTR(
+            "block",
+            block_size=config.block_size,
+            block_axis=config.block_axis,
+            target_sparsity=config.target_sparsity,
+            schedule=sparsity_schedule(config, num_examples) if targeted else None,
             frequency=config.update_frequency,
             threshold_init=config.threshold_init,
         )
