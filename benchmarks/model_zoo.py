@@ -147,7 +147,7 @@ def model_builders():
     for name, size in (
         ("MobileNetV2", 96), ("MobileNetV3Small", 96), ("MobileNetV3Large", 96),
         ("ResNet50", 64), ("EfficientNetB0", 64), ("DenseNet121", 64),
-        ("ConvNeXtTiny", 64), ("Xception", 71), ("NASNetMobile", 224),
+        ("ConvNeXtTiny", 64), ("Xception", 71), ("NASNetMobile", 96),
     ):
         builders[name] = _applications(name, size)[0]
     builders["transformer"] = _transformer

@@ -144,3 +144,38 @@ def test_invalid_method_raises():
         kth_smallest([np.ones(3, "float32")], 1, method="median")
     with pytest.raises(ValueError, match="32 bits"):
         quantile._kth_radix([keras.ops.convert_to_tensor(np.ones(3, "int32"))], 1, (16, 8))
+
+
+def expected_weighted(arrays, weights, target):
+    flat = np.concatenate([np.asarray(a, "float32").ravel() for a in arrays])
+    per_entry = np.concatenate([np.full(np.size(a), w, "float64") for a, w in zip(arrays, weights)])
+    order = np.argsort(flat, kind="stable")
+    cumulative = np.cumsum(per_entry[order])
+    return flat[order][np.searchsorted(cumulative, target)]
+
+
+@pytest.mark.parametrize("size", [(40, 30), (300, 250)])  # sort and radix on torch
+def test_weighted_selection_matches_numpy(size):
+    from keras_str.methods.quantile import weighted_kth_smallest
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(size).astype("float32"),
+              np.round(rng.standard_normal((9, 7)), 1).astype("float32"),
+              rng.standard_normal((5,)).astype("float32")]
+    weights = [1.0, 196.0, 37.0]
+    total = sum(w * a.size for a, w in zip(arrays, weights))
+    function = compiled(lambda values, target: weighted_kth_smallest(values, weights, target))
+    for fraction in (0.01, 0.3, 0.5, 0.9, 1.0):
+        target = np.float32(fraction * total)
+        want = expected_weighted(arrays, weights, target)
+        # Exact up to float32 rounding of the weight sums: the entry found
+        # has the numpy answer's rank within a weight of one in 10^6.
+        got = np.float32(to_numpy(function(arrays, target)))
+        flat = np.concatenate([a.ravel() for a in arrays])
+        per_entry = np.concatenate([np.full(a.size, w) for a, w in zip(arrays, weights)])
+        weight_at_or_below = lambda v: per_entry[flat <= v].sum()
+        assert got == want or abs(weight_at_or_below(got) - weight_at_or_below(want)) <= 1e-6 * total, (
+            fraction, got, want)
+    # Unit weights: the count-based k-th smallest.
+    got = weighted_kth_smallest(arrays, [1.0, 1.0, 1.0], 100.0)
+    assert_same(got, expected(arrays, 100))

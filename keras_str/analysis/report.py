@@ -6,11 +6,10 @@ import math
 
 import keras
 import numpy as np
-from keras.src.layers.convolutional.base_conv_transpose import BaseConvTranspose
 
 from keras_str.io_utils import write_text_atomic
 from keras_str.layers.base import SparseKernelLayer
-from keras_str.layers.recurrent import KernelWeight
+from keras_str.layers.macs import uses_per_weight
 from keras_str.layers.registry import in_plain_blocks
 from keras_str.layers.registry import is_kernel_layer
 from keras_str.layers.registry import iter_layers
@@ -282,59 +281,5 @@ def _layer_row(layer):
         int(kernel.size),
         int(np.count_nonzero(kernel)),
         threshold=threshold,
-        positions=_output_positions(layer),
+        positions=uses_per_weight(layer),
     )
-
-
-def _input_shape(layer):
-    try:
-        return tuple(layer.input.shape)
-    except (AttributeError, ValueError):
-        pass
-    # Layers called outside a functional graph remember their build shape.
-    shapes = getattr(layer, "_build_shapes_dict", None) or {}
-    if len(shapes) == 1:
-        return tuple(next(iter(shapes.values())))
-    return None
-
-
-def _output_positions(layer):
-    """How many times each kernel weight is used per example (0: a lookup)."""
-    if isinstance(layer, keras.layers.Embedding):
-        return 0
-    if isinstance(layer, KernelWeight):
-        # A cell kernel: used once per time step (set when its RNN builds).
-        return layer.uses_per_example
-    input_shape = _input_shape(layer)
-    if input_shape is None:
-        return None
-    channels_first = getattr(layer, "data_format", None) == "channels_first"
-    if isinstance(layer, BaseConvTranspose):
-        # Every input position scatters the whole kernel.
-        spatial = input_shape[2:] if channels_first else input_shape[1:-1]
-        return None if None in spatial else int(math.prod(spatial))
-    if isinstance(layer, keras.layers.EinsumDense):
-        return _einsum_positions(layer.equation, input_shape)
-    output_shape = tuple(layer.compute_output_shape(input_shape))[1:]
-    if any(dim is None for dim in output_shape):
-        return None
-    # Each output entry takes one kernel column: outputs / output channels.
-    spec = spec_for_layer(layer)
-    kernel_shape = tuple(raw_kernel_variable(layer).shape)
-    channels = math.prod(kernel_shape[axis] for axis in spec.output_axes(layer))
-    return int(math.prod(output_shape)) // channels
-
-
-def _einsum_positions(equation, input_shape):
-    """Output entries a kernel entry contributes to: the output's own axes."""
-    if "..." in equation:
-        return None
-    inputs, output = equation.split("->")
-    input_letters, kernel_letters = inputs.split(",")
-    sizes = dict(zip(input_letters, input_shape))
-    # The first input axis is the batch.
-    own = [sizes.get(letter) for letter in output
-           if letter not in kernel_letters and letter != input_letters[0]]
-    if any(size is None for size in own):
-        return None
-    return int(math.prod(own))

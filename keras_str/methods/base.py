@@ -10,9 +10,14 @@ method's kernels), so the update runs once per step, inside the compiled
 train step, written with `keras.ops`; no callback, no host copy.
 """
 
+import math
+
 import keras
 import numpy as np
 from keras import ops
+
+from keras_str.methods.quantile import kth_smallest
+from keras_str.methods.quantile import weighted_kth_smallest
 
 
 def check_fraction(name, value, allow_none=False):
@@ -41,6 +46,37 @@ def check_frequency(frequency):
             f"integer. Received: frequency={frequency!r}"
         )
     return frequency
+
+
+BUDGETS = ("weights", "macs")
+
+
+def check_budget(budget):
+    if budget not in BUDGETS:
+        raise ValueError(
+            f"Invalid value for argument `budget`. Expected one of {BUDGETS}. "
+            f"Received: budget={budget!r}"
+        )
+    return budget
+
+
+def macs_per_weight(layers):
+    """Each layer's multiply-adds per kernel weight per example (Python floats)."""
+    from keras_str.layers.macs import uses_per_weight
+
+    uses = []
+    for layer in layers:
+        count = uses_per_weight(layer)
+        if count is None:
+            raise ValueError(
+                f"A MACs budget needs each layer's multiply-adds, but layer "
+                f"{layer.name!r} ({type(layer).__name__}) was built on a shape "
+                "with unknown spatial dimensions. Build the model on a fixed "
+                "input shape (`keras.Input((32, 32, 3))`), or use "
+                "budget='weights'. Received: budget='macs'"
+            )
+        uses.append(float(count))
+    return uses
 
 
 class SparsityMethod:
@@ -107,6 +143,27 @@ class SparsityMethod:
             self.update(layers, step)
         layer.sparsity_step.assign(step + 1)
 
+    budget = "weights"
+
+    def select(self, values, layers, fraction):
+        """The value at or below which `fraction` of the method's budget lies.
+
+        `values[i]` are layer i's scores (a weight is pruned iff its score is
+        at or below the result). `budget="weights"` counts weights (the
+        k-th smallest score, k = round(fraction * total)); `"macs"` weighs
+        each weight by the multiply-adds it costs per example
+        (`keras_str.layers.macs.uses_per_weight`). Returns
+        `(value, any_pruned)`, both tensors; runs in the train step.
+        """
+        if self.budget == "macs":
+            uses = macs_per_weight(layers)
+            total = sum(u * math.prod(v.shape) for u, v in zip(uses, values))
+            target = ops.cast(fraction, "float32") * total
+            return weighted_kth_smallest(values, uses, target), target > 0
+        total = sum(math.prod(v.shape) for v in values)
+        count = ops.cast(ops.round(fraction * total), "int32")
+        return kth_smallest(values, ops.maximum(count, 1)), count > 0
+
     def target_at(self, step):
         """Overall target sparsity at `step` (a tensor for a step tensor)."""
         return self.target_sparsity * self.schedule(step)
@@ -148,13 +205,27 @@ class SparsityMethod:
         return f"{self.__class__.__name__}({arguments})"
 
 
-def zero_fractions_at_quantile(layers, values, target):
+def zero_fractions_at_quantile(layers, values, target, budget="weights"):
     """Per-layer share of `values` at or below their global `target` quantile.
 
     `values[i]` are layer i's numpy scores (a weight is zero iff its score is
-    at or below the global k-th smallest score, k = round(target * total)).
+    at or below the global k-th smallest score, k = round(target * total));
+    with `budget="macs"`, the quantile of scores weighted by each layer's
+    multiply-adds per weight.
     """
     flat = np.concatenate([v.ravel() for v in values])
+    if budget == "macs":
+        uses = macs_per_weight(layers)
+        weights = np.concatenate([np.full(v.size, u) for v, u in zip(values, uses)])
+        order = np.argsort(flat, kind="stable")
+        cumulative = np.cumsum(weights[order])
+        wanted = target * cumulative[-1]
+        if wanted <= 0:
+            return {layer.name: 0.0 for layer in layers}
+        cutoff = flat[order][min(np.searchsorted(cumulative, wanted), flat.size - 1)]
+        return {
+            layer.name: float(np.mean(v <= cutoff)) for layer, v in zip(layers, values)
+        }
     count = int(round(target * flat.size))
     if count == 0:
         return {layer.name: 0.0 for layer in layers}

@@ -72,21 +72,25 @@ def _floor_average(low, high):
     )
 
 
-def _histogram(ids, bins, where=None):
+def _histogram(ids, bins, where=None, weights=None):
     """int32 counts of `ids` (in `[0, bins)`), counting only where `where` is true.
 
-    PyTorch runs its native `bincount`; TF and JAX a scatter-add
-    (`segment_sum`), which compiles under XLA with static shapes (Keras's
-    `bincount` does not: its output size depends on the values).
+    With `weights` (float32, the shape of `ids`), float32 sums of the
+    weights instead. PyTorch runs its native `bincount`; TF and JAX a
+    scatter-add (`segment_sum`), which compiles under XLA with static shapes
+    (Keras's `bincount` does not: its output size depends on the values).
     """
     if keras.backend.backend() == "torch":
         if where is not None:
             ids = ops.where(where, ids, bins)
-        counts = ops.bincount(ids, minlength=bins + 1)[:bins]
+        counts = ops.bincount(ids, weights=weights, minlength=bins + 1)[:bins]
     else:
-        ones = ops.ones_like(ids) if where is None else ops.cast(where, "int32")
+        if weights is None:
+            ones = ops.ones_like(ids) if where is None else ops.cast(where, "int32")
+        else:
+            ones = weights if where is None else ops.where(where, weights, 0.0)
         counts = ops.segment_sum(ones, ids, num_segments=bins)
-    return ops.cast(counts, "int32")
+    return ops.cast(counts, "int32" if weights is None else "float32")
 
 
 def _first_reaching(counts, k):
@@ -124,27 +128,34 @@ def _group_small(keys, size):
     return big + small
 
 
-def _kth_radix(keys, k, bits=RADIX_BITS):
-    """The k-th smallest key, one histogram pass per digit of `bits`."""
+def _kth_radix(keys, k, bits=RADIX_BITS, weights=None):
+    """The k-th smallest key, one histogram pass per digit of `bits`.
+
+    With `weights` (one float32 tensor per key tensor), `k` is a weight:
+    the smallest key whose entries at or below it weigh at least `k`.
+    """
     if sum(bits) != 32:
         raise ValueError(f"Radix digits must cover 32 bits. Received: bits={bits}")
-    keys = _group_small(keys, 1 << max(bits))
+    if weights is None:
+        keys = _group_small(keys, 1 << max(bits))
+        weights = [None] * len(keys)
     prefix = None  # The chosen high digits: the k-th key >> (bits still to go).
     shift = 32
     for width in bits:
         higher, shift = shift, shift - width
         bins = 1 << width
         histogram = None
-        for key in keys:
+        for key, weight in zip(keys, weights):
             digit = ops.right_shift(key, shift) if shift else key
             if prefix is None:
                 # Arithmetic shift: the top digit is signed; offset it to 0..bins-1.
-                counts = _histogram(digit + bins // 2, bins)
+                counts = _histogram(digit + bins // 2, bins, weights=weight)
             else:
                 counts = _histogram(
                     ops.bitwise_and(digit, bins - 1),
                     bins,
                     where=ops.right_shift(key, higher) == prefix,
+                    weights=weight,
                 )
             histogram = counts if histogram is None else histogram + counts
         chosen, k = _select_bin(histogram, k, width)
@@ -225,3 +236,54 @@ def kth_smallest(values, k, method="auto"):
     if method == "radix":
         return _key_to_value(_kth_radix(keys, k))
     return _key_to_value(_kth_bisect(keys, k))
+
+
+def weighted_kth_smallest(values, weights, target):
+    """The smallest entry of `values` whose entries at or below it weigh `target`.
+
+    Every entry of `values[i]` weighs `weights[i]` (e.g. the multiply-adds
+    one weight of layer i costs per example): the result `v` is the
+    smallest entry with `sum(weight of entries <= v) >= target`. With unit
+    weights this is `kth_smallest(values, target)`. Radix select (two
+    weighted histogram passes; a sort up to `SORT_LIMIT` entries on
+    PyTorch), on the device, in float32: weight sums are rounded to float32
+    (relative error about 1e-7 of the total weight), entries are exact.
+
+    Args:
+        values: A list of float tensors; NaN-free.
+        weights: One non-negative Python number per tensor.
+        target: Float scalar (Python or tensor), clipped into
+            `(0, total weight]`.
+
+    Returns:
+        A float32 scalar tensor, an entry of `values`.
+
+    Example:
+
+    >>> float(weighted_kth_smallest(
+    ...     [np.array([1.0, 3.0]), np.array([2.0])], [1.0, 10.0], 5.0))
+    2.0
+    """
+    if len(weights) != len(values):
+        raise ValueError(
+            "Expected one weight per tensor. Received: "
+            f"{len(values)} tensors, weights={list(weights)!r}"
+        )
+    flat = [ops.reshape(ops.cast(v, "float32"), (-1,)) for v in values]
+    entry_weights = [
+        ops.full((int(v.shape[0]),), float(w), dtype="float32")
+        for v, w in zip(flat, weights)
+    ]
+    total_weight = sum(float(w) * int(v.shape[0]) for v, w in zip(flat, weights))
+    target = ops.clip(ops.cast(target, "float32"), 1e-30, total_weight)
+    total = sum(int(v.shape[0]) for v in flat)
+    if auto_method(total) == "sort":
+        values_flat = ops.concatenate(flat) if len(flat) > 1 else flat[0]
+        weights_flat = ops.concatenate(entry_weights) if len(flat) > 1 else entry_weights[0]
+        order = ops.argsort(values_flat)
+        cumulative = ops.cumsum(ops.take(weights_flat, order))
+        index = ops.sum(ops.cast(cumulative < target, "int32"))
+        index = ops.minimum(index, total - 1)
+        return ops.take(values_flat, ops.take(order, index))
+    keys = [_order_keys(v) for v in flat]
+    return _key_to_value(_kth_radix(keys, target, weights=entry_weights))

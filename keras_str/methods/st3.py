@@ -1,17 +1,15 @@
 """ST-3: a scheduled soft threshold with straight-through gradients."""
 
-import math
-
 import keras
 import numpy as np
 from keras import ops
 
 from keras_str.methods.base import SparsityMethod
+from keras_str.methods.base import check_budget
 from keras_str.methods.base import check_fraction
 from keras_str.methods.base import check_frequency
 from keras_str.methods.base import when_due
 from keras_str.methods.base import zero_fractions_at_quantile
-from keras_str.methods.quantile import kth_smallest
 from keras_str.methods.schedules import get_schedule
 from keras_str.ops import soft_threshold
 
@@ -49,6 +47,10 @@ class ST3(SparsityMethod):
             of the channel's raw magnitude that survives the mask).
         frequency: Steps between threshold updates (1: every step, as in
             the paper). The end of the schedule always gets an update.
+        budget: What `target_sparsity` counts: `"weights"` (the share of
+            zero weights) or `"macs"` (the share of the dense model's
+            multiply-adds removed, each weight weighing the MACs it costs
+            per example: 0.9 leaves 10 % of the dense MACs).
 
     Example:
 
@@ -60,9 +62,16 @@ class ST3(SparsityMethod):
     scheduled = True
 
     def __init__(
-        self, target_sparsity, schedule, scope="global", rescale=False, frequency=1
+        self,
+        target_sparsity,
+        schedule,
+        scope="global",
+        rescale=False,
+        frequency=1,
+        budget="weights",
     ):
         super().__init__()
+        self.budget = check_budget(budget)
         self.frequency = check_frequency(frequency)
         self.target_sparsity = check_fraction("target_sparsity", target_sparsity)
         self.schedule = get_schedule(schedule)
@@ -122,7 +131,9 @@ class ST3(SparsityMethod):
             np.abs(keras.ops.convert_to_numpy(layer.raw_kernel)) / self.layer_scale(layer)
             for layer in layers
         ]
-        return zero_fractions_at_quantile(layers, values, self.target_sparsity)
+        return zero_fractions_at_quantile(
+            layers, values, self.target_sparsity, self.budget
+        )
 
     def layer_scale(self, layer):
         """The scale each layer's magnitudes are divided by before the quantile."""
@@ -140,10 +151,8 @@ class ST3(SparsityMethod):
                 )
                 for layer, scale in zip(layers, scales)
             ]
-            total = sum(math.prod(n.shape) for n in normalized)
-            count = ops.cast(ops.round(self.target_at(step) * total), "int32")
-            value = kth_smallest(normalized, ops.maximum(count, 1))
-            return ops.where(count > 0, value, 0.0)
+            value, any_pruned = self.select(normalized, layers, self.target_at(step))
+            return ops.where(any_pruned, value, 0.0)
 
         variables = [layer.sparsity_state["threshold"] for layer in layers]
         previous = ops.convert_to_tensor(variables[0]) / scales[0]
@@ -158,4 +167,5 @@ class ST3(SparsityMethod):
             "scope": self.scope,
             "rescale": self.rescale,
             "frequency": self.frequency,
+            "budget": self.budget,
         }

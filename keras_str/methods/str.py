@@ -6,11 +6,11 @@ import keras
 from keras import ops
 
 from keras_str.methods.base import SparsityMethod
+from keras_str.methods.base import check_budget
 from keras_str.methods.base import check_fraction
 from keras_str.methods.base import check_frequency
 from keras_str.methods.base import when_due
 from keras_str.methods.base import zero_fractions_at_quantile
-from keras_str.methods.quantile import kth_smallest
 from keras_str.methods.schedules import get_schedule
 from keras_str.methods.threshold_fns import get_inverse_threshold_fn
 from keras_str.methods.threshold_fns import get_threshold_fn
@@ -73,6 +73,9 @@ class STR(SparsityMethod):
             (one per kernel entry, i.e. mask learning).
         threshold_regularizer: Regularizer for `s`; STR needs the same decay
             on `s` as on the kernel (`keras_str.apply_weight_decay` sets it).
+        budget: What `target_sparsity` counts: `"weights"` (zeros) or
+            `"macs"` (the share of dense multiply-adds removed; see
+            `keras_str.ST3`).
 
     Example:
 
@@ -90,8 +93,16 @@ class STR(SparsityMethod):
         threshold_init=DEFAULT_THRESHOLD_INIT,
         threshold_granularity="layer",
         threshold_regularizer=None,
+        budget="weights",
     ):
         super().__init__()
+        self.budget = check_budget(budget)
+        if budget != "weights" and target_sparsity is None:
+            raise ValueError(
+                "A MACs budget needs a `target_sparsity` (the share of the "
+                "dense MACs to remove). Received: target_sparsity=None, "
+                f"budget={budget!r}"
+            )
         self.frequency = check_frequency(frequency)
         self.target_sparsity = check_fraction(
             "target_sparsity", target_sparsity, allow_none=True
@@ -223,7 +234,9 @@ class STR(SparsityMethod):
                 self._inverse_threshold_fn(magnitude), -_CRITICAL_LIMIT, _CRITICAL_LIMIT
             ) - ops.convert_to_tensor(layer.sparsity_state["threshold"])
             values.append(ops.convert_to_numpy(critical))
-        return zero_fractions_at_quantile(layers, values, self.target_sparsity)
+        return zero_fractions_at_quantile(
+            layers, values, self.target_sparsity, self.budget
+        )
 
     def update(self, layers, step):
         # A weight w of a layer with parameter s is zero iff
@@ -240,13 +253,9 @@ class STR(SparsityMethod):
                 )
                 s = ops.convert_to_tensor(layer.sparsity_state["threshold"])
                 critical.append(ops.stop_gradient(inverse - s))
-            total = sum(math.prod(c.shape) for c in critical)
-            count = ops.cast(ops.round(self.target_at(step) * total), "int32")
-            value = kth_smallest(critical, ops.maximum(count, 1))
+            value, any_pruned = self.select(critical, layers, self.target_at(step))
             # With nothing to prune, the offset sits below every weight.
-            return ops.where(
-                count > 0, value + _SHIFT_MARGIN, value - 1.0
-            )
+            return ops.where(any_pruned, value + _SHIFT_MARGIN, value - 1.0)
 
         offsets = [layer.sparsity_state["threshold_offset"] for layer in layers]
         offset = when_due(
@@ -274,4 +283,5 @@ class STR(SparsityMethod):
             "threshold_regularizer": keras.regularizers.serialize(
                 self.threshold_regularizer
             ),
+            "budget": self.budget,
         }

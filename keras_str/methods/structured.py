@@ -45,7 +45,7 @@ class StructuredSTR(STR):
             output channels: XNNPACK's 2- or 4-channel blocks for 1x1
             convs).
         target_sparsity, schedule, frequency, threshold_init,
-            threshold_regularizer: As in `keras_str.STR`.
+            threshold_regularizer, budget: As in `keras_str.STR`.
         threshold_fn: `"exp"` (default, as the paper for structured
             sparsity), `"sigmoid"` or a callable.
         threshold_granularity: `"layer"` (default) or `"channel"` (one
@@ -72,6 +72,7 @@ class StructuredSTR(STR):
         threshold_init=-10.0,
         threshold_granularity="layer",
         threshold_regularizer=None,
+        budget="weights",
     ):
         if structure not in STRUCTURES:
             raise ValueError(
@@ -101,6 +102,7 @@ class StructuredSTR(STR):
             threshold_init=threshold_init,
             threshold_granularity=threshold_granularity,
             threshold_regularizer=threshold_regularizer,
+            budget=budget,
         )
         self.structure = structure
         self.block_size = block_size

@@ -1,0 +1,74 @@
+"""How many multiply-adds each kernel weight of a layer costs per example.
+
+The report's MACs and the methods' MACs budgets both count with this.
+"""
+
+import math
+
+import keras
+from keras.src.layers.convolutional.base_conv_transpose import BaseConvTranspose
+
+from keras_str.layers.recurrent import KernelWeight
+from keras_str.layers.registry import raw_kernel_variable
+from keras_str.layers.registry import spec_for_layer
+
+
+def _input_shape(layer):
+    try:
+        return tuple(layer.input.shape)
+    except (AttributeError, ValueError):
+        pass
+    # Layers called outside a functional graph remember their build shape.
+    shapes = getattr(layer, "_build_shapes_dict", None) or {}
+    if len(shapes) == 1:
+        return tuple(next(iter(shapes.values())))
+    return None
+
+
+def uses_per_weight(layer):
+    """How many multiply-adds each kernel weight costs per example, or `None`.
+
+    The output positions one kernel entry contributes to: 1 for a Dense layer
+    on vectors, the output's spatial size for a convolution, the input's for
+    a transposed one, the time steps for an RNN cell's kernel, 0 for an
+    embedding lookup. `None` when the shapes are not known (unknown spatial
+    dimensions, a layer not yet called).
+    """
+    if isinstance(layer, keras.layers.Embedding):
+        return 0
+    if isinstance(layer, KernelWeight):
+        # A cell kernel: used once per time step (set when its RNN builds).
+        return layer.uses_per_example
+    input_shape = _input_shape(layer)
+    if input_shape is None:
+        return None
+    channels_first = getattr(layer, "data_format", None) == "channels_first"
+    if isinstance(layer, BaseConvTranspose):
+        # Every input position scatters the whole kernel.
+        spatial = input_shape[2:] if channels_first else input_shape[1:-1]
+        return None if None in spatial else int(math.prod(spatial))
+    if isinstance(layer, keras.layers.EinsumDense):
+        return _einsum_positions(layer.equation, input_shape)
+    output_shape = tuple(layer.compute_output_shape(input_shape))[1:]
+    if any(dim is None for dim in output_shape):
+        return None
+    # Each output entry takes one kernel column: outputs / output channels.
+    spec = spec_for_layer(layer)
+    kernel_shape = tuple(raw_kernel_variable(layer).shape)
+    channels = math.prod(kernel_shape[axis] for axis in spec.output_axes(layer))
+    return int(math.prod(output_shape)) // channels
+
+
+def _einsum_positions(equation, input_shape):
+    """Output entries a kernel entry contributes to: the output's own axes."""
+    if "..." in equation:
+        return None
+    inputs, output = equation.split("->")
+    input_letters, kernel_letters = inputs.split(",")
+    sizes = dict(zip(input_letters, input_shape))
+    # The first input axis is the batch.
+    own = [sizes.get(letter) for letter in output
+           if letter not in kernel_letters and letter != input_letters[0]]
+    if any(size is None for size in own):
+        return None
+    return int(math.prod(own))
