@@ -38,7 +38,21 @@ def conv_zoo_model():
     return keras.Model(images, keras.layers.Dense(3, name="logits")(x))
 
 
+def recurrent_model():
+    tokens = keras.Input((9,), dtype="int32")
+    x = keras.layers.Embedding(40, 8, name="tokens")(tokens)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(6, return_sequences=True), name="bi")(x)
+    x = keras.layers.TimeDistributed(keras.layers.Dense(5), name="per_step")(x)
+    x = keras.layers.GRU(6, return_sequences=True, name="gru")(x)
+    x = keras.layers.SimpleRNN(4, name="simple")(x)
+    return keras.Model(tokens, keras.layers.Dense(3, name="logits")(x))
+
+
 MODELS = {
+    "recurrent": (
+        recurrent_model,
+        lambda rng: rng.integers(0, 40, size=(8, 9)).astype("int32"),
+    ),
     "transformer": (
         transformer_classifier,
         lambda rng: rng.integers(0, 50, size=(8, 12)).astype("int32"),
@@ -65,7 +79,8 @@ def test_every_kernel_becomes_sparse_and_outputs_are_kept(name):
         sparse = keras_str.sparsify(dense, threshold_init=-100.0, weight_decay=1e-4)
     report = keras_str.sparsity_report(sparse)
     assert all(row.note == "" for row in report.rows), report.table()
-    kernel_names = ("kernel", "embeddings", "depthwise_kernel", "pointwise_kernel")
+    kernel_names = (
+        "kernel", "recurrent_kernel", "embeddings", "depthwise_kernel", "pointwise_kernel")
     assert report.totals["params"] == sum(
         int(np.prod(w.shape)) for w in dense.weights if w.name in kernel_names
     )
@@ -101,6 +116,8 @@ def test_train_strip_and_reload(name, tmp_path):
     reloaded = keras_str.load_model(path)
     assert sparse_classes(reloaded) == sparse_classes(sparse)
     np.testing.assert_allclose(to_numpy(reloaded(x)), expected, atol=1e-6)
+    # One method again (Bidirectional rebuilds its forward layer on load).
+    assert len({id(l.method) for l in iter_layers(reloaded) if is_sparse_layer(l)}) == 1
 
 
 def test_attention_projections_share_the_model_method():

@@ -9,9 +9,9 @@ from absl.testing import parameterized
 from keras.src import testing
 
 import keras_str
-from keras_str.layers.registry import iter_layers
 from tests import numpy_reference
 from tests.backend_utils import to_numpy
+from tests.test_model_coverage import recurrent_model
 
 # (name, sparse class, Keras parent, gates: kernel width / units)
 RECURRENT = [
@@ -107,16 +107,6 @@ class SparseRecurrentTest(testing.TestCase):
         self.assertLen(model.losses, 4)
 
 
-def recurrent_model():
-    tokens = keras.Input((9,), dtype="int32")
-    x = keras.layers.Embedding(40, 8, name="tokens")(tokens)
-    x = keras.layers.Bidirectional(keras.layers.LSTM(6, return_sequences=True), name="bi")(x)
-    x = keras.layers.TimeDistributed(keras.layers.Dense(5), name="per_step")(x)
-    x = keras.layers.GRU(6, return_sequences=True, name="gru")(x)
-    x = keras.layers.SimpleRNN(4, name="simple")(x)
-    return keras.Model(tokens, keras.layers.Dense(3, name="logits")(x))
-
-
 def test_wrapped_and_stacked_rnns_become_sparse():
     keras.utils.set_random_seed(0)
     dense = recurrent_model()
@@ -140,38 +130,6 @@ def test_wrapped_and_stacked_rnns_become_sparse():
     # (JAX donates a jitted step's buffers).
     sparse.predict(x, verbose=0)
     dense.predict(x, verbose=0)
-
-
-def test_train_strip_and_reload_recurrent_model(tmp_path):
-    keras.utils.set_random_seed(1)
-    rng = np.random.default_rng(1)
-    x, y = rng.integers(0, 40, size=(8, 9)).astype("int32"), rng.integers(0, 3, size=(8,))
-    sparse = keras_str.sparsify(
-        recurrent_model(), method=keras_str.ST3(0.7, keras_str.ConstantSchedule()))
-    sparse.compile(
-        keras.optimizers.Adam(1e-3),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=keras.backend.backend() != "torch",
-    )
-    sparse.fit(x, y, batch_size=4, epochs=1, verbose=0)
-    report = keras_str.sparsity_report(sparse)
-    assert report.totals["sparsity"] == pytest.approx(0.7, abs=0.02)
-    expected = to_numpy(sparse(x))
-
-    plain = keras_str.strip(sparse)
-    classes = {type(layer).__name__ for layer in iter_layers(plain)}
-    assert {"LSTM", "GRU", "SimpleRNN", "Dense"} <= classes
-    assert not any(name.startswith("STR") for name in classes)
-    np.testing.assert_allclose(to_numpy(plain(x)), expected, atol=1e-5)
-    assert keras_str.sparsity_report(plain).totals["nonzeros"] == report.totals["nonzeros"]
-
-    path = str(tmp_path / "model.keras")
-    sparse.save(path)
-    reloaded = keras_str.load_model(path)
-    np.testing.assert_allclose(to_numpy(reloaded(x)), expected, atol=1e-6)
-    # Forward and backward LSTMs and the rest still share one method.
-    methods = {id(w.method) for w in iter_layers(reloaded) if hasattr(w, "sparsity_state")}
-    assert len(methods) == 1
 
 
 def test_a_plain_rnn_kept_dense_is_marked_not_reported_missing():

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_str.layers.base import _resolve_method
+from keras_str.layers.base import pop_method
 from keras_str.layers.base import _serialize_shared
 from keras_str.layers.einsum_dense import STREinsumDense
 
@@ -36,27 +36,10 @@ class STRMultiHeadAttention(keras.layers.MultiHeadAttention):
     (1, 5, 8)
     """
 
-    def __init__(
-        self,
-        num_heads,
-        key_dim,
-        method=None,
-        threshold_fn=None,
-        threshold_init=None,
-        threshold_granularity=None,
-        threshold_regularizer=None,
-        **kwargs,
-    ):
+    def __init__(self, num_heads, key_dim, **kwargs):
+        method = pop_method(kwargs)
         super().__init__(num_heads, key_dim, **kwargs)
-        self.method = _resolve_method(
-            method,
-            {
-                "threshold_fn": threshold_fn,
-                "threshold_init": threshold_init,
-                "threshold_granularity": threshold_granularity,
-                "threshold_regularizer": threshold_regularizer,
-            },
-        )
+        self.method = method
 
     def build(self, query_shape, value_shape, key_shape=None):
         super().build(query_shape, value_shape, key_shape)

@@ -33,6 +33,16 @@ def _resolve_method(method, shortcuts):
     )
 
 
+def pop_method(kwargs):
+    """Removes `method` and STR's shortcut arguments from `kwargs`; returns the method.
+
+    For layers that hold sparse sublayers (`STRMultiHeadAttention`,
+    `STRLSTM`) and take the same sparsity arguments as `SparseKernelLayer`.
+    """
+    shortcuts = {key: kwargs.pop(key, None) for key in STR_SHORTCUT_KEYS}
+    return _resolve_method(kwargs.pop("method", None), shortcuts)
+
+
 class SparseKernelLayer:
     """Mixin that turns a Keras kernel layer into a sparse-trainable layer.
 

@@ -12,7 +12,7 @@ not at every step.
 import keras
 
 from keras_str.layers.base import SparseKernelLayer
-from keras_str.layers.base import _resolve_method
+from keras_str.layers.base import pop_method
 from keras_str.layers.base import _serialize_shared
 
 # The cell attributes holding the kernels, in the order cells build them.
@@ -241,26 +241,10 @@ class SparseRecurrentLayer:
 
     sparse_cell_class = None
 
-    def __init__(
-        self,
-        *args,
-        method=None,
-        threshold_fn=None,
-        threshold_init=None,
-        threshold_granularity=None,
-        threshold_regularizer=None,
-        **kwargs,
-    ):
+    def __init__(self, *args, **kwargs):
+        method = pop_method(kwargs)
         super().__init__(*args, **kwargs)
-        self.method = _resolve_method(
-            method,
-            {
-                "threshold_fn": threshold_fn,
-                "threshold_init": threshold_init,
-                "threshold_granularity": threshold_granularity,
-                "threshold_regularizer": threshold_regularizer,
-            },
-        )
+        self.method = method
         plain_cell = self.cell
         self._tracker.untrack(plain_cell)
         self.cell = self.sparse_cell_class(
