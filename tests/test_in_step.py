@@ -50,6 +50,15 @@ def setups():
             yield pytest.param(steps_per_execution, jit_compile, marks=marks)
 
 
+def one_method_by_default(names, default):
+    # JAX compiles each eager op shape (tens of seconds a model here): one
+    # method runs by default there, the others under `slow`; the in-step
+    # matrix benchmark runs them all.
+    for name in names:
+        slow = BACKEND == "jax" and name != default
+        yield pytest.param(name, marks=(pytest.mark.slow,) if slow else ())
+
+
 @pytest.mark.parametrize("method_name", METHOD_NAMES)
 @pytest.mark.parametrize("steps_per_execution, jit_compile", list(setups()))
 def test_scheduled_methods_reach_their_target(method_name, steps_per_execution,
@@ -74,7 +83,9 @@ def test_plain_str_learns_its_sparsity():
 
 
 @pytest.mark.skipif(BACKEND == "torch", reason="one step per execution on torch")
-@pytest.mark.parametrize("method_name", ["st3", "gmp", "str_target"])
+@pytest.mark.parametrize(
+    "method_name", list(one_method_by_default(["st3", "gmp", "str_target"], "str_target"))
+)
 def test_steps_per_execution_gives_the_same_training(method_name):
     one = sparse_mlp(method_name)
     fit(one, steps_per_execution=1)
@@ -87,7 +98,10 @@ def test_steps_per_execution_gives_the_same_training(method_name):
         )
 
 
-@pytest.mark.parametrize("method_name", ["st3_sigma_rescale", "gmp", "str_target"])
+@pytest.mark.parametrize(
+    "method_name",
+    list(one_method_by_default(["st3_sigma_rescale", "gmp", "str_target"], "st3_sigma_rescale")),
+)
 def test_mixed_precision_training_reaches_the_target(method_name):
     keras.config.set_dtype_policy("mixed_float16")
     model = sparse_mlp(method_name)

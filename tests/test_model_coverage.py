@@ -87,7 +87,15 @@ def test_every_kernel_becomes_sparse_and_outputs_are_kept(name):
     np.testing.assert_allclose(to_numpy(sparse(x)), to_numpy(dense(x)), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+def models_by_default(default):
+    # On JAX every eager op shape compiles (15-20 s a model here): one model
+    # trains there by default, the others under `slow`.
+    for name in sorted(MODELS):
+        slow = keras.backend.backend() == "jax" and name != default
+        yield pytest.param(name, marks=(pytest.mark.slow,) if slow else ())
+
+
+@pytest.mark.parametrize("name", list(models_by_default("recurrent")))
 def test_train_strip_and_reload(name, tmp_path):
     build, data = MODELS[name]
     keras.utils.set_random_seed(1)
