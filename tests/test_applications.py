@@ -29,7 +29,14 @@ def build(name):
     size = MIN_INPUT_SIZE.get(name, 32)
     kwargs = {"weights": None, "input_shape": (size, size, 3), "classes": 10}
     keras.utils.set_random_seed(0)
-    return getattr(keras.applications, name)(**kwargs)
+    try:
+        return getattr(keras.applications, name)(**kwargs)
+    except ValueError as error:
+        # Keras itself refuses some models on some backends (NASNetMobile on
+        # PyTorch: "not available with the torch backend").
+        if "is not available with the" in str(error):
+            pytest.skip(str(error))
+        raise
 
 
 def check_sparsified(name):
