@@ -31,6 +31,7 @@ from keras_str.layers import STRLSTM
 from keras_str.layers import STRSimpleRNN
 from keras_str.layers import SparseKernelLayer
 from keras_str.methods import GMP
+from keras_str.methods import LowRankSTR
 from keras_str.methods import ST3
 from keras_str.methods import STR
 from keras_str.methods import SparsityMethod

@@ -2,6 +2,7 @@
 
 from keras_str.methods.base import SparsityMethod
 from keras_str.methods.gmp import GMP
+from keras_str.methods.low_rank import LowRankSTR
 from keras_str.methods.schedules import ConstantSchedule
 from keras_str.methods.schedules import PolynomialSchedule
 from keras_str.methods.st3 import ST3

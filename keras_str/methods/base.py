@@ -97,9 +97,18 @@ class SparsityMethod:
     Layers call `advance(layer)` from `call(..., training=True)`: the
     group's first layer runs `update` once for the step, then each layer
     counts the step in its own `sparsity_step` variable.
+
+    Methods that train other variables in place of the raw kernel (low-rank
+    factors) also implement `kernel_variables(layer)` (they take the
+    kernel's weight decay), `kernel_assigned(layer)` (recompute them after
+    the raw kernel was set from outside) and, where `strip` can deploy the
+    kernel as two thin matrices, `factors(layer)`.
     """
 
     scheduled = False
+    # Whether the method's `"threshold"` variable is trained with the loss
+    # and takes the kernel's weight decay (STR's `s`), not set by a schedule.
+    learns_threshold = False
 
     def __init__(self):
         # Plain references (a method and its layers live and die together);
@@ -128,6 +137,26 @@ class SparsityMethod:
 
     def threshold(self, layer):
         """The current threshold tensor of `layer`, or `None` if it has none."""
+        return None
+
+    def kernel_variables(self, layer):
+        """The trained variables the effective kernel is made of; they take the kernel's weight decay."""
+        return [layer.raw_kernel]
+
+    def kernel_assigned(self, layer):
+        """Called after `layer`'s raw kernel was set from outside (`sparsify` copies a trained one in).
+
+        Methods whose state is derived from the kernel recompute it here.
+        Runs eagerly, never inside a train step.
+        """
+
+    def factors(self, layer):
+        """The effective kernel as thin factors `(left, right)`, or `None`.
+
+        `left @ right` is the effective kernel of a 2-D kernel (numpy
+        arrays, host side), with as few columns in `left` as the method
+        keeps; `strip` deploys them as two layers when that is cheaper.
+        """
         return None
 
     # Scheduled methods.

@@ -84,6 +84,8 @@ class STR(SparsityMethod):
     >>> targeted = keras_str.STR(0.9, keras_str.PolynomialSchedule(0, 1000))
     """
 
+    learns_threshold = True
+
     def __init__(
         self,
         target_sparsity=None,

@@ -9,7 +9,6 @@ from keras_str.layers.registry import is_sparse_layer
 from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import kernel_regularizer_attribute
 from keras_str.layers.registry import raw_kernel_variable
-from keras_str.methods import STR
 
 
 def apply_weight_decay(model, weight_decay):
@@ -24,7 +23,9 @@ def apply_weight_decay(model, weight_decay):
     `keras.regularizers.L2(lambda / 2)`; this function sets exactly that on
     every Dense/Conv1D/Conv2D/DepthwiseConv2D kernel (STR or plain, so
     layers kept dense decay too, as in the paper) and on every STR
-    threshold. Biases and normalization layers are left alone.
+    threshold; `keras_str.LowRankSTR` layers decay the factors `U`, `sigma`
+    and `V` they train in the kernel's place. Biases and normalization
+    layers are left alone.
 
     Use the paper's lambda unchanged with plain SGD + momentum (e.g.
     ResNet50 at 90 %: `2.2518e-5`, MobileNetV1 at 89 %: `3.7518e-5`); do
@@ -65,16 +66,19 @@ def apply_weight_decay(model, weight_decay):
         if not is_kernel_layer(layer):
             continue
         setattr(layer, kernel_regularizer_attribute(layer), regularizer)
-        # Only STR learns its threshold; ST-3's is set by the schedule.
-        learns_threshold = is_sparse_layer(layer) and isinstance(
-            layer.method, STR
-        )
+        sparse = is_sparse_layer(layer)
+        # STR learns its threshold; ST-3's is set by the schedule.
+        learns_threshold = sparse and layer.method.learns_threshold
         if learns_threshold:
             # One STR object serves all its layers: the setting is the
             # method's, the variables are each layer's.
             layer.method.threshold_regularizer = regularizer
         if layer.built:
             raw_kernel_variable(layer).regularizer = regularizer
+            if sparse:
+                # Low-rank STR trains factors in the raw kernel's place.
+                for variable in layer.method.kernel_variables(layer):
+                    variable.regularizer = regularizer
             if learns_threshold:
                 layer.threshold_param.regularizer = regularizer
     return model

@@ -163,13 +163,15 @@ def _model_method(method, **str_settings):
 
 
 def _copy_into_str(dense_layer, str_layer):
-    assign_copy(raw_kernel_variable(str_layer), raw_kernel_variable(dense_layer))
+    _copy_kernel_into_str(raw_kernel_variable(dense_layer), str_layer)
     if bias_variable(dense_layer) is not None:
         assign_copy(bias_variable(str_layer), bias_variable(dense_layer))
 
 
 def _copy_kernel_into_str(plain_kernel, str_layer):
     assign_copy(raw_kernel_variable(str_layer), plain_kernel)
+    # State derived from the kernel (low-rank STR's factors) follows it.
+    str_layer.method.kernel_assigned(str_layer)
 
 
 def _keep_dense_predicate(model, keep_dense):
