@@ -17,7 +17,7 @@ import numpy as np
 import keras_str
 from examples.models import MODELS
 
-METHODS = ("dense", "str", "block_str", "st3", "gmp", "gmp_tfmot")
+METHODS = ("dense", "str", "block_str", "channel_str", "st3", "gmp", "gmp_channel", "gmp_tfmot")
 TFMOT_MODELS = ("lenet_300_100", "small_cnn")
 
 
@@ -59,7 +59,7 @@ class TrainConfig:
                 f"Unknown method. Expected one of {METHODS}. "
                 f"Received: method={self.method!r}"
             )
-        scheduled = self.method in ("st3", "gmp", "gmp_tfmot")
+        scheduled = self.method in ("st3", "gmp", "gmp_channel", "gmp_tfmot")
         if scheduled and self.target_sparsity is None:
             raise ValueError(
                 f"Method {self.method!r} needs a target sparsity. "
@@ -165,6 +165,15 @@ def sparsity_method(config, num_examples):
             frequency=config.update_frequency,
             threshold_init=config.threshold_init,
         )
+    if config.method == "channel_str":
+        targeted = config.target_sparsity is not None
+        return keras_str.StructuredSTR(
+            "channel",
+            target_sparsity=config.target_sparsity,
+            schedule=sparsity_schedule(config, num_examples) if targeted else None,
+            frequency=config.update_frequency,
+            threshold_init=config.threshold_init,
+        )
     if config.method == "st3":
         return keras_str.ST3(
             config.target_sparsity,
@@ -179,6 +188,15 @@ def sparsity_method(config, num_examples):
             sparsity_schedule(config, num_examples),
             frequency=gmp_frequency(config, num_examples),
             layer_targets=config.layer_targets,
+        )
+    if config.method == "gmp_channel":
+        # Uniform L1-norm filter pruning (Li et al., 2017), applied gradually.
+        return keras_str.GMP(
+            config.target_sparsity,
+            sparsity_schedule(config, num_examples),
+            frequency=gmp_frequency(config, num_examples),
+            layer_targets=config.layer_targets,
+            structure="channel",
         )
     raise ValueError(f"No keras-str method for method={config.method!r}")
 

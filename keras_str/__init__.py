@@ -43,6 +43,7 @@ from keras_str.training.budget import layer_budget
 from keras_str.training.callbacks import SparsityMonitor
 from keras_str.training.callbacks import UpdateSparsity
 from keras_str.training.weight_decay import apply_weight_decay
+from keras_str.transforms.shrink import shrink_channels
 from keras_str.transforms.sparsify import sparsify
 from keras_str.transforms.strip import strip
 

@@ -7,11 +7,11 @@ import pytest
 import keras_str
 
 
-def two_resolution_cnn():
+def two_resolution_cnn(width=8):
     # An early conv at 16x16 (256 MACs a weight), a late one at 4x4 (16),
     # and Dense layers (1): weights differ 256-fold in cost.
     inputs = keras.Input((16, 16, 3))
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(inputs)
     x = keras.layers.MaxPooling2D(4)(x)
     x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
     x = keras.layers.Flatten()(x)
@@ -32,7 +32,10 @@ METHODS = {
 def test_the_macs_target_is_met_in_the_train_step(name):
     keras.utils.set_random_seed(0)
     schedule = keras_str.PolynomialSchedule(0, 8)
-    sparse = keras_str.sparsify(two_resolution_cnn(), method=METHODS[name](schedule))
+    # Channels go whole: with 64 early filters one is 1.2 % of the MACs
+    # (with 8, one would be 8 %, more than the 2 % asked).
+    width = 64 if name == "channel_str" else 8
+    sparse = keras_str.sparsify(two_resolution_cnn(width), method=METHODS[name](schedule))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 16, 16, 3)).astype("float32")
     y = rng.normal(size=(80, 4)).astype("float32")
@@ -41,8 +44,7 @@ def test_the_macs_target_is_met_in_the_train_step(name):
     sparse.fit(x, y, batch_size=8, epochs=1, verbose=0)
     totals = keras_str.sparsity_report(sparse).totals
     kept = totals["sparse_macs"] / totals["dense_macs"]
-    # Within 2 % of the dense MACs (a whole channel of the early conv is
-    # 216 weights x 256 MACs: 1.1 % of them).
+    # Within 2 % of the dense MACs (one early weight is 256 MACs).
     assert kept == pytest.approx(0.2, abs=0.02), (name, kept)
 
 

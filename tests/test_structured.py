@@ -10,12 +10,12 @@ from tests.backend_utils import to_numpy
 
 
 def numpy_block_norms(kernel, size, axis):
-    """Each entry's block norm, blocks of `size` along `axis` (last one shorter)."""
+    """Each entry's block RMS, blocks of `size` along `axis` (last one shorter)."""
     moved = np.moveaxis(kernel, axis, 0)
     norms = np.zeros_like(moved)
     for start in range(0, moved.shape[0], size):
         block = moved[start:start + size]
-        norms[start:start + size] = np.sqrt(np.sum(block**2, axis=0, keepdims=True))
+        norms[start:start + size] = np.sqrt(np.mean(block**2, axis=0, keepdims=True))
     return np.moveaxis(norms, 0, axis)
 
 
@@ -33,13 +33,13 @@ def test_group_soft_threshold_is_the_group_lasso_proximal_step():
 @pytest.mark.parametrize("size", [4, 3])
 def test_block_kernel_matches_numpy(block_axis, axis, size):
     method = keras_str.StructuredSTR("block", block_size=size, block_axis=block_axis,
-                                     threshold_init=np.log(0.8))
+                                     threshold_init=np.log(0.4))
     layer = keras_str.STRDense(10, method=method)
     layer.build((None, 14))
     w = np.random.default_rng(0).normal(scale=0.5, size=(14, 10)).astype("float32")
     layer.raw_kernel.assign(w)
     norms = numpy_block_norms(w, size, axis)
-    expected = w * np.maximum(1.0 - 0.8 / norms, 0.0)
+    expected = w * np.maximum(1.0 - 0.4 / norms, 0.0)
     actual = to_numpy(layer.thresholded_kernel())
     np.testing.assert_allclose(actual, expected, atol=1e-5)
     zero = expected == 0
@@ -49,7 +49,7 @@ def test_block_kernel_matches_numpy(block_axis, axis, size):
 
 
 def test_channel_structure_zeroes_whole_filters():
-    method = keras_str.StructuredSTR("channel", threshold_init=np.log(2.0))
+    method = keras_str.StructuredSTR("channel", threshold_init=np.log(0.3))
     layer = keras_str.STRConv2D(8, 3, method=method)
     layer.build((None, 6, 6, 4))
     rng = np.random.default_rng(0)
@@ -78,8 +78,10 @@ def test_a_target_is_reached_in_the_train_step(structure):
     x, y = rng.normal(size=(64, 16)).astype("float32"), rng.normal(size=(64, 8)).astype("float32")
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     sparsity = keras_str.sparsity_report(model).totals["sparsity"]
-    # Exact up to one group: a unit of 16 or 32 weights, a block of 4.
-    assert sparsity == pytest.approx(0.75, abs=32 / (16 * 32 + 32 * 8))
+    # Exact up to one group (a unit of 16 or 32 weights, a block of 4) at the
+    # last selection; the optimizer's last step (Adam's momentum) may move
+    # one more group across its stored threshold.
+    assert sparsity == pytest.approx(0.75, abs=2 * 32 / (16 * 32 + 32 * 8))
     kernel = to_numpy(model.layers[0].thresholded_kernel())
     if structure == "block":
         blocks = np.abs(kernel).reshape(4, 4, 32).sum(axis=1)

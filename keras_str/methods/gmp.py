@@ -12,6 +12,8 @@ from keras_str.methods.base import when_due
 from keras_str.methods.quantile import kth_smallest
 from keras_str.methods.schedules import get_schedule
 
+STRUCTURES = ("weight", "channel")
+
 
 @keras.saving.register_keras_serializable(package="keras_str")
 class GMP(SparsityMethod):
@@ -33,18 +35,37 @@ class GMP(SparsityMethod):
         layer_targets: Optional `{layer_name: final_sparsity}`, e.g. a budget
             learned by STR (`keras_str.layer_budget`). A name that matches no
             layer of the method raises at the first training step.
+        structure: `"weight"` (default: single weights) or `"channel"`:
+            whole output channels (conv filters, Dense units) by their L1
+            norm, the uniform filter pruning of Li et al. (2017); each
+            layer's share of zeros is then its target up to one channel,
+            and `keras_str.strip` removes the pruned channels.
 
     Example:
 
     >>> method = keras_str.GMP(0.9, keras_str.PolynomialSchedule(0, 2000))
     >>> sparse = keras_str.sparsify(model, method=method)
     >>> sparse.fit(x, y)
+    >>> filters = keras_str.GMP(0.5, schedule, structure="channel")
     """
 
     scheduled = True
 
-    def __init__(self, target_sparsity, schedule, frequency=100, layer_targets=None):
+    def __init__(
+        self,
+        target_sparsity,
+        schedule,
+        frequency=100,
+        layer_targets=None,
+        structure="weight",
+    ):
         super().__init__()
+        if structure not in STRUCTURES:
+            raise ValueError(
+                f"Invalid value for argument `structure`. Expected one of "
+                f"{STRUCTURES}. Received: structure={structure!r}"
+            )
+        self.structure = structure
         self.target_sparsity = check_fraction("target_sparsity", target_sparsity)
         self.schedule = get_schedule(schedule)
         self.frequency = check_frequency(frequency)
@@ -119,6 +140,12 @@ class GMP(SparsityMethod):
                 magnitude = ops.stop_gradient(
                     ops.abs(ops.convert_to_tensor(layer.raw_kernel) * mask)
                 )
+                if self.structure == "channel":
+                    # Each weight carries its channel's L1 norm: channels go whole.
+                    magnitude = ops.broadcast_to(
+                        ops.sum(magnitude, axis=_input_axes(layer), keepdims=True),
+                        magnitude.shape,
+                    )
                 count = ops.cast(
                     ops.round(self.layer_target(layer) * fraction * size), "int32"
                 )
@@ -135,4 +162,11 @@ class GMP(SparsityMethod):
             "schedule": keras.saving.serialize_keras_object(self.schedule),
             "frequency": self.frequency,
             "layer_targets": self.layer_targets,
+            "structure": self.structure,
         }
+
+
+def _input_axes(layer):
+    """The kernel axes that do not index output channels."""
+    outputs = layer.kernel_spec.output_axes(layer)
+    return tuple(a for a in range(len(layer.raw_kernel.shape)) if a not in outputs)

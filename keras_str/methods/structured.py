@@ -21,12 +21,16 @@ _NORM_EPSILON = 1e-12
 
 @keras.saving.register_keras_serializable(package="keras_str")
 class StructuredSTR(STR):
-    """STR on group norms: `W_group * relu(1 - g(s) / ||W_group||)`.
+    """STR on group norms: `W_group * relu(1 - g(s) / rms(W_group))`.
 
-    Each group of weights is soft-thresholded by its L2 norm (the proximal
-    step of a group lasso, as in the STR paper's filter pruning, with
-    `g = exp` by default): a group whose norm is at or below `g(s)` is
-    exactly zero. Everything else is STR's: `s` is learned with weight
+    Each group of weights is soft-thresholded by its root mean square
+    `||W_group|| / sqrt(group size)` (the proximal step of a group lasso
+    with the usual sqrt(group size) weights, as in the STR paper's filter
+    pruning, with `g = exp` by default): a group whose RMS is at or below
+    `g(s)` is exactly zero. Measuring groups by RMS puts groups of
+    different sizes (a 3x3x1 filter, a 1600-input unit) on one scale, so a
+    target shared by the layers does not empty the layers with small
+    groups. Everything else is STR's: `s` is learned with weight
     decay, or, given `target_sparsity` and a `schedule`, a common offset
     sets the share of zero weights exactly (up to one group) at every
     training step, inside the train step.
@@ -123,11 +127,11 @@ class StructuredSTR(STR):
         return ops.broadcast_to(self.group_norms(layer, kernel), kernel.shape)
 
     def group_norms(self, layer, kernel):
-        """Each weight's group norm, broadcastable to `kernel`."""
+        """Each weight's group RMS (norm / sqrt(group size)), broadcastable to `kernel`."""
         if self.structure == "channel":
             outputs = layer.kernel_spec.output_axes(layer)
             axes = tuple(a for a in range(len(kernel.shape)) if a not in outputs)
-            squares = ops.sum(ops.square(kernel), axis=axes, keepdims=True)
+            squares = ops.mean(ops.square(kernel), axis=axes, keepdims=True)
             return ops.sqrt(squares + _NORM_EPSILON)
         return _block_norms(kernel, self._block_axis_of(layer), self.block_size)
 
@@ -158,7 +162,7 @@ class StructuredSTR(STR):
 
 
 def _block_norms(kernel, axis, size):
-    """The norm of each run of `size` entries along `axis`, repeated over the run."""
+    """The RMS of each run of `size` entries along `axis`, repeated over the run."""
     moved = ops.moveaxis(kernel, axis, 0)
     length = moved.shape[0]
     padded_length = -(-length // size) * size
@@ -167,7 +171,12 @@ def _block_norms(kernel, axis, size):
         moved = ops.pad(moved, pad)
     rest = tuple(moved.shape[1:])
     blocks = ops.reshape(moved, (padded_length // size, size) + rest)
-    squares = ops.sum(ops.square(blocks), axis=1, keepdims=True)
+    # The last block may be shorter: divide by its own length.
+    lengths = [size] * (length // size) + ([length % size] if length % size else [])
+    lengths = ops.reshape(
+        ops.convert_to_tensor(lengths, kernel.dtype), (len(lengths), 1) + (1,) * len(rest)
+    )
+    squares = ops.sum(ops.square(blocks), axis=1, keepdims=True) / lengths
     norms = ops.sqrt(ops.broadcast_to(squares, blocks.shape) + _NORM_EPSILON)
     norms = ops.reshape(norms, (padded_length,) + rest)[:length]
     return ops.moveaxis(norms, 0, axis)

@@ -18,9 +18,10 @@ from keras_str.transforms.cloning import check_clonable
 from keras_str.transforms.cloning import check_rewritable
 from keras_str.transforms.cloning import clone_with
 from keras_str.transforms.cloning import rewrite_in_place
+from keras_str.transforms.shrink import shrink_channels
 
 
-def strip(model, *, in_place=False):
+def strip(model, *, in_place=False, shrink=None):
     """Returns a plain Keras model with the thresholded weights baked in.
 
     Each sparse layer becomes its Keras parent (`Dense`, `Conv2D`,
@@ -36,6 +37,13 @@ def strip(model, *, in_place=False):
         in_place: For subclassed models: replace the sparse layers inside
             `model` itself and return it (the trained sparse layers are
             gone afterwards: save the model first if you need them).
+        shrink: Whether to remove all-zero channels (filters, units) and
+            what they feed, where that changes no output
+            (`keras_str.shrink_channels`): the result is a narrower dense
+            model. `None` (default) shrinks models trained with a
+            channel-structured method (`StructuredSTR("channel")`,
+            `GMP(..., structure="channel")`); `True` / `False` force it.
+            Sequential and functional models only.
 
     Returns:
         A new Keras model (`model` itself is not changed), or `model`
@@ -47,6 +55,24 @@ def strip(model, *, in_place=False):
     >>> plain.save("model_stripped.keras")
     """
     check_rewritable(model, in_place)
+    if shrink not in (None, True, False):
+        raise ValueError(
+            "Invalid value for argument `shrink`. Expected None, True or "
+            f"False. Received: shrink={shrink!r}"
+        )
+    if shrink and in_place:
+        raise ValueError(
+            "`shrink=True` rebuilds the model with narrower layers, which a "
+            "subclassed model (rewritten in place) cannot be. Pass "
+            "`shrink=False`, or build the model with the functional API. "
+            "Received: shrink=True, in_place=True"
+        )
+    if shrink is None:
+        shrink = not in_place and any(
+            removes_channels(layer.method)
+            for layer in iter_layers(model)
+            if is_sparse_layer(layer)
+        )
 
     def replace(layer):
         block = block_spec_for_sparse_layer(layer)
@@ -57,6 +83,9 @@ def strip(model, *, in_place=False):
             )
         if not is_sparse_layer(layer):
             return None
+        thin = _thin_dense_pair(layer)
+        if thin is not None:
+            return thin
         plain = layer.kernel_spec.keras_class.from_config(_plain_config(layer))
         return plain, _copy_thresholded
 
@@ -65,7 +94,14 @@ def strip(model, *, in_place=False):
     else:
         plain = clone_with(model, replace)
     _warn_about_empty_kernels(plain)
+    if shrink:
+        plain = shrink_channels(plain)
     return plain
+
+
+def removes_channels(method):
+    """Whether `method` zeroes whole output channels."""
+    return getattr(method, "structure", None) == "channel"
 
 
 def _warn_about_empty_kernels(model):
@@ -90,6 +126,45 @@ def _plain_config(layer):
         for key, value in layer.get_config().items()
         if key not in SPARSE_CONFIG_KEYS
     }
+
+
+def _thin_dense_pair(layer):
+    """Two thin `Dense` layers for a low-rank `Dense` kernel, if they hold fewer weights.
+
+    A method that keeps the kernel as factors (`keras_str.LowRankSTR`)
+    gives `left @ right` of rank `r`; when `r * (in + out) < in * out` the
+    layer becomes `Dense(r, use_bias=False)` then `Dense(units, activation,
+    bias)`, in a `keras.Sequential` named like the layer (a model is a
+    layer: it goes wherever the layer was). Returns `(pair, copy_weights)`,
+    or `None` where one `Dense` with the product kernel is no larger (or
+    the layer is not a `Dense`).
+    """
+    if layer.kernel_spec.keras_class is not keras.layers.Dense or not layer.built:
+        return None
+    factors = layer.method.factors(layer)
+    if factors is None:
+        return None
+    left, right = factors
+    (fan_in, rank), fan_out = left.shape, right.shape[1]
+    # Rank 0 keeps one Dense: its zero kernel passes on the bias alone.
+    if rank == 0 or rank * (fan_in + fan_out) >= fan_in * fan_out:
+        return None
+    down = keras.layers.Dense(
+        rank, use_bias=False, dtype=layer.dtype_policy, name=f"{layer.name}_down"
+    )
+    up = keras.layers.Dense.from_config(
+        {**_plain_config(layer), "name": f"{layer.name}_up"}
+    )
+    pair = keras.Sequential([down, up], name=layer.name)
+
+    def copy_factors(str_layer, pair):
+        for plain_layer, factor in zip((down, up), (left, right)):
+            kernel = raw_kernel_variable(plain_layer)
+            kernel.assign(ops.cast(factor, kernel.dtype))
+        if bias_variable(str_layer) is not None:
+            assign_copy(bias_variable(up), bias_variable(str_layer))
+
+    return pair, copy_factors
 
 
 def _copy_thresholded(str_layer, plain_layer):

@@ -1,0 +1,165 @@
+"""Channel STR against uniform L1 filter pruning: accuracy vs real latency.
+
+    python -m benchmarks.channel_pruning [--model small_cnn] [--targets 0.5,0.75]
+        [--epochs 8] [--seeds 0] [--rounds 7] [--armsim]
+        [--out benchmarks/results/channel_pruning_small_cnn.md]
+
+Trains the model on Fashion-MNIST (Debian's offline copy) dense, with
+targeted channel STR (`keras_str.StructuredSTR("channel")`: filters and
+units thresholded by their RMS, one learned threshold per layer and a
+global target) and with uniform L1-norm filter pruning
+(`keras_str.GMP(..., structure="channel")`: every layer loses the same share
+of its filters, smallest L1 norm first, gradually), at each target share
+of weights, same recipe and seeds (`examples.training`); the classifier stays
+dense. `keras_str.strip` then removes the dead channels
+(`keras_str.shrink_channels`), so each model is a smaller *dense* model.
+Each is exported as float32 `.tflite` and timed in LiteRT on this CPU (one
+thread, batch 1), all files in turn for `--rounds` rounds; latency is the
+median over rounds of each file's median, the ratio taken to the dense
+file's time in the same round. With `--armsim`, also instructions per
+inference on an emulated Cortex-A76 (`../shared/armsim`).
+"""
+
+import os
+import statistics
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "small_cnn", "Example model (a CNN).")
+flags.DEFINE_list("targets", ["0.5", "0.75"], "Target shares of zero weights.")
+flags.DEFINE_integer("epochs", 8, "Training epochs.")
+flags.DEFINE_list("seeds", ["0"], "Seeds (accuracy: mean over seeds).")
+flags.DEFINE_integer("rounds", 7, "Alternating latency rounds.")
+flags.DEFINE_integer("runs", 200, "Timed invocations per file per round.")
+flags.DEFINE_boolean("armsim", False, "Also count instructions on an emulated ARM core.")
+flags.DEFINE_string("armsim_dir", None, "Folder of armsim (default ../shared/armsim).")
+flags.DEFINE_string("out", None, "Markdown output (default by model).")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHODS = ("channel_str", "gmp_channel")
+
+
+def variants():
+    yield "dense", "dense", None
+    for target in (float(t) for t in FLAGS.targets):
+        for method in METHODS:
+            yield f"{method}@{target:.0%}", method, target
+
+
+def train(method, target, seed, data):
+    from examples.training import TrainConfig
+    from examples.training import run_training
+
+    config = TrainConfig(
+        model=FLAGS.model,
+        method=method,
+        target_sparsity=target,
+        epochs=FLAGS.epochs,
+        keep_dense=() if method == "dense" else ("logits",),
+        seed=seed,
+    )
+    return run_training(config, data)
+
+
+def widths(model):
+    import keras
+
+    return [
+        layer.filters if hasattr(layer, "filters") else layer.units
+        for layer in model.layers
+        if type(layer) in (keras.layers.Conv2D, keras.layers.Dense)
+    ]
+
+
+def main(argv):
+    del argv
+    import numpy as np
+
+    import keras_str
+    from examples.data import load_image_classification
+    from examples.data import normalize_images
+    from keras_str.io_utils import write_text_atomic
+
+    out = FLAGS.out or f"benchmarks/results/channel_pruning_{FLAGS.model}.md"
+    (x_train, y_train), (x_test, y_test) = load_image_classification("fashion_mnist")
+    data = ((normalize_images(x_train), y_train), (normalize_images(x_test), y_test))
+    names = [name for name, _, _ in variants()]
+    rows = {name: {"accuracy": [], "latency": [], "ratio": [], "insns": []} for name in names}
+    with tempfile.TemporaryDirectory() as workdir:
+        for seed in (int(s) for s in FLAGS.seeds):
+            paths = {}
+            for name, method, target in variants():
+                result = train(method, target, seed, data)
+                model = result.stripped
+                row = rows[name]
+                row["accuracy"].append(100 * result.test_accuracy)
+                row["params"] = model.count_params()
+                row["macs"] = result.report.totals["dense_macs"]
+                row["widths"] = widths(model)
+                path = os.path.join(workdir, f"{method}_{target}_{seed}.tflite")
+                keras_str.export_tflite(model, path)
+                paths[name] = path
+                print(f"seed {seed} {name}: {row['accuracy'][-1]:.2f} %, "
+                      f"{row['params']} params, {row['macs'] / 1e6:.3f} MMACs, "
+                      f"widths {row['widths']}", flush=True)
+            for _ in range(FLAGS.rounds):
+                times = {
+                    name: keras_str.time_tflite(paths[name], runs=FLAGS.runs)["median_ms"]
+                    for name in names
+                }
+                for name in names:
+                    rows[name]["latency"].append(times[name])
+                    rows[name]["ratio"].append(times[name] / times["dense"])
+            if FLAGS.armsim:
+                from benchmarks.tflite_sparse import armsim_instructions
+
+                armsim_dir = FLAGS.armsim_dir or os.path.join(ROOT, "..", "shared", "armsim")
+                counts = armsim_instructions([paths[n] for n in names], armsim_dir)
+                for name in names:
+                    count = counts.get(os.path.basename(paths[name]))
+                    rows[name]["insns"].append(count)
+
+    dense_accuracy = np.mean(rows["dense"]["accuracy"])
+    lines = [
+        f"| variant | test accuracy % (mean of {len(FLAGS.seeds)}) | vs dense | "
+        "params | MMACs / example | conv/dense widths | LiteRT x86 ms (median) | "
+        "latency / dense | ARM A76 instructions / dense |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    dense_insns = rows["dense"]["insns"]
+    for name in names:
+        row = rows[name]
+        insns = row["insns"]
+        insn_ratio = (
+            f"{statistics.median(a / b for a, b in zip(insns, dense_insns)):.3f}"
+            if insns and all(isinstance(v, int) for v in insns + dense_insns)
+            else "not run"
+        )
+        accuracy = np.mean(row["accuracy"])
+        lines.append(
+            f"| {name} | {accuracy:.2f} | {accuracy - dense_accuracy:+.2f} | "
+            f"{row['params']:,} | {row['macs'] / 1e6:.3f} | {row['widths']} | "
+            f"{statistics.median(row['latency']):.4f} | "
+            f"{statistics.median(row['ratio']):.3f} | {insn_ratio} |"
+        )
+    header = (
+        f"# Channel STR vs uniform L1 filter pruning (`benchmarks/channel_pruning.py`)\n\n"
+        f"{FLAGS.model} on Fashion-MNIST, {FLAGS.epochs} epochs, seeds {FLAGS.seeds}; "
+        "targets are shares of zero weights (the classifier stays dense); "
+        "`strip` removed the dead channels, so every file is a smaller dense "
+        f"model. LiteRT float32, one thread, batch 1, {FLAGS.rounds} alternating "
+        f"rounds of {FLAGS.runs} runs (ratios per round, then the median).\n\n"
+    )
+    table = header + "\n".join(lines) + "\n"
+    write_text_atomic(out, table)
+    print(table)
+
+
+if __name__ == "__main__":
+    app.run(main)

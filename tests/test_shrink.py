@@ -1,0 +1,276 @@
+"""Removing dead channels: a narrower model with the same outputs, or a clear reason."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_str
+from keras_str.transforms.shrink import removed_channels
+from tests.backend_utils import to_numpy
+
+layers = keras.layers
+
+
+def randomize(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape) for w in layer.get_weights()])
+        elif layer.weights:
+            layer.set_weights([rng.normal(scale=0.5, size=w.shape) for w in layer.get_weights()])
+
+
+def kill(model, name, channels, axis=-1, bias=None):
+    """Zeroes `channels` of a layer's kernel along `axis` (outputs by default)."""
+    layer = model.get_layer(name)
+    kernel = to_numpy(layer.kernel).copy()
+    index = [slice(None)] * kernel.ndim
+    index[axis] = channels
+    kernel[tuple(index)] = 0
+    layer.kernel.assign(kernel)
+    if bias is not None:
+        values = to_numpy(layer.bias).copy()
+        values[channels] = bias
+        layer.bias.assign(values)
+
+
+def assert_same_outputs(model, shrunk, shape, atol=1e-4):
+    x = np.random.default_rng(1).normal(size=(3,) + shape).astype("float32")
+    np.testing.assert_allclose(to_numpy(shrunk(x)), to_numpy(model(x)), atol=atol, rtol=1e-4)
+
+
+def widths(model):
+    return {
+        layer.name: (layer.units if hasattr(layer, "units") else layer.filters)
+        for layer in model.layers
+        if isinstance(layer, (layers.Dense, layers.Conv2D)) and not isinstance(
+            layer, layers.DepthwiseConv2D
+        )
+    }
+
+
+def test_dead_dense_units_go_and_their_constant_folds_into_the_next_bias():
+    model = keras.Sequential([
+        keras.Input((6,)),
+        layers.Dense(8, activation="relu", name="fc1"),
+        layers.Dense(5, activation="tanh", name="fc2"),
+        layers.Dense(3, name="out"),
+    ])
+    randomize(model)
+    # Dead units output relu(bias): 0.7 for unit 1 (a constant to fold), 0 for 4.
+    kill(model, "fc1", [1, 4], bias=[0.7, -0.2])
+    kill(model, "fc2", [2])
+    shrunk = keras_str.shrink_channels(model)
+    assert isinstance(shrunk, keras.Sequential)
+    assert widths(shrunk) == {"fc1": 6, "fc2": 4, "out": 3}
+    assert_same_outputs(model, shrunk, (6,))
+    assert shrunk.count_params() < model.count_params()
+    # The model it was given is not changed.
+    assert widths(model) == {"fc1": 8, "fc2": 5, "out": 3}
+
+
+def test_conv_batch_norm_pool_flatten_dense_chain():
+    inputs = keras.Input((10, 10, 2))
+    x = layers.Conv2D(6, 3, name="c1")(inputs)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(5, 1, name="c2")(x)  # 1x1 'valid': folds any constant
+    x = layers.Flatten()(x)
+    x = layers.Dense(4, name="fc")(x)
+    model = keras.Model(inputs, x)
+    randomize(model)
+    kill(model, "c1", [0, 3])
+    kill(model, "c2", [2])
+    shrunk = keras_str.shrink_channels(model)
+    assert widths(shrunk) == {"c1": 4, "c2": 4, "fc": 4}
+    assert shrunk.get_layer("bn").gamma.shape == (4,)
+    assert_same_outputs(model, shrunk, (10, 10, 2))
+
+
+def test_same_padding_keeps_a_nonzero_constant_and_says_why():
+    inputs = keras.Input((8, 8, 2))
+    x = layers.Conv2D(4, 3, padding="same", activation="relu", name="c1")(inputs)
+    x = layers.Conv2D(3, 3, padding="same", name="c2")(x)
+    model = keras.Model(inputs, layers.GlobalAveragePooling2D()(x))
+    randomize(model)
+    # Dead filter 0 outputs relu(0.5) = 0.5: a 'same' conv sees it vary at
+    # the borders (zero padding), so it stays. Filter 2 outputs relu(-1) = 0.
+    kill(model, "c1", [0, 2], bias=[0.5, -1.0])
+    with pytest.warns(UserWarning, match=r"c1: 1 of 2 .*'c2' \(Conv2D, padding 'same'\)"):
+        shrunk = keras_str.shrink_channels(model)
+    assert widths(shrunk) == {"c1": 3, "c2": 3}
+    assert_same_outputs(model, shrunk, (8, 8, 2))
+
+
+def test_a_dead_depthwise_filter_removes_its_channel_all_the_way_back():
+    # MobileNet's pattern: pw -> BN -> ReLU6 -> dw ('same') -> BN -> ReLU6 -> pw.
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 1, use_bias=False, name="pw1")(inputs)
+    x = layers.BatchNormalization(name="pw1_bn")(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    x = layers.BatchNormalization(name="dw_bn")(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.Conv2D(4, 1, use_bias=False, name="pw2")(x)
+    model = keras.Model(inputs, layers.GlobalAveragePooling2D()(x))
+    randomize(model)
+    kill(model, "dw", [1, 4], axis=-2)  # pw1's filters 1 and 4 are alive
+    shrunk = keras_str.shrink_channels(model)
+    assert widths(shrunk) == {"pw1": 4, "pw2": 4}
+    assert shrunk.get_layer("dw").kernel.shape == (3, 3, 4, 1)
+    # The dead channels' constant went into pw2's new bias.
+    assert shrunk.get_layer("pw2").use_bias
+    assert_same_outputs(model, shrunk, (8, 8, 3))
+
+
+def test_residual_add_removes_a_channel_only_where_every_branch_can_lose_it():
+    inputs = keras.Input((6, 6, 2))
+    a = layers.Conv2D(5, 1, name="a")(inputs)
+    b = layers.Conv2D(5, 1, name="b")(inputs)
+    x = layers.Add()([a, b])
+    x = layers.Conv2D(3, 1, name="head")(x)
+    model = keras.Model(inputs, layers.Flatten()(x))
+    randomize(model)
+    kill(model, "a", [0, 1])
+    kill(model, "b", [1, 3])  # channel 1 is dead on both branches
+    shrunk = keras_str.shrink_channels(model)
+    assert widths(shrunk) == {"a": 4, "b": 4, "head": 3}
+    assert_same_outputs(model, shrunk, (6, 6, 2))
+
+
+def test_concatenate_keeps_each_input_offset():
+    inputs = keras.Input((5,))
+    a = layers.Dense(4, name="a")(inputs)
+    b = layers.Dense(3, name="b")(inputs)
+    x = layers.Concatenate()([a, b])
+    model = keras.Model(inputs, layers.Dense(2, name="head")(x))
+    randomize(model)
+    kill(model, "a", [3])
+    kill(model, "b", [0, 2])
+    shrunk = keras_str.shrink_channels(model)
+    assert widths(shrunk) == {"a": 3, "b": 1, "head": 2}
+    assert_same_outputs(model, shrunk, (5,))
+
+
+def test_outputs_unknown_layers_and_inputs_keep_their_channels():
+    inputs = keras.Input((6,))
+    x = layers.Dense(4, name="a")(inputs)
+    x = layers.Reshape((2, 2))(x)
+    x = layers.Flatten()(x)
+    model = keras.Model(inputs, layers.Dense(3, name="out")(x))
+    randomize(model)
+    kill(model, "a", [1])
+    kill(model, "out", [0])
+    with pytest.warns(UserWarning, match="Reshape layer"):
+        shrunk = keras_str.shrink_channels(model)
+    assert shrunk is model
+    assert removed_channels(model) == {}
+
+
+def test_a_layer_keeps_at_least_one_channel():
+    model = keras.Sequential([
+        keras.Input((4,)),
+        layers.Dense(3, activation="relu", name="fc"),
+        layers.Dense(2, name="out"),
+    ])
+    randomize(model)
+    kill(model, "fc", [0, 1, 2])
+    shrunk = keras_str.shrink_channels(model)
+    assert widths(shrunk)["fc"] == 1
+    assert_same_outputs(model, shrunk, (4,))
+
+
+def test_strip_shrinks_channel_structured_models_by_default():
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        layers.Conv2D(8, 3, activation="relu", name="conv"),
+        layers.MaxPooling2D(),
+        layers.Flatten(),
+        layers.Dense(16, activation="relu", name="fc"),
+        layers.Dense(3, name="out"),
+    ])
+    method = keras_str.StructuredSTR(
+        "channel", target_sparsity=0.5, schedule=keras_str.PolynomialSchedule(0, 4)
+    )
+    sparse = keras_str.sparsify(model, method=method, keep_dense=["out"])
+    x = np.random.default_rng(0).normal(size=(32, 8, 8, 1)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 3, size=(32,))
+    sparse.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    sparse.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    plain = keras_str.strip(sparse, shrink=False)
+    shrunk = keras_str.strip(sparse)
+    assert widths(plain) == {"conv": 8, "fc": 16, "out": 3}
+    alive = {
+        name: int(np.any(to_numpy(plain.get_layer(name).kernel) != 0, axis=(0, 1, 2)[: len(
+            plain.get_layer(name).kernel.shape) - 1]).sum())
+        for name in ("conv", "fc")
+    }
+    assert alive["conv"] + alive["fc"] < 8 + 16
+    assert widths(shrunk) == {**alive, "out": 3}
+    np.testing.assert_allclose(to_numpy(shrunk(x)), to_numpy(sparse(x)), atol=1e-4)
+    # Weight-level methods keep the architecture.
+    unstructured = keras_str.sparsify(
+        model, method=keras_str.ST3(0.5, keras_str.PolynomialSchedule(0, 4))
+    )
+    assert widths(keras_str.strip(unstructured)) == widths(plain)
+
+
+def test_strip_shrink_argument_is_checked():
+    model = keras.Sequential([keras.Input((3,)), keras_str.STRDense(2)])
+    with pytest.raises(ValueError, match="shrink='yes'"):
+        keras_str.strip(model, shrink="yes")
+
+
+def test_gmp_channel_structure_prunes_whole_filters_uniformly():
+    model = keras.Sequential([
+        keras.Input((6, 6, 2)),
+        layers.Conv2D(10, 3, name="conv"),
+        layers.Flatten(),
+        layers.Dense(3, name="out"),
+    ])
+    method = keras_str.GMP(
+        0.6, keras_str.PolynomialSchedule(0, 2), frequency=1, structure="channel"
+    )
+    sparse = keras_str.sparsify(model, method=method, keep_dense=["out"])
+    x = np.random.default_rng(0).normal(size=(8, 6, 6, 2)).astype("float32")
+    sparse.compile("sgd", "mse")
+    sparse.fit(x, np.zeros((8, 3)), batch_size=4, epochs=2, verbose=0)
+    kernel = to_numpy(sparse.get_layer("conv").thresholded_kernel())
+    alive = np.any(kernel != 0, axis=(0, 1, 2))
+    assert alive.sum() == 4
+    # The kept filters are the largest by L1 norm of the raw kernel.
+    norms = np.abs(to_numpy(sparse.get_layer("conv").raw_kernel)).sum(axis=(0, 1, 2))
+    assert set(np.flatnonzero(alive)) == set(np.argsort(norms)[-4:])
+    assert widths(keras_str.strip(sparse))["conv"] == 4
+    config = method.get_config()
+    assert config["structure"] == "channel"
+    assert keras_str.GMP.from_config(config).structure == "channel"
+    with pytest.raises(ValueError, match="structure='filter'"):
+        keras_str.GMP(0.5, keras_str.PolynomialSchedule(0, 2), structure="filter")
+
+
+@pytest.mark.tensorflow
+def test_shrunk_model_exports_smaller_with_the_same_outputs(tmp_path):
+    inputs = keras.Input((12, 12, 1))
+    x = layers.Conv2D(16, 3, activation="relu", name="c1")(inputs)
+    x = layers.Conv2D(16, 3, activation="relu", name="c2")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, layers.Dense(4, name="out")(x))
+    randomize(model)
+    kill(model, "c1", list(range(8)))
+    kill(model, "c2", list(range(0, 16, 2)))
+    shrunk = keras_str.shrink_channels(model)
+    before = keras_str.export_tflite(model, tmp_path / "before.tflite")
+    after = keras_str.export_tflite(shrunk, tmp_path / "after.tflite")
+    assert after.size_bytes < before.size_bytes
+    x = np.random.default_rng(0).normal(size=(2, 12, 12, 1)).astype("float32")
+    np.testing.assert_allclose(
+        keras_str.predict_tflite(tmp_path / "after.tflite", x), to_numpy(model(x)), atol=1e-4
+    )
+    reloaded_path = tmp_path / "shrunk.keras"
+    shrunk.save(reloaded_path)
+    reloaded = keras.saving.load_model(reloaded_path)
+    np.testing.assert_allclose(to_numpy(reloaded(x)), to_numpy(model(x)), atol=1e-4)
