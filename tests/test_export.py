@@ -255,3 +255,40 @@ def test_a_sparse_file_is_never_larger_than_the_plain_one(tmp_path):
     assert os.path.getsize(path) == report.size_bytes
     assert "(every tensor)" in report.stored_dense
     assert keras_str.predict_tflite(path, ids[:8]).shape == (8, 4)
+
+
+def test_each_layer_says_what_the_runtime_does_with_its_zeros(tmp_path):
+    # Blocks stay sparse; random zeros are densified (or stored dense).
+    blocks = keras_str.export_tflite(block_sparse_mlp(16), tmp_path / "blocks.tflite")
+    assert blocks.layer_runtime
+    assert all("sparse FULLY_CONNECTED kernel (blocks 4)" in text
+               for text in blocks.layer_runtime.values()), blocks.layer_runtime
+    cnn = sparse_cnn(0.8)
+    report = keras_str.export_tflite(cnn, tmp_path / "cnn.tflite")
+    kernel_layers = [layer.name for layer in cnn.layers if layer.weights]
+    assert list(report.layer_runtime) == kernel_layers
+    assert not any("skipped" in text for text in report.layer_runtime.values())
+    assert "per layer:" in report.summary()
+    assert report.to_dict()["layer_runtime"] == report.layer_runtime
+
+
+def test_channels_removed_by_strip_are_named_per_layer(tmp_path):
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(32, activation="relu", name="fc"),
+        keras.layers.Dense(4, name="out"),
+    ])
+    method = keras_str.StructuredSTR(
+        "channel", target_sparsity=0.5, schedule=keras_str.PolynomialSchedule(0, 2))
+    sparse = keras_str.sparsify(model, method=method, keep_dense=["out"])
+    sparse.compile("adam", "mse")
+    x = np.random.default_rng(0).normal(size=(16, 8, 8, 1)).astype("float32")
+    sparse.fit(x, np.zeros((16, 4)), batch_size=4, verbose=0)
+    report = keras_str.export_tflite(sparse, tmp_path / "shrunk.tflite")
+    removed = [text for text in report.layer_runtime.values() if "removed by strip" in text]
+    assert removed, report.layer_runtime
+    np.testing.assert_allclose(
+        keras_str.predict_tflite(tmp_path / "shrunk.tflite", x),
+        keras.ops.convert_to_numpy(sparse(x)), atol=1e-4)

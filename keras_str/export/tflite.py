@@ -13,9 +13,12 @@ from keras_str.io_utils import atomic_path
 from keras_str.layers.registry import is_sparse_layer as is_str_layer
 from keras_str.export.litert import LiteRTError
 from keras_str.export.litert import run_tflite
+from keras_str.layers.registry import is_kernel_layer
 from keras_str.layers.registry import iter_layers
+from keras_str.layers.registry import raw_kernel_variable
 from keras_str.export.flatbuffer import inspect_tflite
 from keras_str.export.flatbuffer import store_dense
+from keras_str.export.runtime import layer_runtime
 from keras_str.export.xnnpack_rules import check_xnnpack_sparse
 from keras_str.transforms.cloning import clone_with
 from keras_str.transforms.cloning import copy_all_weights
@@ -52,6 +55,7 @@ class ExportReport:
     stored_dense: dict
     xnnpack: object
     max_difference: float
+    layer_runtime: dict = dataclasses.field(default_factory=dict)
 
     @property
     def size_ratio(self):
@@ -125,6 +129,7 @@ class ExportReport:
             },
             "max_difference_vs_non_sparse_file": self.max_difference,
             "runtime_note": self.runtime_note,
+            "layer_runtime": dict(self.layer_runtime),
         }
 
     def summary(self):
@@ -146,6 +151,12 @@ class ExportReport:
             lines.append(f"  stored dense: {name[:48]} ({reason})")
         lines.append(self.runtime_note)
         lines.append(self.xnnpack.summary())
+        if self.layer_runtime:
+            lines.append("per layer:")
+            width = max(len(name) for name in self.layer_runtime)
+            lines.extend(
+                f"  {name:{width}s}  {text}" for name, text in self.layer_runtime.items()
+            )
         return "\n".join(lines)
 
 
@@ -247,10 +258,18 @@ def export_tflite(
         if representative_data is None
         else _representative_samples(model, representative_data)
     )
+    removed_channels = {}
     if any(is_str_layer(layer) for layer in iter_layers(model)):
         from keras_str.transforms.strip import strip
 
+        before = _output_widths(model)
         model = strip(model)
+        after = _output_widths(model)
+        removed_channels = {
+            name: (width - after[name], width)
+            for name, width in before.items()
+            if name in after and after[name] < width
+        }
     model = _unrolled(as_float32(model))
     check_inputs = _check_inputs(model, samples)
     samples = None if samples is None else _calibration_batches(model, samples)
@@ -298,6 +317,7 @@ def export_tflite(
             f.write(content)
         run_tflite(tmp_path, check_inputs)
     inspection = inspect_tflite(content)
+    layer_names = [layer.name for layer in iter_layers(model)]
     return ExportReport(
         path=path,
         precision=precision,
@@ -309,7 +329,27 @@ def export_tflite(
         stored_dense=stored_dense,
         xnnpack=verdict,
         max_difference=difference,
+        layer_runtime=layer_runtime(
+            content,
+            layer_names,
+            verdict,
+            removed_channels,
+            [
+                (layer.name, tuple(raw_kernel_variable(layer).shape))
+                for layer in iter_layers(model)
+                if is_kernel_layer(layer)
+            ],
+        ),
     )
+
+
+def _output_widths(model):
+    """Output channels (filters, units) of each kernel layer, by name."""
+    return {
+        layer.name: getattr(layer, "filters", None) or getattr(layer, "units", None)
+        for layer in iter_layers(model)
+        if isinstance(getattr(layer, "filters", None) or getattr(layer, "units", None), int)
+    }
 
 
 def _with_input_graph(model, representative_data):

@@ -1,0 +1,112 @@
+"""What LiteRT does with each layer's zeros: the per-layer statement of `export_tflite`."""
+
+from keras_str.export.flatbuffer import buffer_values
+from keras_str.export.xnnpack_rules import _Graph
+
+# Ops whose second input is the layer's weights.
+_WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_3D",
+                 "TRANSPOSE_CONV", "BATCH_MATMUL")
+
+
+def layer_runtime(model_content, layer_names, verdict, removed_channels=None, kernel_layers=()):
+    """`{layer name: what the runtime does with its weights}` for a `.tflite`.
+
+    Reads the file: a weight tensor consumed in TFLite's sparse format runs
+    a sparse kernel (FULLY_CONNECTED with 1x4 / 1x16 blocks); one expanded
+    by DENSIFY at load is computed densely, except 1x1 convolutions of a
+    model XNNPACK's sparse inference accepts, which run sparse on ARM CPUs
+    (never on x86 with AVX); other weights are dense. Channels removed by
+    `keras_str.strip` (`removed_channels`, `{name: (removed, before)}`) are
+    named first: they cost nothing anywhere.
+
+    Args:
+        model_content: The `.tflite` bytes.
+        layer_names: The exported Keras model's layer names.
+        verdict: `check_xnnpack_sparse`'s verdict on the file.
+        removed_channels: Optional `{layer name: (removed, original)}`.
+        kernel_layers: `(name, kernel shape)` of the model's kernel layers,
+            in model order, to tell which op computes which layer.
+
+    Returns:
+        A dict, in the order the ops run.
+    """
+    graph = _Graph(model_content, layer_names)
+    weighted = [
+        (name, op) for name, op in graph.ops
+        if name in _WEIGHTED_OPS and op.inputs is not None and len(op.inputs) >= 2
+        and _is_constant(graph, int(op.inputs[1]))
+    ]
+    # Tensor names are ambiguous ("conv_1/" is the second call of "conv" or
+    # the layer "conv_1"): match each op to the next kernel layer in model
+    # order whose kernel has the same dimensions, names as a fallback.
+    unassigned = list(kernel_layers)
+    labels = []
+    for _, op in weighted:
+        dims = sorted(int(d) for d in graph.tensor(int(op.inputs[1])).shape)
+        match = next((k for k in unassigned if sorted(k[1]) == dims), None)
+        if match is not None:
+            unassigned.remove(match)
+            labels.append(match[0])
+        else:
+            labels.append(graph.label(op))
+    statements = {}
+    for (name, op), layer in zip(weighted, labels):
+        weights = int(op.inputs[1])
+        producer = graph.producer.get(weights)
+        densified = producer is not None and producer[0] == "DENSIFY"
+        tensor = graph.tensor(producer[1].inputs[0] if densified else weights)
+        zeros = _zero_fraction(graph, tensor)
+        kernel_shape = [int(d) for d in graph.tensor(weights).shape]
+        pointwise = name == "CONV_2D" and kernel_shape[1:3] == [1, 1]
+        if densified:
+            if pointwise and verdict.eligible:
+                text = (
+                    "stored sparse; on ARM, XNNPACK's sparse 1x1 convolution "
+                    "(SpMM) skips the zeros; on x86 (AVX) it is densified at "
+                    "load and runs dense"
+                )
+            else:
+                text = "stored sparse, densified at load: computed dense (smaller file, same speed)"
+        elif tensor.sparsity is not None:
+            encoding = _encoding(tensor)
+            text = f"sparse {name} kernel ({encoding}): the zeros are skipped on every CPU"
+        elif zeros is not None and zeros > 0:
+            text = f"dense ({100 * zeros:.0f} % zeros stored and computed)"
+        else:
+            text = "dense"
+        statements[layer] = (
+            f"{name}: {text}" if layer not in statements else statements[layer]
+        )
+    for layer, (removed, before) in (removed_channels or {}).items():
+        if removed:
+            prefix = f"{removed} of {before} output channels removed by strip"
+            statements[layer] = (
+                f"{prefix}; {statements[layer]}" if layer in statements else prefix
+            )
+    return statements
+
+
+def _is_constant(graph, index):
+    producer = graph.producer.get(index)
+    if producer is not None:
+        return producer[0] in ("DENSIFY", "DEQUANTIZE")
+    return buffer_values(graph.model, graph.tensor(index)) is not None or (
+        graph.tensor(index).sparsity is not None
+    )
+
+
+def _zero_fraction(graph, tensor):
+    if tensor.sparsity is not None:
+        return None
+    values = buffer_values(graph.model, tensor)
+    if values is None or values.size == 0:
+        return None
+    return float((values == 0).mean())
+
+
+def _encoding(tensor):
+    block_map = tensor.sparsity.blockMap
+    if block_map is None or len(block_map) == 0:
+        return "element-wise"
+    dims = tensor.sparsity.dimMetadata[-len(block_map):]
+    return "blocks " + "x".join(str(d.denseSize) for d in dims)
