@@ -264,3 +264,16 @@ def test_thin_layers_export_to_tflite(tmp_path):
     keras_str.export_tflite(plain, path)
     x = np.random.default_rng(0).normal(size=(5, 32)).astype("float32")
     np.testing.assert_allclose(keras_str.predict_tflite(path, x), to_numpy(plain(x)), atol=1e-5)
+
+
+def test_sparsify_shortcuts_keep_the_low_rank_method():
+    dense = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    sparse = keras_str.sparsify(
+        dense, method=keras_str.LowRankSTR(max_rank=2), threshold_init=-3.0,
+        weight_decay=1e-4)
+    method = sparse.layers[0].method
+    assert isinstance(method, keras_str.LowRankSTR)
+    assert (method.max_rank, method.threshold_init) == (2, -3.0)
+    with pytest.raises(ValueError, match="threshold_granularity"):
+        keras_str.sparsify(dense, method=keras_str.LowRankSTR(),
+                           threshold_granularity="channel")

@@ -11,7 +11,6 @@ from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import raw_kernel_variable
 from keras_str.layers.registry import spec_for_keras_layer
 from keras_str.layers.registry import weight_matrices
-from keras_str.methods import STR
 from keras_str.methods import copy_method
 from keras_str.methods import get_method
 from keras_str.training.weight_decay import apply_weight_decay
@@ -64,9 +63,11 @@ def sparsify(
             classifier.
         method: The sparsity method every new layer uses: `None` (plain
             STR), `keras_str.STR(target_sparsity, schedule)`,
-            `keras_str.ST3(...)` or `keras_str.GMP(...)`. The model gets
-            its own copy of it (find it as `layer.method`). The
-            `threshold_*` arguments configure STR only.
+            `keras_str.ST3(...)`, `keras_str.GMP(...)`,
+            `keras_str.StructuredSTR(...)` or `keras_str.LowRankSTR(...)`.
+            The model gets its own copy of it (find it as `layer.method`).
+            The `threshold_*` arguments override the settings of the
+            methods that learn a threshold (the STR family).
         in_place: For subclassed models (which have no graph to rebuild):
             `True` replaces their layers inside `model` itself, wherever the
             model or its layers hold them (attributes and lists), and returns
@@ -152,14 +153,22 @@ def _model_method(method, **str_settings):
     method = copy_method(get_method(method))
     if not given:
         return method
-    if not isinstance(method, STR):
+    received = ", ".join(f"{k}={v!r}" for k, v in given.items())
+    if not method.learns_threshold:
         raise ValueError(
             f"{', '.join(sorted(given))} configure STR only; "
             f"{type(method).__name__} has no learned threshold. Received: "
-            + ", ".join(f"{k}={v!r}" for k, v in given.items())
-            + f", method={method!r}"
+            f"{received}, method={method!r}"
         )
-    return STR(**{**method.get_config(), **given})
+    config = method.get_config()
+    unknown = sorted(set(given) - set(config))
+    if unknown:
+        raise ValueError(
+            f"{type(method).__name__} has no setting {', '.join(unknown)}. "
+            f"Received: {received}, method={method!r}"
+        )
+    # The method's own class: StructuredSTR and LowRankSTR keep their settings.
+    return type(method).from_config({**config, **given})
 
 
 def _copy_into_str(dense_layer, str_layer):
