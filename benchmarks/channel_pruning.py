@@ -1,17 +1,19 @@
 """Channel STR against uniform L1 filter pruning: accuracy vs real latency.
 
-    python -m benchmarks.channel_pruning [--model small_cnn] [--targets 0.5,0.75]
+    python -m benchmarks.channel_pruning [--model small_cnn] [--str_targets 0.5,0.75]
+        [--l1_targets 0.3,0.5]
         [--epochs 8] [--seeds 0] [--rounds 7] [--armsim]
         [--out benchmarks/results/channel_pruning_small_cnn.md]
 
 Trains the model on Fashion-MNIST (Debian's offline copy) dense, with
-targeted channel STR (`keras_str.StructuredSTR("channel")`: filters and
-units thresholded by their RMS, one learned threshold per layer and a
-global target) and with uniform L1-norm filter pruning
+targeted channel STR (`keras_str.StructuredSTR("channel", scope="sigma",
+budget="macs")`: filters and units thresholded by their RMS relative to the
+layer's initial scale, one learned threshold per layer, a global target in
+multiply-adds) and with uniform L1-norm filter pruning
 (`keras_str.GMP(..., structure="channel")`: every layer loses the same share
-of its filters, smallest L1 norm first, gradually), at each target share
-of weights, same recipe and seeds (`examples.training`); the classifier stays
-dense. `keras_str.strip` then removes the dead channels
+of its filters, smallest L1 norm first, gradually), pairs of targets chosen to
+land near the same MACs, same recipe and seeds (`examples.training`); the
+classifier stays dense. `keras_str.strip` then removes the dead channels
 (`keras_str.shrink_channels`), so each model is a smaller *dense* model.
 Each is exported as float32 `.tflite` and timed in LiteRT on this CPU (one
 thread, batch 1), all files in turn for `--rounds` rounds; latency is the
@@ -32,7 +34,13 @@ from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "small_cnn", "Example model (a CNN).")
-flags.DEFINE_list("targets", ["0.5", "0.75"], "Target shares of zero weights.")
+flags.DEFINE_list(
+    "str_targets", ["0.5", "0.75"],
+    "Channel STR targets: shares of the dense MACs to remove (budget='macs', scope='sigma').")
+flags.DEFINE_list(
+    "l1_targets", ["0.3", "0.5"],
+    "Uniform L1 filter pruning: share of each layer's channels (0.3 keeps ~49 % of a "
+    "conv's MACs, 0.5 ~25 %).")
 flags.DEFINE_integer("epochs", 8, "Training epochs.")
 flags.DEFINE_list("seeds", ["0"], "Seeds (accuracy: mean over seeds).")
 flags.DEFINE_integer("rounds", 7, "Alternating latency rounds.")
@@ -42,14 +50,13 @@ flags.DEFINE_string("armsim_dir", None, "Folder of armsim (default ../shared/arm
 flags.DEFINE_string("out", None, "Markdown output (default by model).")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("channel_str", "gmp_channel")
 
 
 def variants():
     yield "dense", "dense", None
-    for target in (float(t) for t in FLAGS.targets):
-        for method in METHODS:
-            yield f"{method}@{target:.0%}", method, target
+    for str_target, l1_target in zip(FLAGS.str_targets, FLAGS.l1_targets):
+        yield f"channel_str@{float(str_target):.0%} MACs", "channel_str", float(str_target)
+        yield f"l1_filters@{float(l1_target):.0%}", "gmp_channel", float(l1_target)
 
 
 def train(method, target, seed, data):
@@ -62,6 +69,8 @@ def train(method, target, seed, data):
         target_sparsity=target,
         epochs=FLAGS.epochs,
         keep_dense=() if method == "dense" else ("logits",),
+        st3_scope="sigma" if method == "channel_str" else "global",
+        budget="macs" if method == "channel_str" else "weights",
         seed=seed,
     )
     return run_training(config, data)
@@ -102,7 +111,7 @@ def main(argv):
                 row["params"] = model.count_params()
                 row["macs"] = result.report.totals["dense_macs"]
                 row["widths"] = widths(model)
-                path = os.path.join(workdir, f"{method}_{target}_{seed}.tflite")
+                path = os.path.join(workdir, f"{method}_{target}_{seed}.tflite".replace("None", "dense"))
                 keras_str.export_tflite(model, path)
                 paths[name] = path
                 print(f"seed {seed} {name}: {row['accuracy'][-1]:.2f} %, "
@@ -151,7 +160,8 @@ def main(argv):
     header = (
         f"# Channel STR vs uniform L1 filter pruning (`benchmarks/channel_pruning.py`)\n\n"
         f"{FLAGS.model} on Fashion-MNIST, {FLAGS.epochs} epochs, seeds {FLAGS.seeds}; "
-        "targets are shares of zero weights (the classifier stays dense); "
+        "channel STR targets are shares of the dense MACs removed, L1 targets "
+        "shares of each layer's channels (the classifier stays dense); "
         "`strip` removed the dead channels, so every file is a smaller dense "
         f"model. LiteRT float32, one thread, batch 1, {FLAGS.rounds} alternating "
         f"rounds of {FLAGS.runs} runs (ratios per round, then the median).\n\n"

@@ -41,6 +41,7 @@ class TrainConfig:
     block_size: int = 4
     block_axis: str = "input"
     st3_scope: str = "global"
+    budget: str = "weights"
     st3_rescale: bool = False
     gmp_frequency: int = 100
     update_frequency: int = 1
@@ -173,6 +174,8 @@ def sparsity_method(config, num_examples):
             schedule=sparsity_schedule(config, num_examples) if targeted else None,
             frequency=config.update_frequency,
             threshold_init=config.threshold_init,
+            scope=config.st3_scope,
+            budget=config.budget,
         )
     if config.method == "st3":
         return keras_str.ST3(

@@ -72,7 +72,7 @@ def test_a_target_is_reached_in_the_train_step(structure):
         keras_str.STRDense(8, method=method),
     ])
     torch = keras.backend.backend() == "torch"  # one step per execution there
-    model.compile(keras.optimizers.Adam(1e-2), "mse",
+    model.compile(keras.optimizers.Adam(1e-3), "mse",
                   steps_per_execution=1 if torch else 4, jit_compile=not torch)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 16)).astype("float32"), rng.normal(size=(64, 8)).astype("float32")
@@ -161,3 +161,49 @@ def test_block_sparse_dense_layers_stay_sparse_in_litert(tmp_path):
     assert report.densify_ops == 0
     np.testing.assert_allclose(
         keras_str.predict_tflite(path, x), to_numpy(keras_str.strip(model)(x)), atol=1e-4)
+
+
+@pytest.mark.parametrize("scope", ["global", "sigma"])
+def test_sigma_scope_judges_each_layer_against_its_initial_scale(scope):
+    method = keras_str.StructuredSTR(
+        "channel", target_sparsity=0.5, schedule=keras_str.ConstantSchedule(), scope=scope)
+    wide = keras_str.STRDense(32, method=method, kernel_initializer=keras.initializers.RandomNormal(stddev=1.0))
+    narrow = keras_str.STRDense(32, method=method, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01))
+    wide.build((None, 16))
+    narrow.build((None, 32))
+    fractions = method.final_layer_sparsity(method.layers)
+    if scope == "global":
+        # One RMS scale: all the zeros land in the layer initialised 100x smaller.
+        assert fractions[narrow.name] == 0.75 and fractions[wide.name] == 0.0
+    else:
+        assert 0.2 < fractions[narrow.name] < 0.8 and 0.2 < fractions[wide.name] < 0.8
+        # The threshold a layer computes with is sigma_l * g(s).
+        np.testing.assert_allclose(
+            to_numpy(method.threshold(narrow)), 0.01 * np.exp(-10.0), rtol=1e-5)
+    with pytest.raises(ValueError, match="scope='local'"):
+        keras_str.StructuredSTR("channel", scope="local")
+
+
+def test_rescale_keeps_each_layers_kept_magnitude():
+    # Targeted methods rescale by default: a threshold at the target quantile
+    # would otherwise shrink every kept group (group norms are much alike).
+    targeted = keras_str.StructuredSTR(
+        "channel", target_sparsity=0.5, schedule=keras_str.ConstantSchedule())
+    assert targeted.rescale and not keras_str.StructuredSTR("channel").rescale
+    layer = keras_str.STRDense(8, method=keras_str.StructuredSTR(
+        "channel", threshold_init=np.log(0.9), rescale=True))
+    layer.build((None, 16))
+    rng = np.random.default_rng(0)
+    w = (rng.normal(size=(16, 8)) * np.linspace(0.5, 1.5, 8)).astype("float32")
+    layer.raw_kernel.assign(w)
+    kernel = to_numpy(layer.thresholded_kernel())
+    kept = np.any(kernel != 0, axis=0)
+    assert 0 < kept.sum() < 8
+    np.testing.assert_allclose(np.abs(kernel).sum(), np.abs(w[:, kept]).sum(), rtol=1e-5)
+    # Within the layer, soft-thresholding's ordering stays: a kept unit's
+    # factor grows with its RMS.
+    rms = np.sqrt(np.mean(w**2, axis=0))
+    factors = np.abs(kernel).sum(axis=0)[kept] / np.abs(w).sum(axis=0)[kept]
+    assert np.all(np.diff(factors[np.argsort(rms[kept])]) > 0)
+    with pytest.raises(ValueError, match="rescale='yes'"):
+        keras_str.StructuredSTR("channel", rescale="yes")

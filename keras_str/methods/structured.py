@@ -15,6 +15,7 @@ from keras_str.ops import group_soft_threshold
 
 STRUCTURES = ("channel", "block")
 BLOCK_AXES = ("input", "output")
+SCOPES = ("global", "sigma")
 # Keeps the norm's gradient finite for a group of zeros.
 _NORM_EPSILON = 1e-12
 
@@ -52,6 +53,18 @@ class StructuredSTR(STR):
             threshold_regularizer, budget: As in `keras_str.STR`.
         threshold_fn: `"exp"` (default, as the paper for structured
             sparsity), `"sigmoid"` or a callable.
+        scope: `"global"` (default: thresholds compare group RMS values
+            directly) or `"sigma"` (relative to the standard deviation each
+            layer's kernel initializer draws with, as ST-3-sigma: layers
+            initialised at different scales, e.g. depthwise 3x3 filters and
+            1x1 convolutions, are pruned on one footing; the threshold a
+            layer computes with is `sigma_l * g(s)`).
+        rescale: Scale each layer's kept groups by `sum|W_kept| /
+            sum|W_effective|` (no gradient through the factor), so that
+            soft-thresholding does not shrink the layer's output. Group
+            norms are much alike, so a threshold at a target quantile
+            shrinks every kept group nearly to zero: targeted training
+            without it collapses. `None` (default): on with a target.
         threshold_granularity: `"layer"` (default) or `"channel"` (one
             threshold per output channel).
 
@@ -77,7 +90,14 @@ class StructuredSTR(STR):
         threshold_granularity="layer",
         threshold_regularizer=None,
         budget="weights",
+        scope="global",
+        rescale=None,
     ):
+        if scope not in SCOPES:
+            raise ValueError(
+                f"Invalid value for argument `scope`. Expected one of "
+                f"{SCOPES}. Received: scope={scope!r}"
+            )
         if structure not in STRUCTURES:
             raise ValueError(
                 f"Invalid value for argument `structure`. Expected one of "
@@ -111,20 +131,41 @@ class StructuredSTR(STR):
         self.structure = structure
         self.block_size = block_size
         self.block_axis = block_axis
+        self.scope = scope
+        if rescale not in (None, True, False):
+            raise ValueError(
+                "Invalid value for argument `rescale`. Expected None, True or "
+                f"False. Received: rescale={rescale!r}"
+            )
+        self.rescale = self.scheduled if rescale is None else rescale
 
     def build(self, layer):
         self._block_axis_of(layer)  # fails early for a layer it cannot group
         return super().build(layer)
 
+    def _sigma(self, layer):
+        return layer.kernel_spec.scale(layer) if self.scope == "sigma" else 1.0
+
+    def threshold(self, layer):
+        return super().threshold(layer) * self._sigma(layer)
+
     def effective_kernel(self, layer, kernel):
-        return group_soft_threshold(
-            kernel, self.threshold(layer), self.group_norms(layer, kernel)
-        )
+        norms = self.group_norms(layer, kernel)
+        thresholded = group_soft_threshold(kernel, self.threshold(layer), norms)
+        if not self.rescale:
+            return thresholded
+        magnitude = ops.abs(kernel)
+        kept = ops.sum(ops.where(thresholded != 0, magnitude, 0.0))
+        shrunk = ops.sum(ops.abs(thresholded))
+        scale = ops.where(shrunk > 0, kept / ops.maximum(shrunk, 1e-12), 1.0)
+        return thresholded * ops.stop_gradient(scale)
 
     def _magnitude(self, layer):
-        # A group is pruned as a whole: each weight carries its group's norm.
+        # A group is pruned as a whole: each weight carries its group's RMS,
+        # in units of the layer's sigma (what `g(s)` is compared with).
         kernel = ops.convert_to_tensor(layer.raw_kernel)
-        return ops.broadcast_to(self.group_norms(layer, kernel), kernel.shape)
+        norms = self.group_norms(layer, kernel) / self._sigma(layer)
+        return ops.broadcast_to(norms, kernel.shape)
 
     def group_norms(self, layer, kernel):
         """Each weight's group RMS (norm / sqrt(group size)), broadcastable to `kernel`."""
@@ -157,6 +198,8 @@ class StructuredSTR(STR):
             "structure": self.structure,
             "block_size": self.block_size,
             "block_axis": self.block_axis,
+            "scope": self.scope,
+            "rescale": self.rescale,
             **super().get_config(),
         }
 
