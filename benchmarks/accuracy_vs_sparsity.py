@@ -24,6 +24,9 @@ Rows:
   per-channel rescaling (the recipe the README recommends).
 - `gmp_tfmot_nowd`: tfmot's GMP without weight decay (how tfmot is commonly
   run; not part of the default sweep).
+- `st3_sigma_rescale_macs`, `str_macs`: the same methods with a MACs budget
+  (`budget="macs"`): the target is the share of the dense multiply-adds
+  removed, not of the weights (not part of the default sweep).
 """
 
 import json
@@ -73,7 +76,7 @@ flags.DEFINE_boolean(
 PLAIN_STR_LAMBDA = {0.9: 3.3e-3, 0.95: 4.4e-3, 0.98: 6.6e-3, 0.99: 9.1e-3}
 
 SPARSE_METHODS = ("str_plain", "str", "st3", "st3_sigma_rescale", "gmp", "gmp_tfmot",
-                  "gmp_tfmot_nowd", "str_budget_gmp")
+                  "gmp_tfmot_nowd", "str_budget_gmp", "st3_sigma_rescale_macs", "str_macs")
 
 
 def run_key(model, method, target, seed):
@@ -94,6 +97,11 @@ def make_config(model, method, target, seed, epochs, budget=None):
     if method == "st3_sigma_rescale":
         return TrainConfig(method="st3", target_sparsity=target, st3_scope="sigma",
                            st3_rescale=True, **common)
+    if method == "st3_sigma_rescale_macs":
+        return TrainConfig(method="st3", target_sparsity=target, st3_scope="sigma",
+                           st3_rescale=True, budget="macs", **common)
+    if method == "str_macs":
+        return TrainConfig(method="str", target_sparsity=target, budget="macs", **common)
     if method == "gmp_tfmot_nowd":
         common["weight_decay"] = 0.0
         return TrainConfig(method="gmp_tfmot", target_sparsity=target, **common)

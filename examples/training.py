@@ -154,6 +154,7 @@ def sparsity_method(config, num_examples):
             sparsity_schedule(config, num_examples),
             frequency=config.update_frequency,
             threshold_init=config.threshold_init,
+            budget=config.budget,
         )
     if config.method == "block_str":
         targeted = config.target_sparsity is not None
@@ -184,6 +185,7 @@ def sparsity_method(config, num_examples):
             scope=config.st3_scope,
             rescale=config.st3_rescale,
             frequency=config.update_frequency,
+            budget=config.budget,
         )
     if config.method == "gmp":
         return keras_str.GMP(

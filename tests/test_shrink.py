@@ -274,3 +274,37 @@ def test_shrunk_model_exports_smaller_with_the_same_outputs(tmp_path):
     shrunk.save(reloaded_path)
     reloaded = keras.saving.load_model(reloaded_path)
     np.testing.assert_allclose(to_numpy(reloaded(x)), to_numpy(model(x)), atol=1e-4)
+
+
+APPLICATIONS = {
+    "MobileNet": lambda: keras.applications.MobileNet(
+        weights=None, input_shape=(96, 96, 3), alpha=0.25),
+    "MobileNetV2": lambda: keras.applications.MobileNetV2(
+        weights=None, input_shape=(96, 96, 3), alpha=0.35),
+    "ResNet50": lambda: keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3)),
+    "DenseNet121": lambda: keras.applications.DenseNet121(weights=None, input_shape=(64, 64, 3)),
+    "EfficientNetB0": lambda: keras.applications.EfficientNetB0(
+        weights=None, input_shape=(64, 64, 3)),
+}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=() if name == "MobileNet" else pytest.mark.slow)
+    for name in APPLICATIONS
+])
+def test_applications_shrink_exactly(name):
+    # 30 % of every conv's filters (depthwise: channels) dead at random:
+    # whatever can go goes, and the outputs do not change.
+    model = APPLICATIONS[name]()
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if type(layer) in (layers.Conv2D, layers.DepthwiseConv2D):
+            axis = -2 if isinstance(layer, layers.DepthwiseConv2D) else -1
+            dead = rng.random(layer.kernel.shape[axis]) < 0.3
+            kill(model, layer.name, dead, axis=axis)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the kept channels are listed
+        shrunk = keras_str.shrink_channels(model, check=False)
+    assert shrunk.count_params() < 0.95 * model.count_params()
+    x = rng.normal(size=(2,) + model.input_shape[1:]).astype("float32")
+    np.testing.assert_allclose(to_numpy(shrunk(x)), to_numpy(model(x)), atol=1e-6)
