@@ -126,7 +126,7 @@ def main(argv):
                     rows[name]["latency"].append(times[name])
                     rows[name]["ratio"].append(times[name] / times["dense"])
             if FLAGS.armsim:
-                from benchmarks.tflite_sparse import armsim_instructions
+                from benchmarks.armsim import armsim_instructions
 
                 armsim_dir = FLAGS.armsim_dir or os.path.join(ROOT, "..", "shared", "armsim")
                 counts = armsim_instructions([paths[n] for n in names], armsim_dir)

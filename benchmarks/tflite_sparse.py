@@ -25,8 +25,8 @@ import contextlib
 import io
 import json
 import os
-import re
-import subprocess
+
+from benchmarks.armsim import armsim_instructions
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -174,22 +174,6 @@ def interleaved_medians(dense_path, sparse_path, runs, rounds=5):
         float(np.median(medians[dense_path])),
         float(np.median(medians[sparse_path])),
     )
-
-
-def armsim_instructions(paths, armsim_dir):
-    script = os.path.join(armsim_dir, "measure.sh")
-    result = subprocess.run(
-        ["bash", script, "-c", "a76", "-n", "3", *paths],
-        capture_output=True, text=True, timeout=1800,
-    )
-    counts = {}
-    for line in result.stdout.splitlines():
-        match = re.match(r"cortex-a76 (\S+) insns_per_invoke=(\d+)", line)
-        if match:
-            counts[match.group(1)] = int(match.group(2))
-        elif "FAILED" in line:
-            counts[line.split()[1]] = line
-    return counts
 
 
 def main(argv):

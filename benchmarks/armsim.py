@@ -1,0 +1,25 @@
+"""Instructions per inference of `.tflite` files on an emulated ARM64 core (`../shared/armsim`)."""
+
+import os
+import re
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DIR = os.path.join(ROOT, "..", "shared", "armsim")
+
+
+def armsim_instructions(paths, armsim_dir=None, core="a76", repeats=3):
+    """`{file name: instructions per invoke}` (or the failure line) per path."""
+    script = os.path.join(armsim_dir or DEFAULT_DIR, "measure.sh")
+    result = subprocess.run(
+        ["bash", script, "-c", core, "-n", str(repeats), *paths],
+        capture_output=True, text=True, timeout=1800,
+    )
+    counts = {}
+    for line in result.stdout.splitlines():
+        match = re.match(r"cortex-\S+ (\S+) insns_per_invoke=(\d+)", line)
+        if match:
+            counts[match.group(1)] = int(match.group(2))
+        elif "FAILED" in line:
+            counts[line.split()[1]] = line
+    return counts
