@@ -277,3 +277,19 @@ def test_sparsify_shortcuts_keep_the_low_rank_method():
     with pytest.raises(ValueError, match="threshold_granularity"):
         keras_str.sparsify(dense, method=keras_str.LowRankSTR(),
                            threshold_granularity="channel")
+
+
+def test_report_shows_the_rank_and_what_strip_deploys():
+    method = keras_str.LowRankSTR(max_rank=3)
+    model = keras.Sequential([
+        keras.Input((20,)),
+        keras_str.STRDense(30, method=method, name="low"),
+        keras.layers.Dense(2),
+    ])
+    row = keras_str.sparsity_report(model).rows[0]
+    assert (row.rank, row.full_rank) == (3, 3)
+    # Two thin layers: 3 x (20 + 30) weights instead of 20 x 30.
+    assert row.params == 600 and row.nonzeros == 150
+    assert "rank 3/3" in keras_str.sparsity_report(model).table()
+    plain = keras_str.strip(model)
+    assert plain.count_params() == 150 + 30 + 2 * 30 + 2

@@ -32,7 +32,10 @@ class LayerSparsity:
     a layer is dense: `"kept dense"` (a kernel layer keras-str can sparsify,
     left plain in a model that has sparse layers) or `"no sparse version"`
     (its matrices, e.g. an LSTM cell's, cannot be sparsified; `params`
-    counts its weights of rank 2 or more).
+    counts its weights of rank 2 or more). A low-rank layer
+    (`keras_str.LowRankSTR`) has `rank` (singular values kept) and
+    `full_rank`; its `nonzeros` are what `strip` deploys: the two thin
+    factors' weights when they are cheaper than the product.
     """
 
     name: str
@@ -44,6 +47,8 @@ class LayerSparsity:
     dense_macs: int | None
     sparse_macs: int | None
     note: str = ""
+    rank: int | None = None
+    full_rank: int | None = None
 
 
 @dataclasses.dataclass
@@ -91,7 +96,9 @@ class SparsityReport:
                     "-" if row.threshold is None else f"{row.threshold:.4g}",
                     _format_count(row.dense_macs),
                     _format_count(row.sparse_macs),
-                    row.note,
+                    row.note
+                    if row.rank is None
+                    else f"rank {row.rank}/{row.full_rank}" + (f"; {row.note}" if row.note else ""),
                 )
             )
         totals = self.totals
@@ -245,7 +252,8 @@ def _method_state(layer):
     return state + ([step] if step is not None else [])
 
 
-def _row(layer, params, nonzeros, threshold=None, positions=None, note=""):
+def _row(layer, params, nonzeros, threshold=None, positions=None, note="", rank=None,
+         full_rank=None):
     return LayerSparsity(
         name=layer.name,
         layer_class=layer.__class__.__name__,
@@ -256,6 +264,8 @@ def _row(layer, params, nonzeros, threshold=None, positions=None, note=""):
         dense_macs=None if positions is None else params * positions,
         sparse_macs=None if positions is None else nonzeros * positions,
         note=note,
+        rank=rank,
+        full_rank=full_rank,
     )
 
 
@@ -268,18 +278,31 @@ def _unsupported_row(layer, matrices):
 
 
 def _layer_row(layer):
+    rank = full_rank = None
     if isinstance(layer, SparseKernelLayer):
         kernel = keras.ops.convert_to_numpy(layer.thresholded_kernel())
+        nonzeros = int(np.count_nonzero(kernel))
         threshold = layer.threshold
         if threshold is not None:
             threshold = float(np.mean(keras.ops.convert_to_numpy(threshold)))
+        factors = layer.method.factors(layer)
+        if factors is not None:
+            left, right = factors
+            rank, full_rank = int(left.shape[1]), int(layer.method.full_rank(layer))
+            # What strip deploys: a Dense as two thin layers when cheaper.
+            thin = left.size + right.size
+            if layer.kernel_spec.keras_class is keras.layers.Dense and 0 < thin < kernel.size:
+                nonzeros = int(thin)
     else:
         kernel = keras.ops.convert_to_numpy(raw_kernel_variable(layer))
+        nonzeros = int(np.count_nonzero(kernel))
         threshold = None
     return _row(
         layer,
         int(kernel.size),
-        int(np.count_nonzero(kernel)),
+        nonzeros,
         threshold=threshold,
         positions=uses_per_weight(layer),
+        rank=rank,
+        full_rank=full_rank,
     )

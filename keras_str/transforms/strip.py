@@ -30,6 +30,10 @@ def strip(model, *, in_place=False, shrink=None):
     (for STR `sign(W) * relu(|W| - g(s))`): the pruned weights are exact
     zeros. Other layers are copied with their weights. The result predicts
     what the sparse model predicts, and saves and loads without keras-str.
+    A low-rank (`keras_str.LowRankSTR`) Dense that keeps rank r becomes
+    `Dense(r, use_bias=False)` then `Dense(units, ...)`, in a Sequential
+    named like the layer, when `r * (in + out) < in * out` (else one Dense
+    with the product); recurrent cells get the product.
 
     Args:
         model: A built model with sparse layers. Subclassed models need
