@@ -8,9 +8,9 @@ on ARM CPUs (never on x86 with AVX), and has kernels for nonzeros that come
 in blocks of 2 or 4 consecutive output channels sharing an input. Trains
 the XNNPACK-shaped MobileNetV1 (`examples.models.mobilenet_v1_xnnpack`,
 alpha 0.5, 32x32x3: Fashion-MNIST padded and repeated to three channels)
-dense, with targeted STR (unstructured zeros) and with targeted block STR
-(`StructuredSTR("block", block_size, block_axis="output")`) on the 1x1
-convolutions only (entry, depthwise and classifier stay dense, as XNNPACK's
+dense, with ST-3-sigma + rescale (unstructured zeros, the recommended recipe)
+and with targeted block STR (`StructuredSTR("block", block_size,
+block_axis="output", scope="sigma")`) on the 1x1 convolutions only (entry, depthwise and classifier stay dense, as XNNPACK's
 sparse path wants), same recipe and seed (`examples.training`). Each
 stripped model is exported as float32 `.tflite` and counted on an emulated
 Cortex-A76 (`../shared/armsim`, instructions per inference, one thread).
@@ -34,7 +34,7 @@ flags.DEFINE_string("armsim_dir", None, "Folder of armsim (default ../shared/arm
 flags.DEFINE_string("out", "benchmarks/results/xnnpack_blocks.md", "Markdown output.")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANTS = ("dense", "str", "block_str")
+VARIANTS = ("dense", "st3", "block_str")
 
 
 def as_rgb_32(images):
@@ -80,6 +80,10 @@ def main(argv):
                 epochs=FLAGS.epochs,
                 block_size=FLAGS.block_size,
                 block_axis="output",
+                # Layers initialised at different scales (64 to 512 inputs)
+                # share one target: judge them against their sigma.
+                st3_scope="sigma",
+                st3_rescale=True,
                 keep_dense=() if variant == "dense" else keep_dense,
                 seed=FLAGS.seed,
             )

@@ -166,6 +166,7 @@ def sparsity_method(config, num_examples):
             schedule=sparsity_schedule(config, num_examples) if targeted else None,
             frequency=config.update_frequency,
             threshold_init=config.threshold_init,
+            scope=config.st3_scope,
         )
     if config.method == "channel_str":
         targeted = config.target_sparsity is not None
