@@ -12,6 +12,11 @@ from tests.backend_utils import to_numpy
 
 layers = keras.layers
 
+# The graph rewrite itself is backend-agnostic; JAX runs these small models
+# eagerly (seconds each), so there only the depthwise chain and the
+# train -> strip checks run by default.
+graph_only = pytest.mark.slow if keras.backend.backend() == "jax" else lambda f: f
+
 
 def randomize(model, seed=0):
     rng = np.random.default_rng(seed)
@@ -51,6 +56,7 @@ def widths(model):
     }
 
 
+@graph_only
 def test_dead_dense_units_go_and_their_constant_folds_into_the_next_bias():
     model = keras.Sequential([
         keras.Input((6,)),
@@ -71,6 +77,7 @@ def test_dead_dense_units_go_and_their_constant_folds_into_the_next_bias():
     assert widths(model) == {"fc1": 8, "fc2": 5, "out": 3}
 
 
+@graph_only
 def test_conv_batch_norm_pool_flatten_dense_chain():
     inputs = keras.Input((10, 10, 2))
     x = layers.Conv2D(6, 3, name="c1")(inputs)
@@ -90,6 +97,7 @@ def test_conv_batch_norm_pool_flatten_dense_chain():
     assert_same_outputs(model, shrunk, (10, 10, 2))
 
 
+@graph_only
 def test_same_padding_keeps_a_nonzero_constant_and_says_why():
     inputs = keras.Input((8, 8, 2))
     x = layers.Conv2D(4, 3, padding="same", activation="relu", name="c1")(inputs)
@@ -126,6 +134,7 @@ def test_a_dead_depthwise_filter_removes_its_channel_all_the_way_back():
     assert_same_outputs(model, shrunk, (8, 8, 3))
 
 
+@graph_only
 def test_residual_add_removes_a_channel_only_where_every_branch_can_lose_it():
     inputs = keras.Input((6, 6, 2))
     a = layers.Conv2D(5, 1, name="a")(inputs)
@@ -141,6 +150,7 @@ def test_residual_add_removes_a_channel_only_where_every_branch_can_lose_it():
     assert_same_outputs(model, shrunk, (6, 6, 2))
 
 
+@graph_only
 def test_concatenate_keeps_each_input_offset():
     inputs = keras.Input((5,))
     a = layers.Dense(4, name="a")(inputs)
@@ -155,6 +165,7 @@ def test_concatenate_keeps_each_input_offset():
     assert_same_outputs(model, shrunk, (5,))
 
 
+@graph_only
 def test_outputs_unknown_layers_and_inputs_keep_their_channels():
     inputs = keras.Input((6,))
     x = layers.Dense(4, name="a")(inputs)
@@ -170,6 +181,7 @@ def test_outputs_unknown_layers_and_inputs_keep_their_channels():
     assert removed_channels(model) == {}
 
 
+@graph_only
 def test_a_layer_keeps_at_least_one_channel():
     model = keras.Sequential([
         keras.Input((4,)),
