@@ -132,6 +132,10 @@ def run_script(module, *args, timeout=600):
 
 @pytest.mark.skipif(not HAVE_FASHION_MNIST, reason="needs Debian's Fashion-MNIST")
 def test_train_script_writes_every_output(tmp_path):
+    train_script_run(tmp_path)
+
+
+def train_script_run(tmp_path):
     out = tmp_path / "run"
     result = run_script(
         "examples.train", "--model", "lenet_300_100", "--method", "st3",
@@ -151,8 +155,15 @@ def test_train_script_writes_every_output(tmp_path):
     reloaded = keras_str.load_model(str(out / "model.keras"))
     assert isinstance(reloaded.layers[1].method, keras_str.ST3)
     assert "test accuracy" in result.stdout
+    return out, report
 
-    # Budget transfer from that run's report into GMP.
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_FASHION_MNIST, reason="needs Debian's Fashion-MNIST")
+def test_train_script_transfers_a_budget_from_a_report(tmp_path):
+    # The same transfer runs in-process by default
+    # (test_budget_transfer_through_training); this is the --budget_from flag.
+    out, report = train_script_run(tmp_path)
     budget_run = tmp_path / "budget"
     result = run_script(
         "examples.train", "--method", "gmp", "--target_sparsity", "0.9",
