@@ -156,22 +156,12 @@ def sparsity_method(config, num_examples):
             threshold_init=config.threshold_init,
             budget=config.budget,
         )
-    if config.method == "block_str":
+    if config.method in ("block_str", "channel_str"):
         targeted = config.target_sparsity is not None
         return keras_str.StructuredSTR(
-            "block",
+            config.method.removesuffix("_str"),
             block_size=config.block_size,
             block_axis=config.block_axis,
-            target_sparsity=config.target_sparsity,
-            schedule=sparsity_schedule(config, num_examples) if targeted else None,
-            frequency=config.update_frequency,
-            threshold_init=config.threshold_init,
-            scope=config.st3_scope,
-        )
-    if config.method == "channel_str":
-        targeted = config.target_sparsity is not None
-        return keras_str.StructuredSTR(
-            "channel",
             target_sparsity=config.target_sparsity,
             schedule=sparsity_schedule(config, num_examples) if targeted else None,
             frequency=config.update_frequency,

@@ -98,6 +98,15 @@ def buffer_values(model, tensor):
     return np.frombuffer(bytes(bytearray(data)), dtype=dtype)
 
 
+def sparse_encoding(tensor):
+    """How a sparse tensor is stored: `"element-wise"` or `"blocks RxC"`."""
+    block_map = tensor.sparsity.blockMap
+    if block_map is None or len(block_map) == 0:
+        return "element-wise"
+    dims = tensor.sparsity.dimMetadata[-len(block_map):]
+    return "blocks " + "x".join(str(d.denseSize) for d in dims)
+
+
 def inspect_tflite(model_content):
     """Lists the operators and sparse tensors of a `.tflite` model (bytes)."""
     model = parse(model_content)
@@ -116,14 +125,7 @@ def inspect_tflite(model_content):
             values = buffer_values(model, tensor)
             stored = 0 if values is None else values.size
             size = int(np.prod(tensor.shape))
-            block_map = tensor.sparsity.blockMap
-            if block_map is None or len(block_map) == 0:
-                encoding = "element-wise"
-            else:
-                dims = tensor.sparsity.dimMetadata[-len(block_map):]
-                encoding = "blocks " + "x".join(
-                    str(d.denseSize) for d in dims
-                )
+            encoding = sparse_encoding(tensor)
             users = consumers.get(index, [])
             densified = any(name == "DENSIFY" for name, _ in users)
             consumer = ",".join(name for name, _ in users)

@@ -1,6 +1,7 @@
 """What LiteRT does with each layer's zeros: the per-layer statement of `export_tflite`."""
 
 from keras_str.export.flatbuffer import buffer_values
+from keras_str.export.flatbuffer import sparse_encoding
 from keras_str.export.xnnpack_rules import _Graph
 
 # Ops whose second input is the layer's weights.
@@ -68,15 +69,13 @@ def layer_runtime(model_content, layer_names, verdict, removed_channels=None, ke
             else:
                 text = "stored sparse, densified at load: computed dense (smaller file, same speed)"
         elif tensor.sparsity is not None:
-            encoding = _encoding(tensor)
+            encoding = sparse_encoding(tensor)
             text = f"sparse {name} kernel ({encoding}): the zeros are skipped on every CPU"
         elif zeros is not None and zeros > 0:
             text = f"dense ({100 * zeros:.0f} % zeros stored and computed)"
         else:
             text = "dense"
-        statements[layer] = (
-            f"{name}: {text}" if layer not in statements else statements[layer]
-        )
+        statements.setdefault(layer, f"{name}: {text}")
     for layer, (removed, before) in (removed_channels or {}).items():
         if removed:
             prefix = f"{removed} of {before} output channels removed by strip"
@@ -103,10 +102,3 @@ def _zero_fraction(graph, tensor):
         return None
     return float((values == 0).mean())
 
-
-def _encoding(tensor):
-    block_map = tensor.sparsity.blockMap
-    if block_map is None or len(block_map) == 0:
-        return "element-wise"
-    dims = tensor.sparsity.dimMetadata[-len(block_map):]
-    return "blocks " + "x".join(str(d.denseSize) for d in dims)

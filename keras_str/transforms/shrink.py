@@ -24,7 +24,6 @@ A channel can go only where its removal is exact:
   says where.
 """
 
-import math
 import warnings
 
 import keras
@@ -36,11 +35,6 @@ from keras_str.transforms.cloning import clone_with
 _LAYERS = keras.layers
 
 _CONVOLUTIONS = (_LAYERS.Conv1D, _LAYERS.Conv2D, _LAYERS.Conv3D)
-_TRANSPOSED = (
-    _LAYERS.Conv1DTranspose,
-    _LAYERS.Conv2DTranspose,
-    _LAYERS.Conv3DTranspose,
-)
 _DEPTHWISE = (_LAYERS.DepthwiseConv1D, _LAYERS.DepthwiseConv2D)
 # Channel i in, channel i out, and a constant channel stays that constant.
 _CHANNEL_PRESERVING = (
