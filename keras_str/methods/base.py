@@ -35,20 +35,6 @@ def check_fraction(name, value, allow_none=False):
     return float(value)
 
 
-def check_threshold_init(threshold_init):
-    """The initial raw threshold parameter as a float; a finite number or a `ValueError`."""
-    if (
-        isinstance(threshold_init, bool)
-        or not isinstance(threshold_init, (int, float))
-        or not math.isfinite(threshold_init)
-    ):
-        raise ValueError(
-            "Invalid value for argument `threshold_init`. Expected a "
-            f"finite number. Received: threshold_init={threshold_init!r}"
-        )
-    return float(threshold_init)
-
-
 def check_frequency(frequency):
     if (
         isinstance(frequency, bool)

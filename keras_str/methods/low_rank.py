@@ -5,13 +5,13 @@ soft-thresholding the singular values drops whole ranks, so a kernel that
 keeps `r` of them is two thin matrices with `r * (in + out)` weights.
 """
 
+import math
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_str.methods.base import SparsityMethod
-from keras_str.methods.base import check_threshold_init
 from keras_str.methods.str import DEFAULT_THRESHOLD_INIT
 from keras_str.methods.threshold_fns import get_threshold_fn
 from keras_str.methods.threshold_fns import serialize_threshold_fn
@@ -86,7 +86,16 @@ class LowRankSTR(SparsityMethod):
         self.threshold_fn = (
             self._threshold_fn if isinstance(threshold_fn, dict) else threshold_fn
         )
-        self.threshold_init = check_threshold_init(threshold_init)
+        if (
+            isinstance(threshold_init, bool)
+            or not isinstance(threshold_init, (int, float))
+            or not math.isfinite(threshold_init)
+        ):
+            raise ValueError(
+                "Invalid value for argument `threshold_init`. Expected a "
+                f"finite number. Received: threshold_init={threshold_init!r}"
+            )
+        self.threshold_init = float(threshold_init)
         self.threshold_regularizer = keras.regularizers.get(threshold_regularizer)
 
     def full_rank(self, layer):

@@ -6,7 +6,6 @@ import keras
 from keras import ops
 
 from keras_str.methods.base import SparsityMethod
-from keras_str.methods.base import check_threshold_init
 from keras_str.methods.base import check_budget
 from keras_str.methods.base import check_fraction
 from keras_str.methods.base import check_frequency
@@ -126,7 +125,16 @@ class STR(SparsityMethod):
         self.threshold_fn = (
             self._threshold_fn if isinstance(threshold_fn, dict) else threshold_fn
         )
-        self.threshold_init = check_threshold_init(threshold_init)
+        if (
+            isinstance(threshold_init, bool)
+            or not isinstance(threshold_init, (int, float))
+            or not math.isfinite(threshold_init)
+        ):
+            raise ValueError(
+                "Invalid value for argument `threshold_init`. Expected a "
+                f"finite number. Received: threshold_init={threshold_init}"
+            )
+        self.threshold_init = float(threshold_init)
         if threshold_granularity not in THRESHOLD_GRANULARITIES:
             raise ValueError(
                 "Invalid value for argument `threshold_granularity`. Expected "
