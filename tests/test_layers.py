@@ -12,6 +12,7 @@ from keras.src import testing
 import keras_str
 from keras_str.layers.registry import raw_kernel_variable
 from tests import numpy_reference
+from tests.backend_utils import BACKEND
 from tests.backend_utils import gradients
 
 # (name, STR class, Keras parent, init kwargs, input shape, output shape)
@@ -462,7 +463,11 @@ def test_saved_weights_are_raw_kernel_and_threshold(tmp_path):
     assert float(keras.ops.convert_to_numpy(layer.threshold_param)) == -2.0
 
 
-@pytest.mark.parametrize("jit_compile", [True, False])
+# torch.compile costs ~40 s a model here; test_methods covers it on torch.
+@pytest.mark.parametrize(
+    "jit_compile",
+    [pytest.param(True, marks=(pytest.mark.slow,) if BACKEND == "torch" else ()), False],
+)
 def test_trains_without_nan(jit_compile):
     model = small_model()
     keras_str.apply_weight_decay(model, 1e-3)
@@ -492,7 +497,9 @@ def test_trains_under_mixed_float16_policy():
     model.compile(
         optimizer=keras.optimizers.SGD(0.05),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=True,
+        # torch.compile with float16 costs ~60 s here; test_methods covers
+        # compiled mixed precision on torch.
+        jit_compile=BACKEND != "torch",
     )
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 8, 8, 2)).astype("float32")
