@@ -112,6 +112,8 @@ def test_schedule_rejects_bad_arguments(kwargs, argument):
         (lambda: keras_str.GMP(0.5, keras_str.ConstantSchedule(), frequency=0), "frequency"),
         (lambda: keras_str.GMP(0.5, keras_str.ConstantSchedule(), layer_targets={"a": 2}), "layer_targets"),
         (lambda: keras_str.STR(0.5), "schedule"),
+        (lambda: keras_str.ST3(0.5, keras_str.ConstantSchedule(), quantile="median"), "quantile"),
+        (lambda: keras_str.GMP(0.5, keras_str.ConstantSchedule(), quantile=None), "quantile"),
         (lambda: keras_str.STR(schedule=keras_str.ConstantSchedule()), "target_sparsity"),
         (lambda: keras_str.STRDense(4, method="st3"), "method"),
     ],
@@ -474,3 +476,30 @@ def test_update_frequency_skips_steps_and_still_ends_on_target(kind):
     assert model.layers[0].method.get_config()["frequency"] == 4
     with pytest.raises(ValueError, match="frequency"):
         keras_str.ST3(0.5, schedule, frequency=0)
+
+
+@pytest.mark.parametrize("quantile", ["exact", "sample", "auto"])
+def test_threshold_quantile_is_exact_or_sampled_as_asked(quantile):
+    from keras_str.methods import quantile as selection
+
+    # LeNet-300-100's 266k weights: above the size where "auto" samples.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(300),
+                              keras.layers.Dense(100), keras.layers.Dense(10)])
+    method = keras_str.ST3(0.9, keras_str.ConstantSchedule(), quantile=quantile)
+    sparse = keras_str.sparsify(model, method=method)
+    sparse(np.zeros((1, 784), "float32"), training=True)  # one in-step update
+    kernels = [np.abs(keras.ops.convert_to_numpy(l.raw_kernel)) for l in sparse.layers]
+    threshold = float(keras.ops.convert_to_numpy(sparse.layers[0].threshold))
+    zeros = sum(int(np.sum(k <= threshold)) for k in kernels)
+    total = sum(k.size for k in kernels)
+    assert total > selection.SAMPLE_ABOVE
+    if quantile == "exact":
+        assert zeros == round(0.9 * total)
+    else:
+        # The stated error: one standard deviation is sqrt(p (1 - p) / SAMPLE_SIZE).
+        assert abs(zeros / total - 0.9) <= 4 * np.sqrt(0.09 / selection.SAMPLE_SIZE)
+        assert zeros != round(0.9 * total)  # an estimate, not the exact count
+    config = method.get_config()
+    assert config["quantile"] == quantile
+    assert keras_str.ST3.from_config(config).quantile == quantile

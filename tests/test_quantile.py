@@ -1,4 +1,4 @@
-"""kth_smallest is exact: every algorithm returns np.partition's k-th entry, on every backend."""
+"""kth_smallest: the exact algorithms return np.partition's k-th entry on every backend; "sample" lands within its stated error."""
 
 import keras
 import numpy as np
@@ -179,3 +179,50 @@ def test_weighted_selection_matches_numpy(size):
     # Unit weights: the count-based k-th smallest.
     got = weighted_kth_smallest(arrays, [1.0, 1.0, 1.0], 100.0)
     assert_same(got, expected(arrays, 100))
+
+
+def test_auto_samples_only_above_the_limit():
+    assert quantile.auto_method(quantile.SAMPLE_ABOVE + 1) == "sample"
+    assert quantile.auto_method(quantile.SAMPLE_ABOVE) != "sample"
+
+
+def structured_kernels(rng):
+    """A LeNet-sized set of kernels whose rows and columns differ in scale (as trained ones do)."""
+    first = rng.standard_normal((784, 300)) * np.geomspace(1e-3, 1.0, 784)[:, None]
+    second = rng.standard_normal((300, 100)) * np.geomspace(0.1, 1.0, 100)[None, :]
+    return [np.abs(first).astype("float32"), np.abs(second).astype("float32"),
+            np.abs(rng.standard_normal((100, 10))).astype("float32")]
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.9, 0.99])
+def test_sampled_selection_lands_within_its_stated_error(fraction):
+    arrays = structured_kernels(np.random.default_rng(4))
+    flat = np.concatenate([a.ravel() for a in arrays])
+    k = int(round(fraction * flat.size))
+    function = compiled(lambda values: kth_smallest(values, k, method="sample"))
+    got = np.float32(to_numpy(function(arrays)))
+    # The docstring's error: the rank's standard deviation is
+    # sqrt(p (1 - p) / SAMPLE_SIZE) of all entries; allow four of them.
+    reached = np.mean(flat <= got)
+    allowed = 4 * np.sqrt(fraction * (1 - fraction) / quantile.SAMPLE_SIZE)
+    assert abs(reached - fraction) <= allowed, (reached, fraction, allowed)
+    assert got in set(flat.tolist())  # an entry, not an interpolation
+    # The same fixed sample every call, eager or compiled.
+    assert_same(kth_smallest(arrays, k, method="sample"), got)
+    assert_same(kth_smallest(arrays, k), got)  # "auto" samples at this size
+
+
+def test_sampled_weighted_selection_lands_within_its_stated_error():
+    from keras_str.methods.quantile import weighted_kth_smallest
+
+    arrays = structured_kernels(np.random.default_rng(5))
+    weights = [1.0, 3.0, 30.0]
+    per_entry = np.concatenate([np.full(a.size, w) for a, w in zip(arrays, weights)])
+    flat = np.concatenate([a.ravel() for a in arrays])
+    target = 0.9 * per_entry.sum()
+    function = compiled(lambda values: weighted_kth_smallest(values, weights, target))
+    got = np.float32(to_numpy(function(arrays)))
+    reached = per_entry[flat <= got].sum() / per_entry.sum()
+    assert abs(reached - 0.9) <= 4 * np.sqrt(0.09 / quantile.SAMPLE_SIZE), reached
+    exact = weighted_kth_smallest(arrays, weights, target, method="exact")
+    assert_same(exact, expected_weighted(arrays, weights, np.float32(target)))

@@ -17,6 +17,7 @@ import numpy as np
 from keras import ops
 
 from keras_str.methods.quantile import kth_smallest
+from keras_str.methods.quantile import SELECTIONS
 from keras_str.methods.quantile import weighted_kth_smallest
 
 
@@ -58,6 +59,15 @@ def check_budget(budget):
             f"Received: budget={budget!r}"
         )
     return budget
+
+
+def check_quantile(quantile):
+    if quantile not in SELECTIONS:
+        raise ValueError(
+            f"Invalid value for argument `quantile`. Expected one of "
+            f"{SELECTIONS}. Received: quantile={quantile!r}"
+        )
+    return quantile
 
 
 def macs_per_weight(layers):
@@ -173,6 +183,7 @@ class SparsityMethod:
         layer.sparsity_step.assign(step + 1)
 
     budget = "weights"
+    quantile = "auto"
 
     def select(self, values, layers, fraction):
         """The value at or below which `fraction` of the method's budget lies.
@@ -181,17 +192,20 @@ class SparsityMethod:
         at or below the result). `budget="weights"` counts weights (the
         k-th smallest score, k = round(fraction * total)); `"macs"` weighs
         each weight by the multiply-adds it costs per example
-        (`keras_str.layers.macs.uses_per_weight`). Returns
+        (`keras_str.layers.macs.uses_per_weight`). `self.quantile` picks
+        the selection (`keras_str.methods.quantile`). Returns
         `(value, any_pruned)`, both tensors; runs in the train step.
         """
         if self.budget == "macs":
             uses = macs_per_weight(layers)
             total = sum(u * math.prod(v.shape) for u, v in zip(uses, values))
             target = ops.cast(fraction, "float32") * total
-            return weighted_kth_smallest(values, uses, target), target > 0
+            value = weighted_kth_smallest(values, uses, target, method=self.quantile)
+            return value, target > 0
         total = sum(math.prod(v.shape) for v in values)
         count = ops.cast(ops.round(fraction * total), "int32")
-        return kth_smallest(values, ops.maximum(count, 1)), count > 0
+        value = kth_smallest(values, ops.maximum(count, 1), method=self.quantile)
+        return value, count > 0
 
     def target_at(self, step):
         """Overall target sparsity at `step` (a tensor for a step tensor)."""

@@ -2,8 +2,7 @@
 
 ST-3, targeted STR and GMP choose thresholds as order statistics of
 (normalized) kernel magnitudes every training step. This runs inside the
-compiled train step on every backend, with no copy to the host, and is
-exact: the result is the k-th smallest entry itself, never an estimate.
+compiled train step on every backend, with no copy to the host.
 
 Three exact algorithms, all on float32 order keys (the float32 bit
 pattern, remapped so that int32 order is float order):
@@ -15,6 +14,16 @@ pattern, remapped so that int32 order is float order):
 - `"bisect"`: 32 counting passes, bisecting the 2^32 keys.
 - `"sort"`: one sort of all entries.
 
+And one estimate, `"sample"`, the default (`"auto"`) above `SAMPLE_ABOVE`
+entries: the exact selection among `SAMPLE_SIZE` entries drawn once at
+fixed random positions (each tensor its share), each sampled entry counting
+for the entries it stands for. Its result is an entry of the values whose
+rank is off by a standard deviation of `sqrt(p (1 - p) / SAMPLE_SIZE)` of
+all entries at quantile `p` (0.23 % of the entries at p = 0.9, 0.08 % at
+0.99), whatever their count; its cost does not grow with the model. An exact
+pass costs 2 ms for LeNet-300-100's 266k weights on 2 x86 cores, a fifth of
+its train step, and 0.16 s for ResNet-50's 25.5M.
+
 `benchmarks/quantile_cost.py` times them on TF (XLA), JAX (jit), PyTorch
 (eager) and TF without XLA; `benchmarks/results/quantile_cost.md` holds the
 table behind `method="auto"`. On 2 x86 cores, 90 % quantile of a model's
@@ -23,16 +32,18 @@ kernels: LeNet-300-100 (266k) 2.9 ms (TF/XLA) / 2.1 ms (JAX) / 8.8 ms
 sort; ResNet-50 (25.5M) 0.16 / 0.28 / 0.45 s, against 1.3 / 1.3 / 3.7 s
 (bisection) and 11 / 13 / 3.8 s (sort). XLA's CPU sort costs about 50 ns an
 entry, a scatter-add pass a few ns, a counting pass about 1 ns; radix select
-is the fastest (or tied) at every size measured, 10k to 25.5M entries, but on
-PyTorch below `SORT_LIMIT` entries, where one native sort beats its few
-dozen small eager ops. Rejected: `ops.top_k` (on XLA's CPU it sorts: 90 ms
-for 64 of 266k entries; it also needs a static k), three 11-bit radix
-passes (within 10 % below 1M entries, 1.4x slower at 25M: scatter-adds
-cost per entry, so fewer, wider passes win), and an approximate quantile
-(not needed: the exact one is this cheap).
+is the fastest exact algorithm (or tied) at every size measured, 10k to
+25.5M entries, but on PyTorch below `SORT_LIMIT` entries, where one native
+sort beats its few dozen small eager ops. Rejected: `ops.top_k` (on XLA's
+CPU it sorts: 90 ms for 64 of 266k entries; it also needs a static k), and
+three 11-bit radix passes (within 10 % below 1M entries, 1.4x slower at
+25M: scatter-adds cost per entry, so fewer, wider passes win).
 """
 
+import functools
+
 import keras
+import numpy as np
 from keras import ops
 
 # Measured (benchmarks/quantile_cost.py): on PyTorch, which runs eagerly, one
@@ -41,7 +52,17 @@ from keras import ops
 # algorithm at every size measured, so `"auto"` never sorts there.
 SORT_LIMIT = 1 << 15
 
-METHODS = ("auto", "radix", "bisect", "sort")
+METHODS = ("auto", "exact", "sample", "radix", "bisect", "sort")
+# What a sparsity method's `quantile` argument may be.
+SELECTIONS = ("auto", "exact", "sample")
+
+# Above this many entries "auto" selects from a fixed random sample of
+# `SAMPLE_SIZE` entries (`"sample"`): an exact selection costs a pass over
+# every entry each step (2 ms for 266k on 2 x86 cores, more than a tenth of
+# LeNet-300-100's train step), while the sample's error depends on its size
+# only (see `kth_smallest`).
+SAMPLE_ABOVE = 1 << 17
+SAMPLE_SIZE = 1 << 14
 
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
@@ -185,19 +206,72 @@ def _kth_bisect(keys, k):
     return low
 
 
-def auto_method(total):
-    """The algorithm `kth_smallest(method="auto")` runs for `total` entries."""
+def auto_method(total, exact=False):
+    """The algorithm `kth_smallest(method="auto")` (or `"exact"`) runs for `total` entries."""
+    if total > SAMPLE_ABOVE and not exact:
+        return "sample"
     if keras.backend.backend() == "torch" and total <= SORT_LIMIT:
         return "sort"
     return "radix"
 
 
-def kth_smallest(values, k, method="auto"):
-    """Returns the exact `k`-th smallest entry (1-based) of all `values`.
+@functools.lru_cache(maxsize=None)
+def _sample_positions(size, count, index):
+    """`count` distinct positions in `[0, size)`, the same in every process."""
+    rng = np.random.default_rng([size, count, index])
+    return np.sort(rng.choice(size, count, replace=False)).astype("int32")
 
-    Exact with every `method`: the result is an entry of `values` (in
-    float32), the one `np.partition(all_values, k - 1)[k - 1]` gives; there
-    is no approximation error. `-0.0` orders just below `0.0`.
+
+def _sample(flat, weights, size):
+    """About `size` entries of the 1-D tensors `flat`, and what each weighs.
+
+    Each tensor gives a share of the sample proportional to its size, at
+    fixed random positions; a sampled entry weighs its tensor's weight times
+    the entries it stands for. Tensors no bigger than their share are kept
+    whole.
+    """
+    total = sum(int(v.shape[0]) for v in flat)
+    sampled, sampled_weights = [], []
+    for index, (values, weight) in enumerate(zip(flat, weights)):
+        entries = int(values.shape[0])
+        count = min(entries, max(1, round(size * entries / total)))
+        if count < entries:
+            positions = _sample_positions(entries, count, index)
+            values = ops.take(values, ops.convert_to_tensor(positions))
+        sampled.append(values)
+        sampled_weights.append(float(weight) * entries / count)
+    return sampled, sampled_weights
+
+
+def _weighted_select(flat, weights, target):
+    """Smallest entry of the 1-D `flat` whose entries at or below it weigh `target`."""
+    entry_weights = [
+        ops.full((int(v.shape[0]),), float(w), dtype="float32")
+        for v, w in zip(flat, weights)
+    ]
+    total = sum(int(v.shape[0]) for v in flat)
+    if keras.backend.backend() == "torch" and total <= SORT_LIMIT:
+        values_flat = ops.concatenate(flat) if len(flat) > 1 else flat[0]
+        weights_flat = ops.concatenate(entry_weights) if len(flat) > 1 else entry_weights[0]
+        order = ops.argsort(values_flat)
+        cumulative = ops.cumsum(ops.take(weights_flat, order))
+        index = ops.sum(ops.cast(cumulative < target, "int32"))
+        index = ops.minimum(index, total - 1)
+        return ops.take(values_flat, ops.take(order, index))
+    keys = [_order_keys(v) for v in flat]
+    return _key_to_value(_kth_radix(keys, target, weights=entry_weights))
+
+
+def kth_smallest(values, k, method="auto"):
+    """Returns the `k`-th smallest entry (1-based) of all `values`.
+
+    Exact with `"radix"`, `"bisect"` and `"sort"`, and with `"auto"` up to
+    `SAMPLE_ABOVE` entries: the result is an entry of `values` (in float32),
+    the one `np.partition(all_values, k - 1)[k - 1]` gives. `"sample"` (and
+    `"auto"` above `SAMPLE_ABOVE`) returns an entry whose rank is off by
+    `sqrt(p (1 - p) / SAMPLE_SIZE)` of all entries (one standard deviation,
+    `p = k / total`; see the module docstring). `-0.0` orders just below
+    `0.0`.
 
     Args:
         values: A list of float tensors of any shapes; NaN-free (+-inf are
@@ -206,10 +280,12 @@ def kth_smallest(values, k, method="auto"):
             clipped into that range.
         method: `"radix"` (radix select: two histogram passes of 16 bits
             over the float32 bit patterns), `"bisect"` (32 counting passes),
-            `"sort"` (one sort of all entries), or `"auto"` (`auto_method`:
-            radix select, except a sort up to `SORT_LIMIT` entries on
-            PyTorch; the fastest measured, see
-            `benchmarks/results/quantile_cost.md`).
+            `"sort"` (one sort of all entries), `"sample"` (the exact
+            selection among `SAMPLE_SIZE` fixed random entries), `"exact"`
+            (radix select, except a sort up to `SORT_LIMIT` entries on
+            PyTorch: the fastest exact algorithm measured, see
+            `benchmarks/results/quantile_cost.md`), or `"auto"` (`"sample"`
+            above `SAMPLE_ABOVE` entries, else `"exact"`).
 
     Returns:
         A float32 scalar tensor.
@@ -219,16 +295,15 @@ def kth_smallest(values, k, method="auto"):
     >>> float(kth_smallest([np.array([3.0, 1.0]), np.array([2.0])], 2))
     2.0
     """
-    if method not in METHODS:
-        raise ValueError(
-            f"Invalid value for argument `method`. Expected one of {METHODS}. "
-            f"Received: method={method!r}"
-        )
+    _check_method(method, METHODS)
     values = [ops.reshape(ops.cast(v, "float32"), (-1,)) for v in values]
     total = sum(int(v.shape[0]) for v in values)
     k = ops.clip(ops.cast(k, "int32"), 1, total)
-    if method == "auto":
-        method = auto_method(total)
+    if method in ("auto", "exact"):
+        method = auto_method(total, exact=method == "exact")
+    if method == "sample":
+        sampled, weights = _sample(values, [1.0] * len(values), SAMPLE_SIZE)
+        return _weighted_select(sampled, weights, ops.cast(k, "float32"))
     if method == "sort":
         flat = values[0] if len(values) == 1 else ops.concatenate(values)
         return ops.take(ops.sort(flat), k - 1)
@@ -238,7 +313,15 @@ def kth_smallest(values, k, method="auto"):
     return _key_to_value(_kth_bisect(keys, k))
 
 
-def weighted_kth_smallest(values, weights, target):
+def _check_method(method, allowed):
+    if method not in allowed:
+        raise ValueError(
+            f"Invalid value for argument `method`. Expected one of {allowed}. "
+            f"Received: method={method!r}"
+        )
+
+
+def weighted_kth_smallest(values, weights, target, method="auto"):
     """The smallest entry of `values` whose entries at or below it weigh `target`.
 
     Every entry of `values[i]` weighs `weights[i]` (e.g. the multiply-adds
@@ -254,6 +337,10 @@ def weighted_kth_smallest(values, weights, target):
         weights: One non-negative Python number per tensor.
         target: Float scalar (Python or tensor), clipped into
             `(0, total weight]`.
+        method: `"exact"`, `"sample"` (from `SAMPLE_SIZE` entries, each
+            weighing the entries it stands for; error as in
+            `kth_smallest`), or `"auto"` (sampled above `SAMPLE_ABOVE`
+            entries).
 
     Returns:
         A float32 scalar tensor, an entry of `values`.
@@ -269,21 +356,11 @@ def weighted_kth_smallest(values, weights, target):
             "Expected one weight per tensor. Received: "
             f"{len(values)} tensors, weights={list(weights)!r}"
         )
+    _check_method(method, SELECTIONS)
     flat = [ops.reshape(ops.cast(v, "float32"), (-1,)) for v in values]
-    entry_weights = [
-        ops.full((int(v.shape[0]),), float(w), dtype="float32")
-        for v, w in zip(flat, weights)
-    ]
     total_weight = sum(float(w) * int(v.shape[0]) for v, w in zip(flat, weights))
     target = ops.clip(ops.cast(target, "float32"), 1e-30, total_weight)
     total = sum(int(v.shape[0]) for v in flat)
-    if auto_method(total) == "sort":
-        values_flat = ops.concatenate(flat) if len(flat) > 1 else flat[0]
-        weights_flat = ops.concatenate(entry_weights) if len(flat) > 1 else entry_weights[0]
-        order = ops.argsort(values_flat)
-        cumulative = ops.cumsum(ops.take(weights_flat, order))
-        index = ops.sum(ops.cast(cumulative < target, "int32"))
-        index = ops.minimum(index, total - 1)
-        return ops.take(values_flat, ops.take(order, index))
-    keys = [_order_keys(v) for v in flat]
-    return _key_to_value(_kth_radix(keys, target, weights=entry_weights))
+    if method == "sample" or (method == "auto" and auto_method(total) == "sample"):
+        flat, weights = _sample(flat, weights, SAMPLE_SIZE)
+    return _weighted_select(flat, weights, target)

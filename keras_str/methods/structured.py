@@ -50,7 +50,7 @@ class StructuredSTR(STR):
             output channels: XNNPACK's 2- or 4-channel blocks for 1x1
             convs).
         target_sparsity, schedule, frequency, threshold_init,
-            threshold_regularizer, budget: As in `keras_str.STR`.
+            threshold_regularizer, budget, quantile: As in `keras_str.STR`.
         threshold_fn: `"exp"` (default, as the paper for structured
             sparsity), `"sigmoid"` or a callable.
         scope: `"global"` (default: thresholds compare group RMS values
@@ -92,6 +92,7 @@ class StructuredSTR(STR):
         budget="weights",
         scope="global",
         rescale=None,
+        quantile="auto",
     ):
         if scope not in SCOPES:
             raise ValueError(
@@ -127,6 +128,7 @@ class StructuredSTR(STR):
             threshold_granularity=threshold_granularity,
             threshold_regularizer=threshold_regularizer,
             budget=budget,
+            quantile=quantile,
         )
         self.structure = structure
         self.block_size = block_size
