@@ -415,6 +415,9 @@ def test_scheduled_methods_train_under_jit_and_mixed_precision():
 
 
 def test_method_models_reload_in_a_fresh_process(tmp_path):
+    # One fresh process (a backend import costs 5-15 s) loads two files: a
+    # scheduled method's model with keras_str.load_model, and STR layers of
+    # every threshold granularity with plain keras.saving.load_model.
     method = keras_str.GMP(0.5, keras_str.ConstantSchedule(), frequency=1)
     model = train(keras_str.sparsify(mlp(), method=method), steps=3)
     path = str(tmp_path / "gmp.keras")
@@ -422,12 +425,30 @@ def test_method_models_reload_in_a_fresh_process(tmp_path):
     x, _ = toy_data(4)
     np.save(tmp_path / "x.npy", x)
     expected = keras.ops.convert_to_numpy(model(x))
+    layers_model = keras.Sequential([
+        keras.Input((8, 8, 2)),
+        keras_str.STRConv2D(4, 3, activation="relu", threshold_init=-2.0),
+        keras_str.STRDepthwiseConv2D(3, threshold_granularity="channel", threshold_init=-2.0),
+        keras.layers.Flatten(),
+        keras_str.STRDense(3, threshold_granularity="weight", threshold_init=-3.0),
+    ])
+    layers_path = str(tmp_path / "layers.keras")
+    layers_model.save(layers_path)
+    images = np.random.default_rng(0).normal(size=(4, 8, 8, 2)).astype("float32")
+    np.save(tmp_path / "images.npy", images)
+    layers_expected = keras.ops.convert_to_numpy(layers_model(images))
     code = (
         "import json, sys, numpy as np, keras, keras_str\n"
         f"m = keras_str.load_model({path!r})\n"
         f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"layers = keras.saving.load_model({layers_path!r})\n"
+        f"images = np.load({str(tmp_path / 'images.npy')!r})\n"
         "print(json.dumps({'out': keras.ops.convert_to_numpy(m(x)).tolist(),"
-        " 'method': type(m.layers[0].method).__name__}))\n"
+        " 'method': type(m.layers[0].method).__name__,"
+        " 'layers_out': keras.ops.convert_to_numpy(layers(images)).tolist(),"
+        " 'layer_types': [type(l).__name__ for l in layers.layers],"
+        " 'thresholds': [keras.ops.convert_to_numpy(l.threshold_param).tolist()"
+        " for l in layers.layers if hasattr(l, 'threshold_param')]}))\n"
     )
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True,
@@ -435,6 +456,14 @@ def test_method_models_reload_in_a_fresh_process(tmp_path):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["method"] == "GMP"
     np.testing.assert_allclose(result["out"], expected, atol=1e-6)
+    assert result["layer_types"] == ["STRConv2D", "STRDepthwiseConv2D", "Flatten", "STRDense"]
+    np.testing.assert_allclose(result["layers_out"], layers_expected, atol=1e-6)
+    saved_thresholds = [
+        keras.ops.convert_to_numpy(l.threshold_param).tolist()
+        for l in layers_model.layers if hasattr(l, "threshold_param")
+    ]
+    for got, want in zip(result["thresholds"], saved_thresholds, strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("method_name", ["st3", "gmp"])
@@ -503,3 +532,16 @@ def test_threshold_quantile_is_exact_or_sampled_as_asked(quantile):
     config = method.get_config()
     assert config["quantile"] == quantile
     assert keras_str.ST3.from_config(config).quantile == quantile
+
+
+@pytest.mark.parametrize("structured", [False, True])
+def test_targeted_str_computes_with_raw_weights_before_its_schedule_starts(structured):
+    schedule = keras_str.PolynomialSchedule(5, 10)
+    method = (keras_str.StructuredSTR("channel", target_sparsity=0.5, schedule=schedule)
+              if structured else keras_str.STR(0.5, schedule))
+    model = keras_str.sparsify(mlp(), method=method)
+    model(np.zeros((1, 10), "float32"), training=True)  # step 0: nothing to prune
+    for layer in model.layers:
+        np.testing.assert_array_equal(
+            to_numpy(layer.thresholded_kernel()), to_numpy(layer.raw_kernel)
+        )

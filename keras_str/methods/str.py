@@ -266,8 +266,11 @@ class STR(SparsityMethod):
                 s = ops.convert_to_tensor(layer.sparsity_state["threshold"])
                 critical.append(ops.stop_gradient(inverse - s))
             value, any_pruned = self.select(critical, layers, self.target_at(step))
-            # With nothing to prune, the offset sits below every weight.
-            return ops.where(any_pruned, value + _SHIFT_MARGIN, value - 1.0)
+            # With nothing to prune the threshold is exactly zero (sigmoid and
+            # exp of -2000 are 0.0 in float32): before the schedule starts,
+            # layers compute with their raw weights, not shrunk ones (a
+            # group's norm would shrink by up to 1/e just below its critical value).
+            return ops.where(any_pruned, value + _SHIFT_MARGIN, -2.0 * _CRITICAL_LIMIT)
 
         offsets = [layer.sparsity_state["threshold_offset"] for layer in layers]
         offset = when_due(
