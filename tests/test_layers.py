@@ -1,8 +1,3 @@
-import os
-import subprocess
-import sys
-import textwrap
-
 import keras
 import numpy as np
 import pytest
@@ -408,46 +403,6 @@ def small_model():
             keras_str.STRDense(3, threshold_granularity="weight", threshold_init=-3.0),
         ]
     )
-
-
-def test_saved_model_reloads_in_fresh_process(tmp_path):
-    model = small_model()
-    x = np.random.default_rng(0).normal(size=(4, 8, 8, 2)).astype("float32")
-    path = tmp_path / "model.keras"
-    model.save(path)
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "y.npy", keras.ops.convert_to_numpy(model(x)))
-    np.save(
-        tmp_path / "s.npy",
-        keras.ops.convert_to_numpy(model.layers[1].threshold_param),
-    )
-    script = textwrap.dedent(
-        f"""
-        import numpy as np, keras
-        import keras_str  # registers the layers
-        model = keras.saving.load_model({str(path)!r})
-        assert isinstance(model.layers[3], keras_str.STRDense)
-        x = np.load({str(tmp_path / "x.npy")!r})
-        np.testing.assert_allclose(
-            keras.ops.convert_to_numpy(model(x)),
-            np.load({str(tmp_path / "y.npy")!r}), atol=1e-6)
-        np.testing.assert_array_equal(
-            keras.ops.convert_to_numpy(model.layers[1].threshold_param),
-            np.load({str(tmp_path / "s.npy")!r}))
-        print("reloaded")
-        """
-    )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "reloaded" in result.stdout
 
 
 def test_saved_weights_are_raw_kernel_and_threshold(tmp_path):

@@ -95,6 +95,9 @@ def test_export_then_inspect(saved_model):
     assert inspect["xnnpack_sparse_inference"]["eligible"] is False
 
 
+# A fresh TensorFlow process (~11 s); time_tflite itself is tested in-process
+# below, and test_entry_points_are_installed checks the entry point exists.
+@pytest.mark.slow
 @pytest.mark.tensorflow
 def test_benchmark_dense_and_sparse_side_by_side(saved_model):
     out = saved_model.parent / "bench.json"
