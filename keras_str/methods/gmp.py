@@ -41,13 +41,8 @@ class GMP(SparsityMethod):
             norm, the uniform filter pruning of Li et al. (2017); each
             layer's share of zeros is then its target up to one channel,
             and `keras_str.strip` removes the pruned channels.
-        quantile: How the each layer's magnitude quantile is found each step:
-            `"exact"`, `"sample"` (from 16,384 fixed random weights; the
-            reached sparsity is off by a standard deviation of
-            `sqrt(p (1 - p) / 16384)`, 0.23 points at p = 0.9, and the
-            update costs the same for any model size), or `"auto"`
-            (default: sampled above 131,072 weights, else exact; see
-            `keras_str.methods.quantile`).
+        quantile: How each layer's magnitude quantile is found each step:
+            `"auto"` (default), `"exact"` or `"sample"`; see `keras_str.ST3`.
 
     Example:
 

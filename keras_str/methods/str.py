@@ -78,12 +78,7 @@ class STR(SparsityMethod):
             `"macs"` (the share of dense multiply-adds removed; see
             `keras_str.ST3`).
         quantile: How the target's offset (a quantile) is found each step:
-            `"exact"`, `"sample"` (from 16,384 fixed random weights; the
-            reached sparsity is off by a standard deviation of
-            `sqrt(p (1 - p) / 16384)`, 0.23 points at p = 0.9, and the
-            update costs the same for any model size), or `"auto"`
-            (default: sampled above 131,072 weights, else exact; see
-            `keras_str.methods.quantile`).
+            `"auto"` (default), `"exact"` or `"sample"`; see `keras_str.ST3`.
 
     Example:
 
