@@ -6,10 +6,11 @@
         [--out benchmarks/results/channel_pruning_small_cnn.md]
 
 Trains the model on Fashion-MNIST (Debian's offline copy) dense, with
-targeted channel STR (`keras_str.StructuredSTR("channel", scope="sigma",
+targeted channel STR (`keras_str.StructuredSTR("channel", scope=...,
 budget="macs")`: filters and units thresholded by their RMS relative to the
-layer's initial scale, one learned threshold per layer, a global target in
-multiply-adds) and with uniform L1-norm filter pruning
+layer's current kernel RMS (`--str_scope layer`, the default: the scale a
+BatchNorm divides out) or to its initial scale (`sigma`), one learned
+threshold per layer, a global target in multiply-adds) and with uniform L1-norm filter pruning
 (`keras_str.GMP(..., structure="channel")`: every layer loses the same share
 of its filters, smallest L1 norm first, gradually), pairs of targets chosen to
 land near the same MACs, same recipe and seeds (`examples.training`); the
@@ -36,7 +37,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "small_cnn", "Example model (a CNN).")
 flags.DEFINE_list(
     "str_targets", ["0.5", "0.75"],
-    "Channel STR targets: shares of the dense MACs to remove (budget='macs', scope='sigma').")
+    "Channel STR targets: shares of the dense MACs to remove (budget='macs').")
+flags.DEFINE_enum(
+    "str_scope", "layer", ["global", "sigma", "layer"],
+    "StructuredSTR scope: what each filter's RMS is measured against.")
 flags.DEFINE_list(
     "l1_targets", ["0.3", "0.5"],
     "Uniform L1 filter pruning: share of each layer's channels (0.3 keeps ~49 % of a "
@@ -69,7 +73,7 @@ def train(method, target, seed, data):
         target_sparsity=target,
         epochs=FLAGS.epochs,
         keep_dense=() if method == "dense" else ("logits",),
-        st3_scope="sigma" if method == "channel_str" else "global",
+        st3_scope=FLAGS.str_scope if method == "channel_str" else "global",
         budget="macs" if method == "channel_str" else "weights",
         seed=seed,
     )
@@ -160,7 +164,8 @@ def main(argv):
     header = (
         f"# Channel STR vs uniform L1 filter pruning (`benchmarks/channel_pruning.py`)\n\n"
         f"{FLAGS.model} on Fashion-MNIST, {FLAGS.epochs} epochs, seeds {FLAGS.seeds}; "
-        "channel STR targets are shares of the dense MACs removed, L1 targets "
+        f"channel STR (scope={FLAGS.str_scope!r}) targets are shares of the dense MACs "
+        "removed, L1 targets "
         "shares of each layer's channels (the classifier stays dense); "
         "`strip` removed the dead channels, so every file is a smaller dense "
         f"model. LiteRT float32, one thread, batch 1, {FLAGS.rounds} alternating "

@@ -74,7 +74,11 @@ flags.DEFINE_enum(
     "block_axis", "input", ["input", "output"],
     "block_str: blocks of consecutive inputs (FC) or output channels (1x1 convs).",
 )
-flags.DEFINE_enum("st3_scope", "global", ["global", "sigma"], "ST-3 threshold scope.")
+flags.DEFINE_enum(
+    "st3_scope", "global", ["global", "sigma", "layer"],
+    "Threshold scope of st3 and block_str/channel_str ('layer': the structured "
+    "methods only; for networks with BatchNorm).",
+)
 flags.DEFINE_boolean("st3_rescale", False, "ST-3 per-channel rescaling.")
 flags.DEFINE_integer("gmp_frequency", 100, "Steps between GMP mask updates.")
 flags.DEFINE_integer(

@@ -107,7 +107,8 @@ def test_plain_structured_str_learns_with_weight_decay():
 def test_config_round_trip_and_reload(tmp_path):
     method = keras_str.StructuredSTR(
         "block", block_size=16, block_axis="output", target_sparsity=0.5,
-        schedule=keras_str.PolynomialSchedule(0, 10), threshold_granularity="channel")
+        schedule=keras_str.PolynomialSchedule(0, 10), threshold_granularity="channel",
+        scope="layer", max_layer_sparsity=0.75)
     again = keras_str.StructuredSTR.from_config(method.get_config())
     assert again.get_config() == method.get_config()
     model = keras.Sequential([keras.Input((32,)), keras_str.STRDense(16, method=method)])
@@ -127,6 +128,9 @@ def test_config_round_trip_and_reload(tmp_path):
         ({"block_size": 0}, "block_size"),
         ({"block_axis": "rows"}, "block_axis"),
         ({"threshold_granularity": "weight"}, "threshold_granularity"),
+        ({"max_layer_sparsity": 1.0}, "max_layer_sparsity=1.0"),
+        ({"max_layer_sparsity": -0.1}, "max_layer_sparsity=-0.1"),
+        ({"max_layer_sparsity": True}, "max_layer_sparsity=True"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, match):
@@ -207,3 +211,70 @@ def test_rescale_keeps_each_layers_kept_magnitude():
     assert np.all(np.diff(factors[np.argsort(rms[kept])]) > 0)
     with pytest.raises(ValueError, match="rescale='yes'"):
         keras_str.StructuredSTR("channel", rescale="yes")
+
+
+def _dead_groups(layer):
+    kernel = to_numpy(layer.thresholded_kernel())
+    return np.all(kernel.reshape(-1, kernel.shape[-1]) == 0, axis=0)
+
+
+def test_layer_scope_ignores_a_kernels_absolute_scale():
+    # A BatchNorm after the layer divides out the kernel's scale: with
+    # scope="layer" the same filters die whatever that scale has drifted to.
+    rng = np.random.default_rng(0)
+    w = (rng.normal(size=(3, 3, 4, 16)) * np.linspace(0.2, 2.0, 16)).astype("float32")
+    dead = []
+    for scale in (1.0, 0.01):
+        method = keras_str.StructuredSTR("channel", threshold_init=np.log(0.8), scope="layer")
+        layer = keras_str.STRConv2D(16, 3, method=method)
+        layer.build((None, 8, 8, 4))
+        layer.raw_kernel.assign(w * scale)
+        dead.append(_dead_groups(layer))
+        rms = np.sqrt(np.mean((w * scale) ** 2))
+        np.testing.assert_allclose(to_numpy(layer.threshold), 0.8 * rms, rtol=1e-5)
+    np.testing.assert_array_equal(dead[0], dead[1])
+    assert 0 < dead[0].sum() < 16
+
+
+@pytest.mark.parametrize("scope", ["global", "sigma", "layer"])
+def test_a_shared_target_never_empties_a_layer(scope):
+    # A layer whose filters are all far smaller than the others' would be
+    # emptied by a global threshold; it keeps one group (the default floor).
+    method = keras_str.StructuredSTR(
+        "channel", target_sparsity=0.9, schedule=keras_str.ConstantSchedule(), scope=scope)
+    wide = keras_str.STRDense(32, method=method)
+    narrow = keras_str.STRDense(8, method=method)
+    wide.build((None, 16))
+    narrow.build((None, 32))
+    narrow.raw_kernel.assign(to_numpy(narrow.raw_kernel) * 1e-3)
+    method.update(method.layers, keras.ops.convert_to_tensor(1))
+    fractions = method.final_layer_sparsity(method.layers)
+    for layer in (wide, narrow):
+        dead = _dead_groups(layer)
+        assert 0 < (~dead).sum(), layer.name
+        assert dead.mean() == pytest.approx(fractions[layer.name]), layer.name
+    if scope == "global":
+        assert (~_dead_groups(narrow)).sum() == 1
+
+
+@pytest.mark.parametrize("structure", ["channel", "block"])
+def test_max_layer_sparsity_is_a_floor_on_each_layers_groups(structure):
+    method = keras_str.StructuredSTR(
+        structure, target_sparsity=0.9, schedule=keras_str.ConstantSchedule(),
+        max_layer_sparsity=0.5)
+    small = keras_str.STRDense(8, method=method)
+    large = keras_str.STRDense(8, method=method)
+    small.build((None, 16))
+    large.build((None, 16))
+    small.raw_kernel.assign(to_numpy(small.raw_kernel) * 1e-3)
+    method.update(method.layers, keras.ops.convert_to_tensor(1))
+    kernel = to_numpy(small.thresholded_kernel())
+    if structure == "channel":
+        zero_share = np.all(kernel == 0, axis=0).mean()
+    else:
+        zero_share = np.all(kernel.reshape(4, 4, 8) == 0, axis=1).mean()
+    assert zero_share == 0.5
+    fractions = method.final_layer_sparsity(method.layers)
+    assert fractions[small.name] == pytest.approx(0.5)
+    # The floor binds on every layer: the method reaches less than its target.
+    assert fractions[large.name] == pytest.approx(0.5)

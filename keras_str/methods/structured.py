@@ -7,6 +7,8 @@ FULLY_CONNECTED kernel runs; 16 for int8; `block_axis="output"`, size 2 or 4:
 XNNPACK's output-channel blocks for 1x1 convolutions).
 """
 
+import math
+
 import keras
 from keras import ops
 
@@ -15,7 +17,7 @@ from keras_str.ops import group_soft_threshold
 
 STRUCTURES = ("channel", "block")
 BLOCK_AXES = ("input", "output")
-SCOPES = ("global", "sigma")
+SCOPES = ("global", "sigma", "layer")
 # Keeps the norm's gradient finite for a group of zeros.
 _NORM_EPSILON = 1e-12
 
@@ -58,7 +60,16 @@ class StructuredSTR(STR):
             layer's kernel initializer draws with, as ST-3-sigma: layers
             initialised at different scales, e.g. depthwise 3x3 filters and
             1x1 convolutions, are pruned on one footing; the threshold a
-            layer computes with is `sigma_l * g(s)`).
+            layer computes with is `sigma_l * g(s)`) or `"layer"` (relative
+            to the layer's current kernel RMS: the scale a BatchNorm after
+            the layer divides out, so groups are judged against their own
+            layer's, not the weights' drifting absolute size; use it for
+            networks with BatchNorm, e.g. MobileNet, ResNet).
+        max_layer_sparsity: The largest share of one layer's groups that
+            may be zero, in `[0, 1)`. `None` (default): every layer keeps at
+            least one group, so no layer is emptied (an empty layer passes
+            on a constant and disconnects the network). Where it binds, the
+            method reaches less than `target_sparsity`.
         rescale: Scale each layer's kept groups by `sum|W_kept| /
             sum|W_effective|` (no gradient through the factor), so that
             soft-thresholding does not shrink the layer's output. Group
@@ -93,6 +104,7 @@ class StructuredSTR(STR):
         scope="global",
         rescale=None,
         quantile="auto",
+        max_layer_sparsity=None,
     ):
         if scope not in SCOPES:
             raise ValueError(
@@ -140,20 +152,93 @@ class StructuredSTR(STR):
                 f"False. Received: rescale={rescale!r}"
             )
         self.rescale = self.scheduled if rescale is None else rescale
+        if max_layer_sparsity is not None and (
+            isinstance(max_layer_sparsity, bool)
+            or not isinstance(max_layer_sparsity, (int, float))
+            or not 0.0 <= max_layer_sparsity < 1.0
+        ):
+            raise ValueError(
+                "Invalid value for argument `max_layer_sparsity`. Expected None "
+                "or a number in [0, 1). "
+                f"Received: max_layer_sparsity={max_layer_sparsity!r}"
+            )
+        self.max_layer_sparsity = max_layer_sparsity
 
     def build(self, layer):
         self._block_axis_of(layer)  # fails early for a layer it cannot group
         return super().build(layer)
 
-    def _sigma(self, layer):
-        return layer.kernel_spec.scale(layer) if self.scope == "sigma" else 1.0
+    def _sigma(self, layer, kernel=None):
+        if self.scope == "sigma":
+            return layer.kernel_spec.scale(layer)
+        if self.scope == "layer":
+            if kernel is None:
+                kernel = ops.convert_to_tensor(layer.raw_kernel)
+            rms = ops.sqrt(ops.mean(ops.square(kernel)) + _NORM_EPSILON)
+            return ops.stop_gradient(rms)
+        return 1.0
 
     def threshold(self, layer):
-        return super().threshold(layer) * self._sigma(layer)
+        kernel = ops.convert_to_tensor(layer.raw_kernel)
+        return self._layer_threshold(layer, kernel, self.group_norms(layer, kernel))
+
+    def _layer_threshold(self, layer, kernel, norms):
+        threshold = super().threshold(layer) * self._sigma(layer, kernel)
+        return ops.minimum(threshold, self._threshold_cap(layer, norms))
+
+    def final_layer_sparsity(self, layers):
+        fractions = super().final_layer_sparsity(layers)
+        if fractions is None:
+            return None
+        for layer in layers:
+            groups = self._group_count(layer)
+            floor = self._kept_groups(groups) / groups
+            fractions[layer.name] = min(fractions[layer.name], 1.0 - floor)
+        return fractions
+
+    def _group_count(self, layer):
+        shape = tuple(layer.raw_kernel.shape)
+        if self.structure == "channel":
+            return math.prod(shape[a] for a in layer.kernel_spec.output_axes(layer))
+        axis = self._block_axis_of(layer)
+        rest = math.prod(shape) // shape[axis]
+        return -(-shape[axis] // self.block_size) * rest
+
+    def _kept_groups(self, groups):
+        if self.max_layer_sparsity is None:
+            return 1
+        return min(groups, max(1, math.ceil((1.0 - self.max_layer_sparsity) * groups)))
+
+    def _threshold_cap(self, layer, norms):
+        """The largest threshold that keeps the layer's floor of groups.
+
+        The norm of the first group past the floor, in descending order:
+        thresholding at it zeroes that group and keeps the larger ones.
+        """
+        norms = ops.stop_gradient(ops.reshape(norms, (-1,)))
+        repeats = self._entries_per_group(layer, norms.shape[0])
+        groups = self._group_count(layer)
+        kept = self._kept_groups(groups)
+        if kept >= groups:
+            return ops.zeros((), norms.dtype)
+        if kept == 1:
+            # Two reductions, not a sort: the largest norm below the maximum.
+            largest = ops.max(norms)
+            return ops.max(ops.where(norms < largest, norms, 0.0))
+        # Block norms repeat once per entry of the block: the first group past
+        # the floor sits at entry `kept * block_size`.
+        return ops.top_k(norms, kept * repeats + 1, sorted=True)[0][-1]
+
+    def _entries_per_group(self, layer, entries):
+        if self.structure == "block" and entries == math.prod(layer.raw_kernel.shape):
+            return self.block_size
+        return 1
 
     def effective_kernel(self, layer, kernel):
         norms = self.group_norms(layer, kernel)
-        thresholded = group_soft_threshold(kernel, self.threshold(layer), norms)
+        thresholded = group_soft_threshold(
+            kernel, self._layer_threshold(layer, kernel, norms), norms
+        )
         if not self.rescale:
             return thresholded
         magnitude = ops.abs(kernel)
@@ -166,7 +251,7 @@ class StructuredSTR(STR):
         # A group is pruned as a whole: each weight carries its group's RMS,
         # in units of the layer's sigma (what `g(s)` is compared with).
         kernel = ops.convert_to_tensor(layer.raw_kernel)
-        norms = self.group_norms(layer, kernel) / self._sigma(layer)
+        norms = self.group_norms(layer, kernel) / self._sigma(layer, kernel)
         return ops.broadcast_to(norms, kernel.shape)
 
     def group_norms(self, layer, kernel):
@@ -202,6 +287,7 @@ class StructuredSTR(STR):
             "block_axis": self.block_axis,
             "scope": self.scope,
             "rescale": self.rescale,
+            "max_layer_sparsity": self.max_layer_sparsity,
             **super().get_config(),
         }
 
