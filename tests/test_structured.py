@@ -255,6 +255,9 @@ def test_a_shared_target_never_empties_a_layer(scope):
         assert dead.mean() == pytest.approx(fractions[layer.name]), layer.name
     if scope == "global":
         assert (~_dead_groups(narrow)).sum() == 1
+    # The kept group does not cost the target: the other layer makes it up.
+    zeros = sum(int(np.sum(to_numpy(layer.thresholded_kernel()) == 0)) for layer in (wide, narrow))
+    assert zeros / (16 * 32 + 32 * 8) == pytest.approx(0.9, abs=32 / 768)
 
 
 @pytest.mark.parametrize("structure", ["channel", "block"])

@@ -20,6 +20,10 @@ BLOCK_AXES = ("input", "output")
 SCOPES = ("global", "sigma", "layer")
 # Keeps the norm's gradient finite for a group of zeros.
 _NORM_EPSILON = 1e-12
+# What a group kept by its layer's floor counts as in the target's quantile:
+# above every real group, and finite, so that a target the floors make
+# unreachable gives a finite threshold (then capped), not inf - inf = NaN.
+_FLOOR_MAGNITUDE = 1e30
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
@@ -190,10 +194,11 @@ class StructuredSTR(STR):
         fractions = super().final_layer_sparsity(layers)
         if fractions is None:
             return None
+        # A target the floors make unreachable stops at each floor.
         for layer in layers:
             groups = self._group_count(layer)
-            floor = self._kept_groups(groups) / groups
-            fractions[layer.name] = min(fractions[layer.name], 1.0 - floor)
+            most = 1.0 - self._kept_groups(groups) / groups
+            fractions[layer.name] = min(fractions[layer.name], most)
         return fractions
 
     def _group_count(self, layer):
@@ -250,8 +255,12 @@ class StructuredSTR(STR):
     def _magnitude(self, layer):
         # A group is pruned as a whole: each weight carries its group's RMS,
         # in units of the layer's sigma (what `g(s)` is compared with).
+        # The groups each layer keeps under its floor never count toward the
+        # target, so the other layers' groups make up the target in their place.
         kernel = ops.convert_to_tensor(layer.raw_kernel)
         norms = self.group_norms(layer, kernel) / self._sigma(layer, kernel)
+        kept = norms > self._threshold_cap(layer, norms)
+        norms = ops.where(kept, _FLOOR_MAGNITUDE, norms)
         return ops.broadcast_to(norms, kernel.shape)
 
     def group_norms(self, layer, kernel):
