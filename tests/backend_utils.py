@@ -2,8 +2,14 @@
 
 import keras
 import numpy as np
+import pytest
 
 BACKEND = keras.backend.backend()
+
+
+def slow_on(*backends):
+    """Marks a test `slow` on `backends`: it runs by default on the others."""
+    return pytest.mark.slow if BACKEND in backends else pytest.mark.skipif(False, reason="")
 
 
 def to_numpy(value):

@@ -418,10 +418,12 @@ def test_saved_weights_are_raw_kernel_and_threshold(tmp_path):
     assert float(keras.ops.convert_to_numpy(layer.threshold_param)) == -2.0
 
 
-# torch.compile costs ~40 s a model here; test_methods covers it on torch.
+# torch.compile costs ~40 s a model here (test_methods covers it on torch,
+# under `slow`); JAX users compile, so its op-by-op run is `slow` too.
 @pytest.mark.parametrize(
     "jit_compile",
-    [pytest.param(True, marks=(pytest.mark.slow,) if BACKEND == "torch" else ()), False],
+    [pytest.param(True, marks=(pytest.mark.slow,) if BACKEND == "torch" else ()),
+     pytest.param(False, marks=(pytest.mark.slow,) if BACKEND == "jax" else ())],
 )
 def test_trains_without_nan(jit_compile):
     model = small_model()

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 import keras_str
+from tests.backend_utils import BACKEND
 from tests.backend_utils import gradients
+from tests.backend_utils import slow_on
 from tests.backend_utils import to_numpy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -399,7 +401,13 @@ def test_layer_budget_transfers_str_budget_to_gmp():
         keras_str.layer_budget("model.keras")
 
 
-def test_scheduled_methods_train_under_jit_and_mixed_precision():
+# torch.compile of a mixed-precision model takes ~100 s here: on torch the
+# default run trains it eagerly (as torch users do by default), `slow` compiled.
+@pytest.mark.parametrize(
+    "jit_compile",
+    [False, pytest.param(True, marks=pytest.mark.slow)] if BACKEND == "torch" else [True],
+)
+def test_scheduled_methods_train_under_jit_and_mixed_precision(jit_compile):
     keras.config.set_dtype_policy("mixed_float16")
     method = keras_str.ST3(0.5, keras_str.PolynomialSchedule(0, 6))
     model = keras_str.sparsify(mlp(), method=method)
@@ -407,15 +415,18 @@ def test_scheduled_methods_train_under_jit_and_mixed_precision():
     model.compile(
         keras.optimizers.SGD(0.05),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=True,
+        jit_compile=jit_compile,
     )
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     assert overall_sparsity(model) == pytest.approx(0.5, abs=0.02)
     assert model.layers[0].threshold_param.dtype == "float32"
 
 
+# A fresh process imports a backend (10-25 s off TensorFlow); the files are
+# the same on every backend, so the others run it under `slow`.
+@slow_on("jax", "torch")
 def test_method_models_reload_in_a_fresh_process(tmp_path):
-    # One fresh process (a backend import costs 5-15 s) loads two files: a
+    # One fresh process loads two files: a
     # scheduled method's model with keras_str.load_model, and STR layers of
     # every threshold granularity with plain keras.saving.load_model.
     method = keras_str.GMP(0.5, keras_str.ConstantSchedule(), frequency=1)

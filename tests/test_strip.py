@@ -9,6 +9,7 @@ import pytest
 
 import keras_str
 from examples.models import small_cnn
+from tests.backend_utils import slow_on
 
 
 def trained_like_sparse_model():
@@ -94,6 +95,9 @@ def test_plain_model_without_str_layers_strips_to_a_copy():
     )
 
 
+# A fresh process imports a backend (10-25 s off TensorFlow); the saved file
+# is the same on every backend, so the others run it under `slow`.
+@slow_on("jax", "torch")
 def test_stripped_model_loads_without_keras_str(tmp_path):
     model = trained_like_sparse_model()
     plain = keras_str.strip(model)
