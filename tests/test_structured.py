@@ -281,3 +281,23 @@ def test_max_layer_sparsity_is_a_floor_on_each_layers_groups(structure):
     assert fractions[small.name] == pytest.approx(0.5)
     # The floor binds on every layer: the method reaches less than its target.
     assert fractions[large.name] == pytest.approx(0.5)
+
+
+def test_groups_kept_by_the_floor_lose_at_most_half_their_norm():
+    # Capping the threshold at the next group's norm would leave the kept
+    # group a sliver (1 - n2 / n1) that rescale then multiplies back up, and
+    # the gradient with it: training went NaN on MobileNet.
+    method = keras_str.StructuredSTR(
+        "channel", target_sparsity=0.9, schedule=keras_str.ConstantSchedule(), rescale=False)
+    wide = keras_str.STRDense(32, method=method)
+    narrow = keras_str.STRDense(8, method=method)
+    wide.build((None, 16))
+    narrow.build((None, 32))
+    raw = np.ones((32, 8), "float32") * 1e-3 * np.linspace(1.0, 1.01, 8)
+    narrow.raw_kernel.assign(raw)
+    method.update(method.layers, keras.ops.convert_to_tensor(1))
+    effective = to_numpy(narrow.thresholded_kernel())
+    kept = ~_dead_groups(narrow)
+    assert kept.sum() == 1 and kept[-1]
+    assert np.linalg.norm(effective[:, kept]) == pytest.approx(
+        0.5 * np.linalg.norm(raw[:, kept]), rel=1e-4)

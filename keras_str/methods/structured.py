@@ -24,6 +24,8 @@ _NORM_EPSILON = 1e-12
 # above every real group, and finite, so that a target the floors make
 # unreachable gives a finite threshold (then capped), not inf - inf = NaN.
 _FLOOR_MAGNITUDE = 1e30
+# The largest share of its norm a group kept by the floor is thresholded by.
+_FLOOR_SHRINK = 0.5
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
@@ -72,8 +74,10 @@ class StructuredSTR(STR):
         max_layer_sparsity: The largest share of one layer's groups that
             may be zero, in `[0, 1)`. `None` (default): every layer keeps at
             least one group, so no layer is emptied (an empty layer passes
-            on a constant and disconnects the network). Where it binds, the
-            method reaches less than `target_sparsity`.
+            on a constant and disconnects the network). The groups a floor
+            keeps are each layer's largest; they never count toward the
+            target (the other layers' groups make it up), and are thresholded
+            by at most half their norm.
         rescale: Scale each layer's kept groups by `sum|W_kept| /
             sum|W_effective|` (no gradient through the factor), so that
             soft-thresholding does not shrink the layer's output. Group
@@ -183,12 +187,17 @@ class StructuredSTR(STR):
         return 1.0
 
     def threshold(self, layer):
-        kernel = ops.convert_to_tensor(layer.raw_kernel)
-        return self._layer_threshold(layer, kernel, self.group_norms(layer, kernel))
+        return super().threshold(layer) * self._sigma(layer)
 
-    def _layer_threshold(self, layer, kernel, norms):
+    def _group_thresholds(self, layer, kernel, norms):
+        """Each group's threshold: the layer's, at most half the norm of the groups its floor keeps."""
         threshold = super().threshold(layer) * self._sigma(layer, kernel)
-        return ops.minimum(threshold, self._threshold_cap(layer, norms))
+        floor = self._floor_groups(layer, norms)
+        # Capping a kept group at its own norm would leave it a sliver (the
+        # soft threshold's factor 1 - t / norm near 0) that `rescale` then
+        # blows up, gradients with it; half keeps it at least half its size.
+        capped = ops.minimum(threshold, _FLOOR_SHRINK * ops.stop_gradient(norms))
+        return ops.where(floor, capped, threshold)
 
     def final_layer_sparsity(self, layers):
         fractions = super().final_layer_sparsity(layers)
@@ -214,25 +223,21 @@ class StructuredSTR(STR):
             return 1
         return min(groups, max(1, math.ceil((1.0 - self.max_layer_sparsity) * groups)))
 
-    def _threshold_cap(self, layer, norms):
-        """The largest threshold that keeps the layer's floor of groups.
-
-        The norm of the first group past the floor, in descending order:
-        thresholding at it zeroes that group and keeps the larger ones.
-        """
-        norms = ops.stop_gradient(ops.reshape(norms, (-1,)))
-        repeats = self._entries_per_group(layer, norms.shape[0])
+    def _floor_groups(self, layer, norms):
+        """Whether each entry's group is among the largest its layer keeps (a bool tensor)."""
+        flat = ops.stop_gradient(ops.reshape(norms, (-1,)))
+        repeats = self._entries_per_group(layer, flat.shape[0])
         groups = self._group_count(layer)
         kept = self._kept_groups(groups)
         if kept >= groups:
-            return ops.zeros((), norms.dtype)
+            return ops.ones(norms.shape, "bool")
         if kept == 1:
-            # Two reductions, not a sort: the largest norm below the maximum.
-            largest = ops.max(norms)
-            return ops.max(ops.where(norms < largest, norms, 0.0))
-        # Block norms repeat once per entry of the block: the first group past
-        # the floor sits at entry `kept * block_size`.
-        return ops.top_k(norms, kept * repeats + 1, sorted=True)[0][-1]
+            smallest_kept = ops.max(flat)  # a reduction, not a sort
+        else:
+            # Block norms repeat once per entry of the block: the last kept
+            # group ends at entry `kept * block_size`.
+            smallest_kept = ops.top_k(flat, kept * repeats, sorted=True)[0][-1]
+        return ops.stop_gradient(norms) >= smallest_kept
 
     def _entries_per_group(self, layer, entries):
         if self.structure == "block" and entries == math.prod(layer.raw_kernel.shape):
@@ -242,7 +247,7 @@ class StructuredSTR(STR):
     def effective_kernel(self, layer, kernel):
         norms = self.group_norms(layer, kernel)
         thresholded = group_soft_threshold(
-            kernel, self._layer_threshold(layer, kernel, norms), norms
+            kernel, self._group_thresholds(layer, kernel, norms), norms
         )
         if not self.rescale:
             return thresholded
@@ -259,8 +264,7 @@ class StructuredSTR(STR):
         # target, so the other layers' groups make up the target in their place.
         kernel = ops.convert_to_tensor(layer.raw_kernel)
         norms = self.group_norms(layer, kernel) / self._sigma(layer, kernel)
-        kept = norms > self._threshold_cap(layer, norms)
-        norms = ops.where(kept, _FLOOR_MAGNITUDE, norms)
+        norms = ops.where(self._floor_groups(layer, norms), _FLOOR_MAGNITUDE, norms)
         return ops.broadcast_to(norms, kernel.shape)
 
     def group_norms(self, layer, kernel):
