@@ -54,7 +54,24 @@ def verdict(model, precision="float32"):
         _convert(model, precision, None, sparse=True),
         precision,
         [layer.name for layer in model.layers],
+        [(layer.name, tuple(layer.kernel.shape)) for layer in model.layers
+         if hasattr(layer, "kernel")],
     )
+
+
+def test_a_shared_layers_second_call_is_named_after_the_layer():
+    # TensorFlow names the second call of "mid" "mid_1/...", which is also
+    # the name of another layer: the weight tensor, not its name, decides.
+    inputs = keras.Input((32, 32, 3))
+    x = layers.ZeroPadding2D(1)(inputs)
+    x = layers.Conv2D(16, 3, strides=2, name="entry")(x)
+    mid = layers.Conv2D(16, 1, strides=2, name="mid")
+    x = mid(mid(x))
+    x = layers.Conv2D(24, 1, name="mid_1")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    result = verdict(zero_pointwise(keras.Model(inputs, x), 0.9))
+    strided = [r for r in result.reasons if "stride 2" in r]
+    assert len(strided) == 2 and all("'mid'" in r for r in strided), result.reasons
 
 
 @pytest.mark.parametrize("head", ["dense", "none"])

@@ -4,10 +4,6 @@ from keras_str.export.flatbuffer import buffer_values
 from keras_str.export.flatbuffer import sparse_encoding
 from keras_str.export.xnnpack_rules import _Graph
 
-# Ops whose second input is the layer's weights.
-_WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_3D",
-                 "TRANSPOSE_CONV", "BATCH_MATMUL")
-
 
 def layer_runtime(model_content, layer_names, verdict, removed_channels=None, kernel_layers=()):
     """`{layer name: what the runtime does with its weights}` for a `.tflite`.
@@ -31,25 +27,9 @@ def layer_runtime(model_content, layer_names, verdict, removed_channels=None, ke
     Returns:
         A dict, in the order the ops run.
     """
-    graph = _Graph(model_content, layer_names)
-    weighted = [
-        (name, op) for name, op in graph.ops
-        if name in _WEIGHTED_OPS and op.inputs is not None and len(op.inputs) >= 2
-        and _is_constant(graph, int(op.inputs[1]))
-    ]
-    # Tensor names are ambiguous ("conv_1/" is the second call of "conv" or
-    # the layer "conv_1"): match each op to the next kernel layer in model
-    # order whose kernel has the same dimensions, names as a fallback.
-    unassigned = list(kernel_layers)
-    labels = []
-    for _, op in weighted:
-        dims = sorted(int(d) for d in graph.tensor(int(op.inputs[1])).shape)
-        match = next((k for k in unassigned if sorted(k[1]) == dims), None)
-        if match is not None:
-            unassigned.remove(match)
-            labels.append(match[0])
-        else:
-            labels.append(graph.label(op))
+    graph = _Graph(model_content, layer_names, kernel_layers)
+    weighted = graph.weighted_ops()
+    labels = [graph.label(op) for _, op in weighted]
     statements = {}
     for (name, op), layer in zip(weighted, labels):
         weights = int(op.inputs[1])
@@ -83,15 +63,6 @@ def layer_runtime(model_content, layer_names, verdict, removed_channels=None, ke
                 f"{prefix}; {statements[layer]}" if layer in statements else prefix
             )
     return statements
-
-
-def _is_constant(graph, index):
-    producer = graph.producer.get(index)
-    if producer is not None:
-        return producer[0] in ("DENSIFY", "DEQUANTIZE")
-    return buffer_values(graph.model, graph.tensor(index)) is not None or (
-        graph.tensor(index).sparsity is not None
-    )
 
 
 def _zero_fraction(graph, tensor):

@@ -300,9 +300,13 @@ def export_tflite(
             content, difference = dense_bytes, 0.0
     else:
         content, stored_dense, difference = dense_bytes, {}, 0.0
-    verdict = check_xnnpack_sparse(
-        content, precision, [layer.name for layer in iter_layers(model)]
-    )
+    layer_names = [layer.name for layer in iter_layers(model)]
+    kernel_layers = [
+        (layer.name, tuple(raw_kernel_variable(layer).shape))
+        for layer in iter_layers(model)
+        if is_kernel_layer(layer)
+    ]
+    verdict = check_xnnpack_sparse(content, precision, layer_names, kernel_layers)
     if verdict.fails_on_arm:
         # It loads here (XNNPACK's sparse path is off on x86), not on phones.
         raise ValueError(
@@ -317,7 +321,6 @@ def export_tflite(
             f.write(content)
         run_tflite(tmp_path, check_inputs)
     inspection = inspect_tflite(content)
-    layer_names = [layer.name for layer in iter_layers(model)]
     return ExportReport(
         path=path,
         precision=precision,
@@ -330,15 +333,7 @@ def export_tflite(
         xnnpack=verdict,
         max_difference=difference,
         layer_runtime=layer_runtime(
-            content,
-            layer_names,
-            verdict,
-            removed_channels,
-            [
-                (layer.name, tuple(raw_kernel_variable(layer).shape))
-                for layer in iter_layers(model)
-                if is_kernel_layer(layer)
-            ],
+            content, layer_names, verdict, removed_channels, kernel_layers
         ),
     )
 

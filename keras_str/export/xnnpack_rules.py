@@ -29,6 +29,9 @@ _ELEMENTWISE = {
     "SQUARE", "SQRT", "MAXIMUM", "MINIMUM",
 }
 _WEIGHT_PREPARATION = {"DENSIFY", "DEQUANTIZE"}
+# Ops whose second input is the layer's weights.
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_3D",
+                "TRANSPOSE_CONV", "BATCH_MATMUL")
 
 
 @dataclasses.dataclass
@@ -63,7 +66,9 @@ class XNNPackVerdict:
 
 
 class _Graph:
-    def __init__(self, model_content, layer_names=()):
+    """A parsed `.tflite` graph whose ops can name the Keras layer they compute."""
+
+    def __init__(self, model_content, layer_names=(), kernel_layers=()):
         # Longest first, so "conv1_bn" is not reported as "conv1".
         self.layer_patterns = [
             (name, re.compile(rf"(^|[/;]){re.escape(name)}(_\d+)?/"))
@@ -79,12 +84,47 @@ class _Graph:
             self.ops.append((name, op))
             for output in op.outputs:
                 self.producer[int(output)] = (name, op)
+        # Tensor names are ambiguous ("conv_1/" is the second call of "conv"
+        # or the layer "conv_1"): each weighted op is matched to the next
+        # kernel layer in model order whose kernel has the same dimensions;
+        # names are the fallback.
+        # A shared layer's calls read one weight tensor: they share its label.
+        self.kernel_labels = {}
+        by_weights = {}
+        unassigned = list(kernel_layers)
+        for _, op in self.weighted_ops():
+            weights = int(op.inputs[1])
+            if weights not in by_weights:
+                dims = sorted(self.shape(weights))
+                match = next((k for k in unassigned if sorted(k[1]) == dims), None)
+                if match is None:
+                    continue
+                unassigned.remove(match)
+                by_weights[weights] = match[0]
+            self.kernel_labels[id(op)] = by_weights[weights]
+
+    def weighted_ops(self):
+        """`(op name, op)` of the ops computing with constant weights, in order."""
+        return [
+            (name, op) for name, op in self.ops
+            if name in WEIGHTED_OPS and op.inputs is not None and len(op.inputs) >= 2
+            and self.is_constant(int(op.inputs[1]))
+        ]
+
+    def is_constant(self, index):
+        producer = self.producer.get(index)
+        if producer is not None:
+            return producer[0] in _WEIGHT_PREPARATION
+        tensor = self.tensor(index)
+        return buffer_values(self.model, tensor) is not None or tensor.sparsity is not None
 
     def tensor(self, index):
         return self.subgraph.tensors[int(index)]
 
     def label(self, op):
-        """The Keras layer an op comes from, read off its tensor names."""
+        """The Keras layer an op comes from: its kernel's layer, else read off tensor names."""
+        if id(op) in self.kernel_labels:
+            return self.kernel_labels[id(op)]
         candidates = []
         if len(op.inputs) > 1:
             weights = int(op.inputs[1])
@@ -141,7 +181,7 @@ def _conv_padding(graph, op, options, kernel):
     return pads
 
 
-def check_xnnpack_sparse(model_content, precision="float32", layer_names=()):
+def check_xnnpack_sparse(model_content, precision="float32", layer_names=(), kernel_layers=()):
     """Checks a `.tflite` against XNNPACK's sparse-inference rules.
 
     Args:
@@ -149,6 +189,8 @@ def check_xnnpack_sparse(model_content, precision="float32", layer_names=()):
         precision: The export precision; only float models qualify.
         layer_names: The Keras model's layer names, to name the layer that
             breaks a rule (else the TFLite tensor name is used).
+        kernel_layers: `(name, kernel shape)` of the model's kernel layers,
+            in model order: names the layer of each weighted op exactly.
 
     Returns:
         An `XNNPackVerdict`.
@@ -161,7 +203,7 @@ def check_xnnpack_sparse(model_content, precision="float32", layer_names=()):
             0,
             0,
         )
-    graph = _Graph(model_content, layer_names)
+    graph = _Graph(model_content, layer_names, kernel_layers)
     reasons = []
     if not any(name == "DENSIFY" for name, _ in graph.ops):
         # XNNPACK tries its sparse path only for sparse-encoded weights: the
