@@ -6,6 +6,7 @@ import pytest
 
 import keras_str
 from keras_str.ops import group_soft_threshold
+from tests.backend_utils import gradients
 from tests.backend_utils import to_numpy
 
 
@@ -301,3 +302,16 @@ def test_groups_kept_by_the_floor_lose_at_most_half_their_norm():
     assert kept.sum() == 1 and kept[-1]
     assert np.linalg.norm(effective[:, kept]) == pytest.approx(
         0.5 * np.linalg.norm(raw[:, kept]), rel=1e-4)
+
+
+def test_a_runaway_threshold_keeps_gradients_finite():
+    # exp(s) overflows t / norm^2 for a zeroed group of tiny norm (0 * inf
+    # = NaN in its gradient) unless the threshold stops at the layer's
+    # largest group, past which it changes nothing.
+    layer = keras_str.STRDense(4, method=keras_str.StructuredSTR("channel", threshold_init=80.0))
+    layer.build((None, 3))
+    kernel = np.ones((3, 4), "float32") * np.array([1.0, 1e-7, 2.0, 3.0], "float32")
+    layer.raw_kernel.assign(kernel)
+    (grad,) = gradients(lambda: keras.ops.sum(layer.thresholded_kernel()), [layer.raw_kernel])
+    assert np.all(np.isfinite(grad)), grad
+    assert np.count_nonzero(np.any(to_numpy(layer.thresholded_kernel()) != 0, axis=0)) == 1

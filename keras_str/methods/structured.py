@@ -196,8 +196,15 @@ class StructuredSTR(STR):
         # Capping a kept group at its own norm would leave it a sliver (the
         # soft threshold's factor 1 - t / norm near 0) that `rescale` then
         # blows up, gradients with it; half keeps it at least half its size.
-        capped = ops.minimum(threshold, _FLOOR_SHRINK * ops.stop_gradient(norms))
-        return ops.where(floor, capped, threshold)
+        norms = ops.stop_gradient(norms)
+        capped = ops.minimum(threshold, _FLOOR_SHRINK * norms)
+        # Past the layer's largest group a threshold changes nothing: clamped
+        # there, it keeps t / norm finite (the gradient of a zeroed group is
+        # 0 * t / norm^2) and stops feeding `s` (exp(s) would amplify any
+        # gradient into a runaway, as under BatchNorm, where the loss does
+        # not depend on a filter's scale).
+        clamped = ops.minimum(threshold, ops.max(norms))
+        return ops.where(floor, capped, clamped)
 
     def final_layer_sparsity(self, layers):
         fractions = super().final_layer_sparsity(layers)
