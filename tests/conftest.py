@@ -2,6 +2,15 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+if os.environ["KERAS_BACKEND"] == "jax":
+    # The tests compile hundreds of small programs and run each a few
+    # times: without its costly LLVM passes XLA's CPU backend compiles them
+    # faster (measured: in_step + recurrent + low_rank on JAX 116 s -> 83 s;
+    # no gain on TensorFlow, left as is there).
+    os.environ.setdefault(
+        "XLA_FLAGS",
+        "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+    )
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
