@@ -3,6 +3,8 @@
 import math
 import warnings
 
+import keras
+
 from keras_str.layers.registry import bias_variable
 from keras_str.layers.registry import block_spec_for_keras_layer
 from keras_str.layers.registry import in_plain_blocks
@@ -13,6 +15,7 @@ from keras_str.layers.registry import spec_for_keras_layer
 from keras_str.layers.registry import weight_matrices
 from keras_str.methods import copy_method
 from keras_str.methods import get_method
+from keras_str.methods.structured import StructuredSTR
 from keras_str.training.weight_decay import apply_weight_decay
 from keras_str.transforms.cloning import assign_copy
 from keras_str.transforms.cloning import block_copier
@@ -132,6 +135,7 @@ def sparsify(
         sparse_model = clone_with(model, replace)
     _warn_about_dense_matrices(sparse_model)
     _warn_about_emptied_layers(shared_method)
+    _warn_about_channel_str_before_batch_norm(shared_method)
     if weight_decay is not None:
         apply_weight_decay(sparse_model, weight_decay)
     elif not shared_method.scheduled and shared_method.threshold_regularizer is None:
@@ -249,6 +253,31 @@ def _warn_about_emptied_layers(method):
         f"weights: {emptied[:10]}{' ...' if len(emptied) > 10 else ''}. A layer "
         "with no weights left cuts the network. To avoid it, "
         f"{advice}keep those layers dense (`keep_dense=`), or lower the target.",
+        stacklevel=3,
+    )
+
+
+def _warn_about_channel_str_before_batch_norm(method):
+    """Channel STR has not trained on BatchNorm networks here: says so by layer."""
+    if not (isinstance(method, StructuredSTR) and method.structure == "channel"):
+        return
+    before_batch_norm = [
+        layer.name for layer in method.layers
+        if any(
+            isinstance(node.operation, keras.layers.BatchNormalization)
+            for node in getattr(layer, "_outbound_nodes", ())
+        )
+    ]
+    if not before_batch_norm:
+        return
+    warnings.warn(
+        f"{len(before_batch_norm)} layers of {method!r} feed BatchNormalization "
+        f"({before_batch_norm[:5]}{' ...' if len(before_batch_norm) > 5 else ''}). "
+        "BatchNormalization divides out each filter's scale, so the learned "
+        "thresholds get no useful gradient: on a MobileNetV1-style model "
+        "channel STR trained to 10 % accuracy (dense: 84 % after one epoch). "
+        "For such networks prefer uniform L1 filter pruning, "
+        "`keras_str.GMP(target, schedule, structure=\"channel\")`.",
         stacklevel=3,
     )
 
