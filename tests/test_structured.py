@@ -237,18 +237,24 @@ def test_layer_scope_ignores_a_kernels_absolute_scale():
     assert 0 < dead[0].sum() < 16
 
 
+def wide_and_narrow(method, narrow_kernel):
+    """Two Dense layers sharing `method` (the narrow one's kernel mapped by `narrow_kernel`), updated once."""
+    wide = keras_str.STRDense(32, method=method)
+    narrow = keras_str.STRDense(8, method=method)
+    wide.build((None, 16))
+    narrow.build((None, 32))
+    narrow.raw_kernel.assign(narrow_kernel(to_numpy(narrow.raw_kernel)))
+    method.update(method.layers, keras.ops.convert_to_tensor(1))
+    return wide, narrow
+
+
 @pytest.mark.parametrize("scope", ["global", "sigma", "layer"])
 def test_a_shared_target_never_empties_a_layer(scope):
     # A layer whose filters are all far smaller than the others' would be
     # emptied by a global threshold; it keeps one group (the default floor).
     method = keras_str.StructuredSTR(
         "channel", target_sparsity=0.9, schedule=keras_str.ConstantSchedule(), scope=scope)
-    wide = keras_str.STRDense(32, method=method)
-    narrow = keras_str.STRDense(8, method=method)
-    wide.build((None, 16))
-    narrow.build((None, 32))
-    narrow.raw_kernel.assign(to_numpy(narrow.raw_kernel) * 1e-3)
-    method.update(method.layers, keras.ops.convert_to_tensor(1))
+    wide, narrow = wide_and_narrow(method, lambda kernel: kernel * 1e-3)
     fractions = method.final_layer_sparsity(method.layers)
     for layer in (wide, narrow):
         dead = _dead_groups(layer)
@@ -290,13 +296,8 @@ def test_groups_kept_by_the_floor_lose_at_most_half_their_norm():
     # the gradient with it: training went NaN on MobileNet.
     method = keras_str.StructuredSTR(
         "channel", target_sparsity=0.9, schedule=keras_str.ConstantSchedule(), rescale=False)
-    wide = keras_str.STRDense(32, method=method)
-    narrow = keras_str.STRDense(8, method=method)
-    wide.build((None, 16))
-    narrow.build((None, 32))
     raw = np.ones((32, 8), "float32") * 1e-3 * np.linspace(1.0, 1.01, 8)
-    narrow.raw_kernel.assign(raw)
-    method.update(method.layers, keras.ops.convert_to_tensor(1))
+    _, narrow = wide_and_narrow(method, lambda kernel: raw)
     effective = to_numpy(narrow.thresholded_kernel())
     kept = ~_dead_groups(narrow)
     assert kept.sum() == 1 and kept[-1]
