@@ -116,25 +116,33 @@ def main(argv):
                 row["macs"] = result.report.totals["dense_macs"]
                 row["widths"] = widths(model)
                 path = os.path.join(workdir, f"{method}_{target}_{seed}.tflite".replace("None", "dense"))
-                keras_str.export_tflite(model, path)
-                paths[name] = path
                 print(f"seed {seed} {name}: {row['accuracy'][-1]:.2f} %, "
                       f"{row['params']} params, {row['macs'] / 1e6:.3f} MMACs, "
                       f"widths {row['widths']}", flush=True)
+                try:
+                    keras_str.export_tflite(model, path)
+                except (RuntimeError, ValueError) as error:
+                    # A model that cannot be exported (e.g. NaN outputs) is a
+                    # result: its row says why, the others are still timed.
+                    row["failed"] = str(error).split(";")[0]
+                    print(f"seed {seed} {name}: export failed: {row['failed']}", flush=True)
+                    continue
+                paths[name] = path
+            timed = [name for name in names if name in paths]
             for _ in range(FLAGS.rounds):
                 times = {
                     name: keras_str.time_tflite(paths[name], runs=FLAGS.runs)["median_ms"]
-                    for name in names
+                    for name in timed
                 }
-                for name in names:
+                for name in timed:
                     rows[name]["latency"].append(times[name])
                     rows[name]["ratio"].append(times[name] / times["dense"])
             if FLAGS.armsim:
                 from benchmarks.armsim import armsim_instructions
 
                 armsim_dir = FLAGS.armsim_dir or os.path.join(ROOT, "..", "shared", "armsim")
-                counts = armsim_instructions([paths[n] for n in names], armsim_dir)
-                for name in names:
+                counts = armsim_instructions([paths[n] for n in timed], armsim_dir)
+                for name in timed:
                     count = counts.get(os.path.basename(paths[name]))
                     rows[name]["insns"].append(count)
 
@@ -155,11 +163,14 @@ def main(argv):
             else "not run"
         )
         accuracy = np.mean(row["accuracy"])
+        latency = (
+            f"{statistics.median(row['latency']):.4f} | {statistics.median(row['ratio']):.3f}"
+            if row["latency"] else f"export failed: {row.get('failed')} | -"
+        )
         lines.append(
             f"| {name} | {accuracy:.2f} | {accuracy - dense_accuracy:+.2f} | "
             f"{row['params']:,} | {row['macs'] / 1e6:.3f} | {row['widths']} | "
-            f"{statistics.median(row['latency']):.4f} | "
-            f"{statistics.median(row['ratio']):.3f} | {insn_ratio} |"
+            f"{latency} | {insn_ratio} |"
         )
     header = (
         f"# Channel STR vs uniform L1 filter pruning (`benchmarks/channel_pruning.py`)\n\n"
