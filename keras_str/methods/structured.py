@@ -233,7 +233,8 @@ class StructuredSTR(STR):
     def _floor_groups(self, layer, norms):
         """Whether each entry's group is among the largest its layer keeps (a bool tensor)."""
         flat = ops.stop_gradient(ops.reshape(norms, (-1,)))
-        repeats = self._entries_per_group(layer, flat.shape[0])
+        # Block norms are repeated over their block's entries; channel norms are not.
+        repeats = self.block_size if self.structure == "block" else 1
         groups = self._group_count(layer)
         kept = self._kept_groups(groups)
         if kept >= groups:
@@ -241,15 +242,9 @@ class StructuredSTR(STR):
         if kept == 1:
             smallest_kept = ops.max(flat)  # a reduction, not a sort
         else:
-            # Block norms repeat once per entry of the block: the last kept
-            # group ends at entry `kept * block_size`.
+            # The last kept group ends at entry `kept * repeats`.
             smallest_kept = ops.top_k(flat, kept * repeats, sorted=True)[0][-1]
         return ops.stop_gradient(norms) >= smallest_kept
-
-    def _entries_per_group(self, layer, entries):
-        if self.structure == "block" and entries == math.prod(layer.raw_kernel.shape):
-            return self.block_size
-        return 1
 
     def effective_kernel(self, layer, kernel):
         norms = self.group_norms(layer, kernel)
