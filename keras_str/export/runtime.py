@@ -28,10 +28,9 @@ def layer_runtime(model_content, layer_names, verdict, removed_channels=None, ke
         A dict, in the order the ops run.
     """
     graph = _Graph(model_content, layer_names, kernel_layers)
-    weighted = graph.weighted_ops()
-    labels = [graph.label(op) for _, op in weighted]
     statements = {}
-    for (name, op), layer in zip(weighted, labels):
+    for name, op in graph.weighted_ops:
+        layer = graph.label(op)
         weights = int(op.inputs[1])
         producer = graph.producer.get(weights)
         densified = producer is not None and producer[0] == "DENSIFY"

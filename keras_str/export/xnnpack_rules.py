@@ -84,15 +84,21 @@ class _Graph:
             self.ops.append((name, op))
             for output in op.outputs:
                 self.producer[int(output)] = (name, op)
+        # `(op name, op)` of the ops computing with constant weights, in order.
+        self.weighted_ops = [
+            (name, op) for name, op in self.ops
+            if name in WEIGHTED_OPS and op.inputs is not None and len(op.inputs) >= 2
+            and self.is_constant(int(op.inputs[1]))
+        ]
         # Tensor names are ambiguous ("conv_1/" is the second call of "conv"
         # or the layer "conv_1"): each weighted op is matched to the next
         # kernel layer in model order whose kernel has the same dimensions;
-        # names are the fallback.
-        # A shared layer's calls read one weight tensor: they share its label.
+        # names are the fallback. A shared layer's calls read one weight
+        # tensor: they share its label.
         self.kernel_labels = {}
         by_weights = {}
         unassigned = list(kernel_layers)
-        for _, op in self.weighted_ops():
+        for _, op in self.weighted_ops:
             weights = int(op.inputs[1])
             if weights not in by_weights:
                 dims = sorted(self.shape(weights))
@@ -102,14 +108,6 @@ class _Graph:
                 unassigned.remove(match)
                 by_weights[weights] = match[0]
             self.kernel_labels[id(op)] = by_weights[weights]
-
-    def weighted_ops(self):
-        """`(op name, op)` of the ops computing with constant weights, in order."""
-        return [
-            (name, op) for name, op in self.ops
-            if name in WEIGHTED_OPS and op.inputs is not None and len(op.inputs) >= 2
-            and self.is_constant(int(op.inputs[1]))
-        ]
 
     def is_constant(self, index):
         producer = self.producer.get(index)
