@@ -7,10 +7,10 @@
 
 Trains the model on Fashion-MNIST (Debian's offline copy) dense, with
 targeted channel STR (`keras_str.StructuredSTR("channel", scope=...,
-budget="macs")`: filters and units thresholded by their RMS relative to the
-layer's current kernel RMS (`--str_scope layer`, the default: the scale a
-BatchNorm divides out) or to its initial scale (`sigma`), one learned
-threshold per layer, a global target in multiply-adds) and with uniform L1-norm filter pruning
+budget="macs")`: filters and units thresholded by their RMS relative to
+their initial scale (`--str_scope sigma`, the default) or the layer's current
+kernel RMS (`layer`), and channels feeding a BatchNormalization by its
+`gamma` (`keras_str.STRBatchNormalization`); a global target in multiply-adds) and with uniform L1-norm filter pruning
 (`keras_str.GMP(..., structure="channel")`: every layer loses the same share
 of its filters, smallest L1 norm first, gradually), pairs of targets chosen to
 land near the same MACs, same recipe and seeds (`examples.training`); the
@@ -39,7 +39,7 @@ flags.DEFINE_list(
     "str_targets", ["0.5", "0.75"],
     "Channel STR targets: shares of the dense MACs to remove (budget='macs').")
 flags.DEFINE_enum(
-    "str_scope", "layer", ["global", "sigma", "layer"],
+    "str_scope", "sigma", ["global", "sigma", "layer"],
     "StructuredSTR scope: what each filter's RMS is measured against.")
 flags.DEFINE_list(
     "l1_targets", ["0.3", "0.5"],

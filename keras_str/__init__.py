@@ -13,6 +13,7 @@ from keras_str.export.litert import predict_tflite
 from keras_str.export.litert import time_tflite
 from keras_str.export.tflite import ExportReport
 from keras_str.export.tflite import export_tflite
+from keras_str.layers import STRBatchNormalization
 from keras_str.layers import STRConv1D
 from keras_str.layers import STRConv1DTranspose
 from keras_str.layers import STRConv2D

@@ -316,26 +316,3 @@ def test_a_runaway_threshold_keeps_gradients_finite():
     (grad,) = gradients(lambda: keras.ops.sum(layer.thresholded_kernel()), [layer.raw_kernel])
     assert np.all(np.isfinite(grad)), grad
     assert np.count_nonzero(np.any(to_numpy(layer.thresholded_kernel()) != 0, axis=0)) == 1
-
-
-def test_channel_str_before_batch_norm_warns_by_name():
-    def model(batch_norm):
-        inputs = keras.Input((8, 8, 1))
-        x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
-        if batch_norm:
-            x = keras.layers.BatchNormalization()(x)
-        x = keras.layers.Flatten()(keras.layers.ReLU()(x))
-        return keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
-
-    def method():
-        return keras_str.StructuredSTR(
-            "channel", target_sparsity=0.5, schedule=keras_str.ConstantSchedule())
-
-    with pytest.warns(UserWarning, match=r"feed BatchNormalization \(\['conv'\]\).*GMP"):
-        keras_str.sparsify(model(True), method=method(), keep_dense=["out"])
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)
-        keras_str.sparsify(model(False), method=method(), keep_dense=["out"])
-        keras_str.sparsify(model(True), keep_dense=["out"], method=keras_str.GMP(
-            0.5, keras_str.ConstantSchedule(), structure="channel"))

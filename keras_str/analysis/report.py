@@ -32,7 +32,10 @@ class LayerSparsity:
     a layer is dense: `"kept dense"` (a kernel layer keras-str can sparsify,
     left plain in a model that has sparse layers) or `"no sparse version"`
     (its matrices, e.g. an LSTM cell's, cannot be sparsified; `params`
-    counts its weights of rank 2 or more). A low-rank layer
+    counts its weights of rank 2 or more) or `"channels thresholded by
+    <name>"` (its kernel stays dense; the `keras_str.STRBatchNormalization`
+    it feeds zeroes whole channels, whose row has no MACs of its own:
+    `strip` removes the filters). A low-rank layer
     (`keras_str.LowRankSTR`) has `rank` (singular values kept) and
     `full_rank`; its `nonzeros` are what `strip` deploys: the two thin
     factors' weights when they are cheaper than the product.
@@ -195,11 +198,14 @@ def sparsity_report(model):
     layers = list(iter_layers(model))
     has_sparse = any(isinstance(layer, SparseKernelLayer) for layer in layers)
     in_dense_block = in_plain_blocks(layers)
+    scaled_by = _batch_norms_by_producer(layers)
     rows, counted = [], set()
     for layer in layers:
         if is_kernel_layer(layer):
             row = _layer_row(layer)
-            if has_sparse and not isinstance(layer, SparseKernelLayer):
+            if id(layer) in scaled_by:
+                row.note = f"channels thresholded by {scaled_by[id(layer)]}"
+            elif has_sparse and not isinstance(layer, SparseKernelLayer):
                 row.note = "kept dense"
             rows.append(row)
             counted.add(id(raw_kernel_variable(layer)))
@@ -242,6 +248,21 @@ def sparsity_report(model):
         "dense_share": dense_params / all_params if all_params else 0.0,
     }
     return SparsityReport(rows=rows, totals=totals)
+
+
+def _batch_norms_by_producer(layers):
+    """`{id(layer): name}` of the thresholded BatchNormalization each layer feeds."""
+    found = {}
+    for layer in layers:
+        if isinstance(layer, SparseKernelLayer) and isinstance(
+            layer, keras.layers.BatchNormalization
+        ):
+            try:
+                producer = layer.input._keras_history.operation
+            except (AttributeError, ValueError):
+                continue
+            found[id(producer)] = layer.name
+    return found
 
 
 def _method_state(layer):
@@ -297,12 +318,15 @@ def _layer_row(layer):
         kernel = keras.ops.convert_to_numpy(raw_kernel_variable(layer))
         nonzeros = int(np.count_nonzero(kernel))
         threshold = None
+    # A BatchNormalization's channel scales cost no multiply-adds of their
+    # own; the producing layer's row counts its filters.
+    batch_norm = isinstance(layer, keras.layers.BatchNormalization)
     return _row(
         layer,
         int(kernel.size),
         nonzeros,
         threshold=threshold,
-        positions=uses_per_weight(layer),
+        positions=0 if batch_norm else uses_per_weight(layer),
         rank=rank,
         full_rank=full_rank,
     )

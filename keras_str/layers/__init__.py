@@ -2,6 +2,7 @@
 
 from keras_str.layers.attention import STRMultiHeadAttention
 from keras_str.layers.base import SparseKernelLayer
+from keras_str.layers.batch_norm import STRBatchNormalization
 from keras_str.layers.conv import STRConv1D
 from keras_str.layers.conv import STRConv2D
 from keras_str.layers.conv import STRConv3D

@@ -31,11 +31,15 @@ def uses_per_weight(layer):
     The output positions one kernel entry contributes to: 1 for a Dense layer
     on vectors, the output's spatial size for a convolution, the input's for
     a transposed one, the time steps for an RNN cell's kernel, 0 for an
-    embedding lookup. `None` when the shapes are not known (unknown spatial
+    embedding lookup; for a BatchNormalization's channel scale, the
+    multiply-adds of the filter producing the channel (what its removal
+    saves). `None` when the shapes are not known (unknown spatial
     dimensions, a layer not yet called).
     """
     if isinstance(layer, keras.layers.Embedding):
         return 0
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return _producer_macs_per_channel(layer)
     if isinstance(layer, KernelWeight):
         # A cell kernel: used once per time step (set when its RNN builds).
         return layer.uses_per_example
@@ -57,6 +61,23 @@ def uses_per_weight(layer):
     kernel_shape = tuple(raw_kernel_variable(layer).shape)
     channels = math.prod(kernel_shape[axis] for axis in spec.output_axes(layer))
     return int(math.prod(output_shape)) // channels
+
+
+def _producer_macs_per_channel(layer):
+    """A thresholded BatchNormalization's channel costs its producer's filter: those MACs."""
+    try:
+        producer = layer.input._keras_history.operation
+    except (AttributeError, ValueError):
+        return None
+    if spec_for_layer(producer) is None or isinstance(producer, keras.layers.BatchNormalization):
+        return None
+    uses = uses_per_weight(producer)
+    if uses is None:
+        return None
+    spec = spec_for_layer(producer)
+    kernel_shape = tuple(raw_kernel_variable(producer).shape)
+    channels = math.prod(kernel_shape[axis] for axis in spec.output_axes(producer))
+    return uses * (math.prod(kernel_shape) // channels)
 
 
 def _einsum_positions(equation, input_shape):

@@ -79,6 +79,10 @@ class SparseLayerSpec:
         initializer_attribute: The attribute holding the kernel's
             initializer.
         init_scale: Optional `layer -> float` overriding `scale(layer)`.
+        on_request: Whether `sparsify` converts the layer only when a
+            method asks for it (`BatchNormalization`, whose channel scales
+            channel STR thresholds), rather than every layer of the class.
+            A plain layer of such a class is not a kernel layer.
     """
 
     keras_class: type
@@ -90,6 +94,7 @@ class SparseLayerSpec:
     fans: object = kernel_fans
     initializer_attribute: str = "kernel_initializer"
     init_scale: object = None
+    on_request: bool = False
 
     def output_axes(self, layer):
         """The kernel axes that index output channels, ascending."""
@@ -157,10 +162,13 @@ def registered_specs():
     return tuple(_REGISTRY)
 
 
-def spec_for_keras_layer(layer):
-    """The entry whose Keras class is exactly `type(layer)`, or `None`."""
+def spec_for_keras_layer(layer, on_request=False):
+    """The entry whose Keras class is exactly `type(layer)`, or `None`.
+
+    Entries converted only on request count only with `on_request=True`.
+    """
     for spec in _REGISTRY:
-        if type(layer) is spec.keras_class:
+        if type(layer) is spec.keras_class and (on_request or not spec.on_request):
             return spec
     return None
 
@@ -188,7 +196,7 @@ def is_sparse_layer(layer):
 def is_kernel_layer(layer):
     """Whether `layer` is a registered Keras kernel layer (plain or sparse)."""
     return is_sparse_layer(layer) or any(
-        isinstance(layer, spec.keras_class) for spec in _REGISTRY
+        isinstance(layer, spec.keras_class) for spec in _REGISTRY if not spec.on_request
     )
 
 
@@ -325,6 +333,7 @@ def in_plain_blocks(layers):
 
 def _register_builtin_layers():
     from keras_str.layers import attention
+    from keras_str.layers import batch_norm
     from keras_str.layers import conv
     from keras_str.layers import conv_transpose
     from keras_str.layers import depthwise_conv
@@ -373,6 +382,15 @@ def _register_builtin_layers():
             initializer_attribute="embeddings_initializer",
         ),
         SparseLayerSpec(recurrent.KernelWeight, recurrent.STRKernelWeight),
+        SparseLayerSpec(
+            keras.layers.BatchNormalization,
+            batch_norm.STRBatchNormalization,
+            kernel_attribute="gamma",
+            regularizer_attribute="gamma_regularizer",
+            initializer_attribute="gamma_initializer",
+            init_scale=lambda layer: 1.0,
+            on_request=True,
+        ),
     ):
         register_sparse_layer(spec)
     register_sparse_block(

@@ -67,10 +67,11 @@ class StructuredSTR(STR):
             initialised at different scales, e.g. depthwise 3x3 filters and
             1x1 convolutions, are pruned on one footing; the threshold a
             layer computes with is `sigma_l * g(s)`) or `"layer"` (relative
-            to the layer's current kernel RMS: the scale a BatchNorm after
-            the layer divides out, so groups are judged against their own
-            layer's, not the weights' drifting absolute size; use it for
-            networks with BatchNorm, e.g. MobileNet, ResNet).
+            to the layer's current kernel RMS: groups are judged against
+            their own layer's, not the weights' drifting absolute size).
+            A layer that feeds a BatchNormalization is thresholded there,
+            on the channels' `gamma` (`keras_str.STRBatchNormalization`,
+            set up by `keras_str.sparsify`).
         max_layer_sparsity: The largest share of one layer's groups that
             may be zero, in `[0, 1)`. `None` (default): every layer keeps at
             least one group, so no layer is emptied (an empty layer passes
@@ -274,7 +275,9 @@ class StructuredSTR(STR):
         if self.structure == "channel":
             outputs = layer.kernel_spec.output_axes(layer)
             axes = tuple(a for a in range(len(kernel.shape)) if a not in outputs)
-            squares = ops.mean(ops.square(kernel), axis=axes, keepdims=True)
+            squares = ops.square(kernel)
+            if axes:  # not for one value per channel (BatchNormalization's gamma)
+                squares = ops.mean(squares, axis=axes, keepdims=True)
             return ops.sqrt(squares + _NORM_EPSILON)
         return _block_norms(kernel, self._block_axis_of(layer), self.block_size)
 

@@ -379,7 +379,10 @@ def _batch_norm_constants(layer, inputs):
     if layer.scale:
         scale = scale * numpy(layer.gamma)
     shift = numpy(layer.beta) if layer.center else 0.0
-    return (inputs - numpy(layer.moving_mean)) * scale + shift
+    # A channel scaled by 0 (thresholded by STRBatchNormalization) is its
+    # shift whatever comes in.
+    scaled = np.where(scale == 0, 0.0, (inputs - numpy(layer.moving_mean)) * scale)
+    return scaled + shift
 
 
 # Which channels can go: a greatest fixed point. Every rule only ever

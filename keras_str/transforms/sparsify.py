@@ -5,6 +5,7 @@ import warnings
 
 import keras
 
+from keras_str.layers.batch_norm import STRBatchNormalization
 from keras_str.layers.registry import bias_variable
 from keras_str.layers.registry import block_spec_for_keras_layer
 from keras_str.layers.registry import in_plain_blocks
@@ -49,6 +50,13 @@ def sparsify(
     default; with `threshold_init=-100` the outputs are identical). The
     rewrite knows nothing of training: methods advance themselves inside
     `fit`.
+
+    With `StructuredSTR("channel")`, a layer whose one consumer is a
+    `BatchNormalization` (channels last, `scale=True`) stays plain and the
+    BatchNormalization becomes `keras_str.STRBatchNormalization`, which
+    thresholds the channel's scale `gamma` (a BatchNormalization divides
+    out the filter's own scale, so a threshold on filters would get no
+    gradient); `strip` then removes the dead channels with their filters.
 
     Args:
         model: A built Keras 3 model, e.g. from `keras.applications`.
@@ -97,9 +105,19 @@ def sparsify(
         threshold_granularity=threshold_granularity,
     )
 
+    scaled_by_batch_norm = _batch_norm_scales(model, shared_method, should_keep_dense)
+
     def replace(layer):
         if should_keep_dense(layer):
             return None
+        if id(layer) in scaled_by_batch_norm:
+            # Its channels are thresholded by the BatchNormalization it feeds.
+            return None
+        if id(layer) in scaled_by_batch_norm.values():
+            new_layer = STRBatchNormalization.from_config(
+                {**layer.get_config(), "method": shared_method}
+            )
+            return new_layer, _copy_batch_norm_into_str
         spec = spec_for_keras_layer(layer)
         if spec is not None:
             new_layer = spec.sparse_class.from_config(
@@ -179,6 +197,64 @@ def _copy_into_str(dense_layer, str_layer):
     _copy_kernel_into_str(raw_kernel_variable(dense_layer), str_layer)
     if bias_variable(dense_layer) is not None:
         assign_copy(bias_variable(str_layer), bias_variable(dense_layer))
+
+
+def _copy_batch_norm_into_str(plain_layer, str_layer):
+    targets = {
+        "gamma": str_layer._gamma,
+        "beta": str_layer._beta,
+        "moving_mean": str_layer.moving_mean,
+        "moving_variance": str_layer.moving_variance,
+    }
+    for name, target in targets.items():
+        if target is not None:
+            assign_copy(target, getattr(plain_layer, name))
+
+
+def _batch_norm_scales(model, method, should_keep_dense):
+    """`{id(kernel layer): id(batch norm)}`: the layers whose channels their BatchNormalization thresholds.
+
+    Under BatchNormalization a filter's scale does not reach the loss, so
+    channel STR thresholds the channel's `gamma` instead (see
+    `keras_str.STRBatchNormalization`); the layer feeding it stays plain.
+    Only where the pair is unambiguous: a channels-last kernel layer called
+    once, whose one consumer is a BatchNormalization with `scale=True` on
+    the last axis, called once; both rewritten (neither kept dense).
+    """
+    if not (isinstance(method, StructuredSTR) and method.structure == "channel"):
+        return {}
+    pairs = {}
+    for layer in iter_layers(model):
+        spec = spec_for_keras_layer(layer)
+        if spec is None or should_keep_dense(layer) or not _feeds_last_axis(layer, spec):
+            continue
+        outbound = getattr(layer, "_outbound_nodes", ())
+        if len(outbound) != 1 or len(getattr(layer, "_inbound_nodes", ())) != 1:
+            continue
+        consumer = outbound[0].operation
+        if (
+            type(consumer) is keras.layers.BatchNormalization
+            and consumer.scale
+            and consumer.axis % len(consumer.input.shape) == len(consumer.input.shape) - 1
+            and len(consumer._inbound_nodes) == 1
+            and not should_keep_dense(consumer)
+        ):
+            pairs[id(layer)] = id(consumer)
+    return pairs
+
+
+def _feeds_last_axis(layer, spec):
+    """Whether the layer's output channels are its output's last axis, one per kernel channel."""
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        return False
+    if isinstance(layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)):
+        return layer.depth_multiplier == 1
+    return spec.keras_class in (
+        keras.layers.Dense,
+        keras.layers.Conv1D,
+        keras.layers.Conv2D,
+        keras.layers.Conv3D,
+    )
 
 
 def _copy_kernel_into_str(plain_kernel, str_layer):
@@ -273,11 +349,13 @@ def _warn_about_channel_str_before_batch_norm(method):
     warnings.warn(
         f"{len(before_batch_norm)} layers of {method!r} feed BatchNormalization "
         f"({before_batch_norm[:5]}{' ...' if len(before_batch_norm) > 5 else ''}). "
-        "BatchNormalization divides out each filter's scale, so the learned "
-        "thresholds get no useful gradient: on a MobileNetV1-style model "
-        "channel STR trained to 10 % accuracy (dense: 84 % after one epoch). "
-        "For such networks prefer uniform L1 filter pruning, "
-        "`keras_str.GMP(target, schedule, structure=\"channel\")`.",
+        "BatchNormalization divides out each filter's scale, so thresholds "
+        "on filters get no useful gradient: on a MobileNetV1-style model "
+        "they trained to 10 % accuracy (dense: 84 % after one epoch). "
+        "keras-str thresholds the BatchNormalization's channel scales "
+        "instead where a layer feeds only a BatchNormalization (scale=True, "
+        "last axis) and neither is shared or kept dense; these layers are "
+        "not such pairs.",
         stacklevel=3,
     )
 

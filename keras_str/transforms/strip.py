@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_str.layers.base import SPARSE_CONFIG_KEYS
+from keras_str.layers.batch_norm import STRBatchNormalization
 from keras_str.layers.registry import bias_variable
 from keras_str.layers.registry import block_spec_for_sparse_layer
 from keras_str.layers.registry import is_kernel_layer
@@ -91,6 +92,8 @@ def strip(model, *, in_place=False, shrink=None):
         if thin is not None:
             return thin
         plain = layer.kernel_spec.keras_class.from_config(_plain_config(layer))
+        if isinstance(layer, STRBatchNormalization):
+            return plain, _copy_batch_norm_thresholded
         return plain, _copy_thresholded
 
     if in_place:
@@ -177,6 +180,19 @@ def _copy_thresholded(str_layer, plain_layer):
     )
     if bias_variable(str_layer) is not None:
         assign_copy(bias_variable(plain_layer), bias_variable(str_layer))
+
+
+def _copy_batch_norm_thresholded(str_layer, plain_layer):
+    values = {
+        "gamma": str_layer.thresholded_kernel(),
+        "beta": str_layer.thresholded_beta(),
+        "moving_mean": str_layer.moving_mean,
+        "moving_variance": str_layer.moving_variance,
+    }
+    for name, value in values.items():
+        target = getattr(plain_layer, name)
+        if target is not None:
+            target.assign(ops.cast(value, target.dtype))
 
 
 def _copy_kernel_thresholded(plain_kernel, str_layer):
