@@ -9,6 +9,7 @@ import numpy as np
 
 from keras_str.io_utils import write_text_atomic
 from keras_str.layers.base import SparseKernelLayer
+from keras_str.layers.batch_norm import STRBatchNormalization
 from keras_str.layers.macs import uses_per_weight
 from keras_str.layers.registry import in_plain_blocks
 from keras_str.layers.registry import is_kernel_layer
@@ -254,13 +255,8 @@ def _batch_norms_by_producer(layers):
     """`{id(layer): name}` of the thresholded BatchNormalization each layer feeds."""
     found = {}
     for layer in layers:
-        if isinstance(layer, SparseKernelLayer) and isinstance(
-            layer, keras.layers.BatchNormalization
-        ):
-            try:
-                producer = layer.input._keras_history.operation
-            except (AttributeError, ValueError):
-                continue
+        producer = layer.producer() if isinstance(layer, STRBatchNormalization) else None
+        if producer is not None:
             found[id(producer)] = layer.name
     return found
 

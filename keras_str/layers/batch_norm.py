@@ -84,6 +84,13 @@ class STRBatchNormalization(SparseKernelLayer, keras.layers.BatchNormalization):
             self, inputs, training=training, mask=mask
         )
 
+    def producer(self):
+        """The layer whose output this one normalizes (functional models), or `None`."""
+        try:
+            return self.input._keras_history.operation
+        except (AttributeError, ValueError):
+            return None
+
     def channel_factors(self):
         """Each channel's factor `f`: effective gamma / raw gamma (0 where pruned)."""
         raw = ops.convert_to_tensor(self._gamma)

@@ -65,11 +65,10 @@ def uses_per_weight(layer):
 
 def _producer_macs_per_channel(layer):
     """A thresholded BatchNormalization's channel costs its producer's filter: those MACs."""
-    try:
-        producer = layer.input._keras_history.operation
-    except (AttributeError, ValueError):
-        return None
-    if spec_for_layer(producer) is None or isinstance(producer, keras.layers.BatchNormalization):
+    producer = layer.producer() if hasattr(layer, "producer") else None
+    if producer is None or spec_for_layer(producer) is None or isinstance(
+        producer, keras.layers.BatchNormalization
+    ):
         return None
     uses = uses_per_weight(producer)
     if uses is None:
