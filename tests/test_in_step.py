@@ -246,7 +246,10 @@ def test_mirrored_strategy_on_two_devices_matches_one_device():
     for key, runs in result.items():
         assert runs["mirrored"]["steps"] == [STEPS] * 3, key
         assert runs["mirrored"]["sparsity"] == pytest.approx(TARGET, abs=0.01), key
-        assert runs["mirrored"]["loss"] == pytest.approx(runs["one"]["loss"], rel=1e-3), key
+        # Two replicas sum gradients in another order: on CPUs where TF runs
+        # without oneDNN a rescaled method's loss moved 0.3 % (one weight
+        # crossing the threshold); a replica-local update would move it far more.
+        assert runs["mirrored"]["loss"] == pytest.approx(runs["one"]["loss"], rel=1e-2), key
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="runs in the JAX pass of the suite")
