@@ -170,6 +170,22 @@ class SparseKernelLayer:
         # the raw kernel where the effective-kernel property expects it.
         self._kernel = value
 
+    @property
+    def bias(self):
+        """The bias the layer computes with: 0 in the output channels the method removes."""
+        bias = getattr(self, "_bias", None)
+        if bias is None or getattr(self, "sparsity_state", None) is None:
+            return bias
+        live = self.method.live_channels(self, ops.convert_to_tensor(self.raw_kernel))
+        if live is None or tuple(live.shape) != tuple(bias.shape):
+            return bias
+        bias = ops.convert_to_tensor(bias)
+        return ops.where(live, bias, ops.zeros_like(bias))
+
+    @bias.setter
+    def bias(self, value):
+        self._bias = value
+
     def enable_lora(self, *args, **kwargs):
         raise NotImplementedError(
             f"{self.__class__.__name__} does not support LoRA: the low-rank "

@@ -221,6 +221,9 @@ def raw_kernel_variable(layer):
 
 def bias_variable(layer):
     """The layer's bias variable, or `None`."""
+    if isinstance(getattr(type(layer), "bias", None), property):
+        # Sparse layers compute with an effective bias; the variable is `_bias`.
+        return getattr(layer, "_bias", None)
     return getattr(layer, "bias", None)
 
 

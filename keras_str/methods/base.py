@@ -149,6 +149,16 @@ class SparsityMethod:
         """The current threshold tensor of `layer`, or `None` if it has none."""
         return None
 
+    def live_channels(self, layer, kernel):
+        """Per output channel, whether the method keeps it (a bool tensor), or `None`.
+
+        Methods that remove whole channels return the mask; the layer then
+        computes a removed channel's bias as 0, so that a removed filter
+        outputs what a missing one would (the activation of 0), and
+        `strip` can take it out of the model.
+        """
+        return None
+
     def kernel_variables(self, layer):
         """The trained variables the effective kernel is made of; they take the kernel's weight decay."""
         return [layer.raw_kernel]

@@ -8,10 +8,12 @@ XNNPACK's output-channel blocks for 1x1 convolutions).
 """
 
 import math
+import warnings
 
 import keras
 from keras import ops
 
+from keras_str.methods.channel_macs import ChannelMacs
 from keras_str.methods.str import STR
 from keras_str.ops import group_soft_threshold
 
@@ -58,7 +60,15 @@ class StructuredSTR(STR):
             output channels: XNNPACK's 2- or 4-channel blocks for 1x1
             convs).
         target_sparsity, schedule, frequency, threshold_init,
-            threshold_regularizer, budget, quantile: As in `keras_str.STR`.
+            threshold_regularizer, quantile: As in `keras_str.STR`.
+        budget: `"weights"` or `"macs"`, as in `keras_str.STR`. With
+            `structure="channel"`, `"macs"` counts the multiply-adds the
+            stripped model keeps: a removed channel also removes the inputs
+            of the layers reading it and the channels a depthwise chain or a
+            residual add ties to it (`keras_str.methods.channel_macs`,
+            following the model's graph as `keras_str.shrink_channels`
+            does). A removed channel's bias is 0, so a removed filter
+            outputs the activation of 0 and strip can take it out.
         threshold_fn: `"exp"` (default, as the paper for structured
             sparsity), `"sigmoid"` or a callable.
         scope: `"global"` (default: thresholds compare group RMS values
@@ -207,6 +217,41 @@ class StructuredSTR(STR):
         clamped = ops.minimum(threshold, ops.max(norms))
         return ops.where(floor, capped, clamped)
 
+    def select(self, values, layers, fraction):
+        counter = self._channel_macs(layers)
+        if counter is None:
+            return super().select(values, layers, fraction)
+        channel_values = [
+            counter.channel_values(layer, value) for layer, value in zip(layers, values)
+        ]
+        return counter.select(channel_values, fraction)
+
+    def _channel_macs(self, layers):
+        """The graph count of a channel MACs budget (what shrinking removes), or `None`."""
+        if self.budget != "macs" or self.structure != "channel":
+            return None
+        key = tuple(id(layer) for layer in layers)
+        cached = getattr(self, "_channel_macs_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        counter = None
+        if all(len(layer._inbound_nodes) == 1 for layer in layers):
+            counter = ChannelMacs(layers)
+            if not counter.counts_channels:
+                counter = None
+        if counter is None:
+            warnings.warn(
+                "StructuredSTR('channel', budget='macs') counts each layer's "
+                "own MACs only: its layers are not called once each in a "
+                "functional or Sequential model whose graph shows what "
+                "removing a channel also removes (the consumers' inputs, "
+                "depthwise chains), so the stripped model may keep fewer "
+                "MACs than the target asks.",
+                stacklevel=2,
+            )
+        self._channel_macs_cache = (key, counter)
+        return counter
+
     def final_layer_sparsity(self, layers):
         fractions = super().final_layer_sparsity(layers)
         if fractions is None:
@@ -259,6 +304,13 @@ class StructuredSTR(STR):
         shrunk = ops.sum(ops.abs(thresholded))
         scale = ops.where(shrunk > 0, kept / ops.maximum(shrunk, 1e-12), 1.0)
         return thresholded * ops.stop_gradient(scale)
+
+    def live_channels(self, layer, kernel):
+        if self.structure != "channel":
+            return None
+        norms = self.group_norms(layer, kernel)
+        live = norms > self._group_thresholds(layer, kernel, norms)
+        return ops.reshape(live, (-1,))
 
     def _magnitude(self, layer):
         # A group is pruned as a whole: each weight carries its group's RMS,

@@ -37,7 +37,7 @@ _LAYERS = keras.layers
 _CONVOLUTIONS = (_LAYERS.Conv1D, _LAYERS.Conv2D, _LAYERS.Conv3D)
 _DEPTHWISE = (_LAYERS.DepthwiseConv1D, _LAYERS.DepthwiseConv2D)
 # Channel i in, channel i out, and a constant channel stays that constant.
-_CHANNEL_PRESERVING = (
+CHANNEL_PRESERVING = (
     _LAYERS.Dropout,
     _LAYERS.SpatialDropout1D,
     _LAYERS.SpatialDropout2D,
@@ -66,15 +66,15 @@ _CHANNEL_PRESERVING = (
     _LAYERS.Identity,
 )
 # Channel i in, channel i out; a constant channel stays constant only if 0.
-_PADDING = (_LAYERS.ZeroPadding1D, _LAYERS.ZeroPadding2D, _LAYERS.ZeroPadding3D)
+PADDING = (_LAYERS.ZeroPadding1D, _LAYERS.ZeroPadding2D, _LAYERS.ZeroPadding3D)
 # Elementwise functions of one input: the constant's image is computed.
-_ELEMENTWISE = (
+ELEMENTWISE = (
     _LAYERS.Activation,
     _LAYERS.ReLU,
     _LAYERS.LeakyReLU,
     _LAYERS.ELU,
 )
-_MERGES = (
+MERGES = (
     _LAYERS.Add,
     _LAYERS.Subtract,
     _LAYERS.Multiply,
@@ -256,12 +256,12 @@ def _kind(layer, rank):
         return "depthwise"
     if type(layer) is _LAYERS.BatchNormalization:
         return "batch_norm" if layer.axis % rank == rank - 1 else None
-    if isinstance(layer, (_CHANNEL_PRESERVING, _PADDING)):
+    if isinstance(layer, (CHANNEL_PRESERVING, PADDING)):
         return "preserving" if _channels_last(layer) else None
-    if isinstance(layer, _ELEMENTWISE):
+    if isinstance(layer, ELEMENTWISE):
         activation = getattr(layer, "activation", None)
         return "elementwise" if activation is None or _pointwise(activation) else None
-    if isinstance(layer, _MERGES):
+    if isinstance(layer, MERGES):
         return "merge"
     if isinstance(layer, _LAYERS.Concatenate):
         return "concatenate" if layer.axis % rank == rank - 1 else None
@@ -316,7 +316,7 @@ def _propagate_constants(graph):
             constants[out] = _batch_norm_constants(layer, values[0])
         elif kind == "preserving":
             value = values[0]
-            if isinstance(layer, _PADDING):
+            if isinstance(layer, PADDING):
                 value = np.where(value == 0, 0.0, np.nan)
             constants[out] = value
         elif kind == "elementwise":

@@ -169,7 +169,7 @@ def _thin_dense_pair(layer):
             kernel = raw_kernel_variable(plain_layer)
             kernel.assign(ops.cast(factor, kernel.dtype))
         if bias_variable(str_layer) is not None:
-            assign_copy(bias_variable(up), bias_variable(str_layer))
+            assign_copy(bias_variable(up), str_layer.bias)
 
     return pair, copy_factors
 
@@ -179,7 +179,8 @@ def _copy_thresholded(str_layer, plain_layer):
         ops.cast(str_layer.thresholded_kernel(), plain_layer.variable_dtype)
     )
     if bias_variable(str_layer) is not None:
-        assign_copy(bias_variable(plain_layer), bias_variable(str_layer))
+        # The effective bias: 0 in the channels a channel method removed.
+        assign_copy(bias_variable(plain_layer), str_layer.bias)
 
 
 def _copy_batch_norm_thresholded(str_layer, plain_layer):

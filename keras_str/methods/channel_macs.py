@@ -1,0 +1,420 @@
+"""The MACs a channel-pruned model keeps, counted inside the train step.
+
+A dead channel costs more than its own filter. `keras_str.shrink_channels`
+removes it with every channel it feeds one-to-one (BatchNormalization,
+activations, pooling, depthwise filters, residual adds) and with the
+matching inputs of the kernel layers reading it. Counted weight by weight,
+half the channels of every layer look like half the MACs; the stripped
+model keeps a quarter. `ChannelMacs` follows the model's graph the way
+`shrink_channels` does, so a channel-structured MACs budget lands on the
+stripped model's MACs.
+
+What it assumes: a constant channel folds into every kernel layer reading it
+(true for Dense, kernel size 1, `"valid"` padding, and channels that are 0,
+such as those `STRBatchNormalization` zeroes and ReLU keeps at 0; a nonzero
+constant into a `"same"`-padded convolution stays in the stripped model).
+Concatenations, reshapes and layers it does not know keep their channels.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+
+_LAYERS = keras.layers
+_KERNEL_LAYERS = (_LAYERS.Dense, _LAYERS.Conv1D, _LAYERS.Conv2D, _LAYERS.Conv3D)
+_DEPTHWISE_LAYERS = (_LAYERS.DepthwiseConv1D, _LAYERS.DepthwiseConv2D)
+
+
+class ChannelMacs:
+    """Counts the MACs a model keeps once its dead channels are removed.
+
+    Built once from the graph the thresholded `layers` are called in (a
+    functional or Sequential model); `select` then runs inside the train step
+    with `keras.ops` only.
+
+    Args:
+        layers: The layers one channel-structured method thresholds (each
+            output channel of a kernel layer, or each channel of an
+            `STRBatchNormalization`), called once each in one graph.
+    """
+
+    def __init__(self, layers):
+        self.layers = list(layers)
+        self._method_index = {id(layer): i for i, layer in enumerate(self.layers)}
+        nodes = _topological(_graph_nodes(self.layers))
+        self._tensors = {}  # id -> (width, component)
+        self._components = []
+        self._steps = []  # how each node turns input constants into output ones
+        self._terms = []  # (layer name, full MACs, in tensor, out tensor, depthwise)
+        readers = {}
+        for node in nodes:
+            kind = self._kind(node)
+            for tensor in node.input_tensors:
+                readers.setdefault(id(tensor), []).append((kind, node.operation))
+            self._add(node, kind)
+        for key in self._tensors:
+            found = readers.get(key, ())
+            component = self._component(key)
+            if not found or any(kind == "opaque" for kind, _ in found):
+                component.blocked = True  # a model output, or read by an unknown layer
+            for kind, layer in found:
+                if kind == "kernel":
+                    component.read.append((key, _folds_exactly(layer)))
+        self._terms = [t for t in self._terms if self._counted(t)]
+        self.total_macs = float(sum(term[1] for term in self._terms))
+
+    @property
+    def counts_channels(self):
+        """Whether some thresholded channel can leave the model (else the count is constant)."""
+        return bool(self._terms) and any(
+            c.active and not c.blocked for c in self._unique_components()
+        )
+
+    def _unique_components(self):
+        seen = {}
+        for _, component in self._tensors.values():
+            root = component.root()
+            seen[id(root)] = root
+        return list(seen.values())
+
+    # Graph analysis (host side, once).
+
+    def _kind(self, node):
+        # Imported here: the layers import the methods.
+        from keras_str.transforms.shrink import CHANNEL_PRESERVING
+        from keras_str.transforms.shrink import ELEMENTWISE
+        from keras_str.transforms.shrink import MERGES
+        from keras_str.transforms.shrink import PADDING
+
+        layer = node.operation
+        if node.is_input:
+            return None  # a model input keeps its channels
+        inputs, outputs = node.input_tensors, node.outputs
+        if len(layer._inbound_nodes) != 1 or len(outputs) != 1:
+            return "opaque"
+        rank = len(inputs[0].shape)
+        channels_last = getattr(layer, "data_format", "channels_last") == "channels_last"
+        single = len(inputs) == 1
+        if isinstance(layer, _DEPTHWISE_LAYERS):
+            ok = single and channels_last and layer.depth_multiplier == 1
+            return "depthwise" if ok and _pointwise(layer) else "opaque"
+        if isinstance(layer, _KERNEL_LAYERS):
+            ok = single and channels_last and getattr(layer, "groups", 1) == 1
+            return "kernel" if ok and _pointwise(layer) else "opaque"
+        if isinstance(layer, _LAYERS.BatchNormalization):
+            return "batch_norm" if single and layer.axis % rank == rank - 1 else "opaque"
+        if isinstance(layer, PADDING):
+            return "padding" if single and channels_last else "opaque"
+        if isinstance(layer, CHANNEL_PRESERVING):
+            return "preserving" if single and channels_last else "opaque"
+        if isinstance(layer, ELEMENTWISE):
+            return "elementwise" if single and _pointwise(layer) else "opaque"
+        if isinstance(layer, _LAYERS.Flatten):
+            return "flatten" if single and channels_last else "opaque"
+        if isinstance(layer, MERGES):
+            widths = {tensor.shape[-1] for tensor in inputs}
+            ranks = {len(tensor.shape) for tensor in inputs}
+            return "merge" if len(widths) == 1 and len(ranks) == 1 else "opaque"
+        return "opaque"
+
+    def _tensor(self, tensor, component=None):
+        key = id(tensor)
+        if key not in self._tensors:
+            width = tensor.shape[-1] or 0
+            if component is None:
+                component = _Component(width)
+                self._components.append(component)
+            self._tensors[key] = (width, component)
+        return key
+
+    def _component(self, key):
+        return self._tensors[key][1].root()
+
+    def _add(self, node, kind):
+        layer = node.operation
+        inputs = [self._tensor(t) for t in node.input_tensors]
+        method = self._method_index.get(id(layer))
+        if kind in (None, "opaque"):
+            for key in inputs:
+                self._component(key).blocked = True
+            for tensor in node.outputs:
+                self._component(self._tensor(tensor)).blocked = True
+            return
+        out_tensor = node.outputs[0]
+        if kind == "kernel":
+            out = self._tensor(out_tensor)
+            self._terms.append((layer.name, _full_macs(layer), inputs[0], out, False))
+        elif kind == "flatten":
+            width = self._tensors[inputs[0]][0]
+            if not width or (out_tensor.shape[-1] or 0) % width:
+                self._component(inputs[0]).blocked = True
+                self._component(self._tensor(out_tensor)).blocked = True
+                return
+            out = self._tensor(out_tensor, self._component(inputs[0]))
+        elif kind == "merge":
+            component = self._component(inputs[0])
+            for key in inputs[1:]:
+                component = component.join(self._component(key))
+            out = self._tensor(out_tensor, component)
+        else:
+            out = self._tensor(out_tensor, self._component(inputs[0]))
+            if kind == "depthwise":
+                self._terms.append((layer.name, _full_macs(layer), inputs[0], out, True))
+        if method is not None:
+            self._component(out).active = True
+        self._steps.append((kind, layer, out, inputs, method))
+
+    def _counted(self, term):
+        _, macs, source, out, _ = term
+        if macs is None:
+            return False
+        return any(
+            self._component(key).active and not self._component(key).blocked
+            for key in (source, out)
+        )
+
+    # In-step count.
+
+    def channel_values(self, layer, values):
+        """One value per output channel of `layer` from its per-weight `values`."""
+        outputs = layer.kernel_spec.output_axes(layer)
+        axes = tuple(a for a in range(len(values.shape)) if a not in outputs)
+        if axes:
+            values = ops.max(values, axis=axes)
+        return ops.reshape(values, (-1,))
+
+    def kept_macs(self, dead):
+        """The MACs kept with the channels `dead[i]` (bool, per method layer) at zero."""
+        # Per tensor: which channels are constant, and which of those are 0
+        # (None: none), as `shrink_channels` propagates them.
+        state = {}
+        for kind, layer, out, inputs, method in self._steps:
+            own = None if method is None else dead[method]
+            constant, zero = state.get(inputs[0], (None, None))
+            width = self._tensors[out][0]
+            if kind == "kernel":
+                # A dead filter outputs its activated bias.
+                constant = own
+                zero = _both(own, _activated_bias_is_zero(layer, width))
+            elif kind == "depthwise":
+                if not _folds_exactly(layer):
+                    constant = zero  # a nonzero constant varies at the padded borders
+                on_zero = _activated_bias_is_zero(layer, width)
+                zero = _either(_both(zero, on_zero), _both(own, on_zero))
+                constant = _either(constant, own)
+            elif kind == "batch_norm":
+                # A thresholded channel is exactly 0; other constants shift.
+                constant, zero = _either(constant, own), own
+            elif kind == "padding":
+                constant = zero  # the padding is 0, a constant is not
+            elif kind == "elementwise" and zero is not None:
+                zero = _both(zero, _maps_zero_to_zero(layer, width))
+            elif kind == "merge":
+                pairs = [state.get(key, (None, None)) for key in inputs]
+                constant = _all([pair[0] for pair in pairs])
+                zero = _all([pair[1] for pair in pairs])
+            state[out] = (constant, zero)
+        removed = {}
+        for component in self._unique_components():
+            if component.blocked or not component.active or not component.read:
+                continue
+            masks = []
+            for key, folds in component.read:
+                constant, zero = state.get(key, (None, None))
+                masks.append(constant if folds else zero)
+            mask = _all(masks)
+            if mask is not None:
+                removed[id(component)] = ops.sum(ops.cast(mask, "float32"))
+        total = ops.zeros((), "float32")
+        for _, macs, source, out, depthwise in self._terms:
+            in_width, in_removed = self._width_and_removed(source, removed)
+            out_width, out_removed = self._width_and_removed(out, removed)
+            if depthwise:
+                kept = macs * (1.0 - out_removed / out_width)
+            else:
+                kept = macs * (1.0 - in_removed / in_width) * (1.0 - out_removed / out_width)
+            total = total + kept
+        return total
+
+    def _width_and_removed(self, key, removed):
+        width, component = self._tensors[key]
+        root = component.root()
+        count = removed.get(id(root))
+        if count is None or not width:
+            return max(width, 1), 0.0
+        # A flattened tensor holds each channel `width / channels` times.
+        return width, count * (width / root.width)
+
+    def select(self, channel_values, fraction):
+        """The value at or below which channels go so that `fraction` of the MACs goes.
+
+        `channel_values[i]` holds one value per channel of method layer i (a
+        channel is dead iff its value is at or below the result). The fewest
+        channels, smallest values first, whose removal leaves at most
+        `(1 - fraction)` of `total_macs` (a binary search over the sorted
+        values: about log2(channels) counts). Returns `(value, any_pruned)`.
+        """
+        flat = ops.concatenate([ops.cast(v, "float32") for v in channel_values])
+        ordered = ops.sort(flat)
+        count = int(ordered.shape[0])
+        allowed = (1.0 - ops.cast(fraction, "float32")) * self.total_macs
+        sizes = [int(v.shape[0]) for v in channel_values]
+
+        def value_at(k):
+            # The k smallest values go; k = 0 removes nothing.
+            below = ops.take(ordered, ops.maximum(k - 1, 0))
+            return ops.where(k > 0, below, ops.cast(-math.inf, "float32"))
+
+        def kept_at(k):
+            cutoff = value_at(k)
+            dead, start = [], 0
+            for size in sizes:
+                dead.append(flat[start:start + size] <= cutoff)
+                start += size
+            return self.kept_macs(dead)
+
+        def halve(_, bounds):
+            low, high = bounds
+            middle = (low + high) // 2
+            enough = kept_at(middle) <= allowed
+            return (
+                ops.where(enough, low, middle + 1),
+                ops.where(enough, middle, high),
+            )
+
+        iterations = max(1, math.ceil(math.log2(count + 1)))
+        bounds = (ops.zeros((), "int32"), ops.full((), count, "int32"))
+        _, smallest = ops.fori_loop(0, iterations, halve, bounds)
+        return value_at(smallest), smallest > 0
+
+
+class _Component:
+    """Tensors whose channels are removed together (one channel index space)."""
+
+    def __init__(self, width):
+        self.width = width
+        self.parent = None
+        self.blocked = False
+        self.active = False  # a thresholded channel flows in
+        self.read = []  # tensors kernel layers read
+
+    def root(self):
+        component = self
+        while component.parent is not None:
+            component = component.parent
+        return component
+
+    def join(self, other):
+        mine, theirs = self.root(), other.root()
+        if mine is theirs:
+            return mine
+        if mine.width != theirs.width:
+            mine.blocked = True
+        theirs.parent = mine
+        mine.blocked |= theirs.blocked
+        mine.active |= theirs.active
+        mine.read.extend(theirs.read)
+        return mine
+
+
+def _pointwise(layer):
+    activation = getattr(layer, "activation", None)
+    return "softmax" not in getattr(activation, "__name__", "")
+
+
+def _full_macs(layer):
+    from keras_str.layers.macs import uses_per_weight
+    from keras_str.layers.registry import raw_kernel_variable
+
+    uses = uses_per_weight(layer)
+    if uses is None:
+        return None
+    return float(uses * math.prod(raw_kernel_variable(layer).shape))
+
+
+def _folds_exactly(layer):
+    """Whether every output of `layer` sees every kernel tap on real input (a constant input folds into its bias)."""
+    if isinstance(layer, keras.layers.Dense):
+        return True
+    return layer.padding == "valid" or all(k == 1 for k in layer.kernel_size)
+
+
+def _activated_bias_is_zero(layer, width):
+    """Per channel: whether a filter that gives 0 leaves `layer`'s output at 0 (its activated bias)."""
+    if getattr(layer, "use_bias", False) and getattr(layer, "bias", None) is not None:
+        bias = ops.cast(layer.bias, "float32")
+    else:
+        bias = ops.zeros((width,), "float32")
+    return ops.equal(layer.activation(bias), 0)
+
+
+def _maps_zero_to_zero(layer, width):
+    """Per channel: whether an activation layer keeps a channel of zeros at 0."""
+    return ops.equal(layer.call(ops.zeros((1, width), "float32"))[0], 0)
+
+
+def _both(a, b):
+    if a is None or b is None:
+        return None
+    return ops.logical_and(a, b)
+
+
+def _either(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return ops.logical_or(a, b)
+
+
+def _all(masks):
+    if not masks or any(m is None for m in masks):
+        return None
+    result = masks[0]
+    for mask in masks[1:]:
+        result = ops.logical_and(result, mask)
+    return result
+
+
+def _graph_nodes(layers):
+    """Every node of the graph the layers are called in (inputs to outputs)."""
+    found = {}
+    frontier = [node for layer in layers for node in layer._inbound_nodes]
+    while frontier:
+        node = frontier.pop()
+        if id(node) in found:
+            continue
+        found[id(node)] = node
+        for tensor in node.input_tensors:
+            operation, index, _ = tensor._keras_history
+            frontier.append(operation._inbound_nodes[index])
+        if node.operation is not None:
+            frontier.extend(node.operation._outbound_nodes)
+    return list(found.values())
+
+
+def _topological(nodes):
+    """`nodes` ordered so that each comes after the nodes producing its inputs."""
+    by_output = {}
+    for node in nodes:
+        for tensor in node.outputs:
+            by_output[id(tensor)] = node
+    ordered, done = [], set()
+    for start in nodes:
+        stack = [(start, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if id(node) in done:
+                continue
+            if expanded:
+                done.add(id(node))
+                ordered.append(node)
+                continue
+            stack.append((node, True))
+            for tensor in node.input_tensors:
+                producer = by_output.get(id(tensor))
+                if producer is not None and id(producer) not in done:
+                    stack.append((producer, False))
+    return ordered
