@@ -7,7 +7,9 @@
 The model is `keras.applications.ResNet50(weights=None)` (25.5 M kernel
 weights in 54 Conv2D/Dense layers), sparsified with `keras_str.sparsify` for
 ST-3, targeted STR (`STR(0.9, schedule)`) and GMP (`frequency=1`), all
-updating every step.
+updating every step; `--methods channel_weights,channel_macs` times channel
+STR on the BatchNorm gammas with a weights budget against a MACs budget
+(whose update counts the stripped model's MACs about log2(channels) times).
 
 After (this tree; methods advance inside the compiled train step), once per
 `--quantiles` value (the methods' `quantile` argument: `auto` samples 16,384
@@ -68,6 +70,13 @@ def _methods(keras_str, quantile=None):
         "st3": lambda: keras_str.ST3(0.9, schedule, **extra),
         "str_target": lambda: keras_str.STR(0.9, schedule, **extra),
         "gmp": lambda: keras_str.GMP(0.9, schedule, frequency=1, **extra),
+        # Channel STR (BatchNorm gammas on ResNet-50): the MACs budget runs
+        # the graph count (`keras_str.methods.channel_macs`) log2(channels)
+        # times an update; the weights budget is one quantile.
+        "channel_weights": lambda: keras_str.StructuredSTR(
+            "channel", target_sparsity=0.5, schedule=schedule, **extra),
+        "channel_macs": lambda: keras_str.StructuredSTR(
+            "channel", target_sparsity=0.5, schedule=schedule, budget="macs", **extra),
     }
 
 
@@ -269,7 +278,13 @@ def _run_worker(kind, backend, env_extra=None, cwd=ROOT, module=True):
     return rows
 
 
-NAMES = {"st3": "ST-3 (global)", "str_target": "targeted STR", "gmp": "GMP, frequency=1"}
+NAMES = {
+    "st3": "ST-3 (global)",
+    "str_target": "targeted STR",
+    "gmp": "GMP, frequency=1",
+    "channel_weights": "channel STR 50 %, weights budget",
+    "channel_macs": "channel STR 50 %, MACs budget (graph count)",
+}
 
 
 def table(rows):
