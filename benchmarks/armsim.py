@@ -22,4 +22,10 @@ def armsim_instructions(paths, armsim_dir=None, core="a76", repeats=3):
             counts[match.group(1)] = int(match.group(2))
         elif "FAILED" in line:
             counts[line.split()[1]] = line
+    if not counts:
+        # No line at all: armsim itself did not run (not set up on this machine?).
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        print(f"armsim gave no counts (exit status {result.returncode}; run "
+              f"{os.path.join(armsim_dir or DEFAULT_DIR, 'setup.sh')} once per machine): "
+              + " | ".join(tail), flush=True)
     return counts

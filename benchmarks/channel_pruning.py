@@ -92,6 +92,12 @@ def widths(model):
 
 def main(argv):
     del argv
+    if len(FLAGS.str_targets) != len(FLAGS.l1_targets):
+        # Variants come in pairs: an uneven pair of lists would drop some.
+        raise ValueError(
+            "Expected as many --l1_targets as --str_targets (they run in pairs). "
+            f"Received: str_targets={FLAGS.str_targets}, l1_targets={FLAGS.l1_targets}"
+        )
     import numpy as np
 
     import keras_str
