@@ -185,23 +185,39 @@ class ChannelMacs:
             values = ops.max(values, axis=axes)
         return ops.reshape(values, (-1,))
 
-    def kept_macs(self, dead):
+    def _zero_preserving(self):
+        """Per step that can keep a channel at 0: whether it does (the activated bias; an activation of 0).
+
+        Independent of which channels are dead: computed once per update,
+        outside the search.
+        """
+        masks = {}
+        for index, (kind, layer, out, _, _) in enumerate(self._steps):
+            width = self._tensors[out][0]
+            if kind in ("kernel", "depthwise"):
+                masks[index] = _activated_bias_is_zero(layer, width)
+            elif kind == "elementwise":
+                masks[index] = _maps_zero_to_zero(layer, width)
+        return masks
+
+    def kept_macs(self, dead, zero_preserving=None):
         """The MACs kept with the channels `dead[i]` (bool, per method layer) at zero."""
+        if zero_preserving is None:
+            zero_preserving = self._zero_preserving()
         # Per tensor: which channels are constant, and which of those are 0
         # (None: none), as `shrink_channels` propagates them.
         state = {}
-        for kind, layer, out, inputs, method in self._steps:
+        for index, (kind, layer, out, inputs, method) in enumerate(self._steps):
             own = None if method is None else dead[method]
             constant, zero = state.get(inputs[0], (None, None))
-            width = self._tensors[out][0]
             if kind == "kernel":
                 # A dead filter outputs its activated bias.
                 constant = own
-                zero = _both(own, _activated_bias_is_zero(layer, width))
+                zero = _both(own, zero_preserving[index])
             elif kind == "depthwise":
                 if not _folds_exactly(layer):
                     constant = zero  # a nonzero constant varies at the padded borders
-                on_zero = _activated_bias_is_zero(layer, width)
+                on_zero = zero_preserving[index]
                 zero = _either(_both(zero, on_zero), _both(own, on_zero))
                 constant = _either(constant, own)
             elif kind == "batch_norm":
@@ -210,7 +226,7 @@ class ChannelMacs:
             elif kind == "padding":
                 constant = zero  # the padding is 0, a constant is not
             elif kind == "elementwise" and zero is not None:
-                zero = _both(zero, _maps_zero_to_zero(layer, width))
+                zero = _both(zero, zero_preserving[index])
             elif kind == "merge":
                 pairs = [state.get(key, (None, None)) for key in inputs]
                 constant = _all([pair[0] for pair in pairs])
@@ -261,6 +277,7 @@ class ChannelMacs:
         count = int(ordered.shape[0])
         allowed = (1.0 - ops.cast(fraction, "float32")) * self.total_macs
         sizes = [int(v.shape[0]) for v in channel_values]
+        zero_preserving = self._zero_preserving()
 
         def value_at(k):
             # The k smallest values go; k = 0 removes nothing.
@@ -273,7 +290,7 @@ class ChannelMacs:
             for size in sizes:
                 dead.append(flat[start:start + size] <= cutoff)
                 start += size
-            return self.kept_macs(dead)
+            return self.kept_macs(dead, zero_preserving)
 
         def halve(_, bounds):
             low, high = bounds
