@@ -45,7 +45,6 @@ class ChannelMacs:
         self._method_index = {id(layer): i for i, layer in enumerate(self.layers)}
         nodes = _topological(_graph_nodes(self.layers))
         self._tensors = {}  # id -> (width, component)
-        self._components = []
         self._steps = []  # how each node turns input constants into output ones
         self._terms = []  # (layer name, full MACs, in tensor, out tensor, depthwise)
         readers = {}
@@ -125,7 +124,6 @@ class ChannelMacs:
             width = tensor.shape[-1] or 0
             if component is None:
                 component = _Component(width)
-                self._components.append(component)
             self._tensors[key] = (width, component)
         return key
 
