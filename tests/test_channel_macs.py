@@ -70,7 +70,41 @@ def sequential_cnn():
     ])
 
 
+def densenet_like():
+    # Each block's new channels are concatenated to what it read; a removed
+    # filter leaves every concatenation that carries it.
+    x = inputs = keras.Input((8, 8, 3))
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same", use_bias=False)(x)))
+    for _ in range(2):
+        y = layers.ReLU()(layers.BatchNormalization()(x))
+        y = layers.Conv2D(8, 1, use_bias=False)(y)
+        y = layers.ReLU()(layers.BatchNormalization()(y))
+        y = layers.Conv2D(4, 3, padding="same", use_bias=False)(y)
+        x = layers.Concatenate()([x, y])
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    x = layers.AveragePooling2D(2)(layers.Conv2D(12, 1)(x))
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(4, name="logits")(x))
+
+
+def inception_like():
+    inputs = keras.Input((8, 8, 3))
+    stem = layers.Conv2D(12, 3, activation="relu")(inputs)
+    branches = [
+        layers.Conv2D(8, 1, activation="relu")(stem),
+        layers.Conv2D(6, 3, padding="same", activation="relu")(
+            layers.Conv2D(4, 1, activation="relu")(stem)),
+        layers.Conv2D(4, 1, activation="relu")(layers.MaxPooling2D(3, 1, padding="same")(stem)),
+    ]
+    x = layers.Concatenate(axis=-1)(branches)
+    x = layers.Conv2D(16, 1, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(4, name="logits")(x))
+
+
 MODELS = {
+    "densenet_like": densenet_like,
+    "inception_like": inception_like,
     "mobilenet_like": mobilenet_like,
     "residual": residual,
     "plain_cnn": plain_cnn,
@@ -204,3 +238,31 @@ def test_a_removed_filter_takes_its_bias_with_it():
     assert stripped.get_layer("units").units == 2
     x = np.random.default_rng(0).normal(size=(4, 2)).astype("float32")
     np.testing.assert_allclose(to_numpy(stripped(x)), to_numpy(model(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_channels_two_thresholds_remove_between_them_keep_one():
+    # BN 1 and BN 2 (tied by the depthwise conv) each keep half the channels,
+    # the other half: between them every channel is dead, and shrinking, like
+    # the count, keeps one.
+    method = keras_str.StructuredSTR("channel", threshold_init=float(np.log(0.5)))
+    x = inputs = keras.Input((6, 6, 3))
+    x = layers.Conv2D(8, 1, use_bias=False)(x)
+    x = layers.ReLU()(layers.BatchNormalization(name="bn1")(x))
+    x = layers.DepthwiseConv2D(3, use_bias=False)(x)
+    x = layers.ReLU()(layers.BatchNormalization(name="bn2")(x))
+    x = layers.Conv2D(6, 1)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    dense = keras.Model(inputs, layers.Dense(4, name="logits")(x))
+    model = keras_str.sparsify(dense, method=method, keep_dense=("logits",))
+    method = next(layer.method for layer in model.layers if hasattr(layer, "method"))
+    first, second = model.get_layer("bn1"), model.get_layer("bn2")
+    assert {first, second} <= set(method.layers)
+    first.raw_kernel.assign(np.array([0.1] * 4 + [1.0] * 4, "float32"))
+    second.raw_kernel.assign(np.array([1.0] * 4 + [0.1] * 4, "float32"))
+    dead = [dead_channels(layer) for layer in method.layers]
+    counter = ChannelMacs(method.layers)
+    kept = float(counter.kept_macs([keras.ops.convert_to_tensor(mask) for mask in dead]))
+    stripped = keras_str.strip(model)
+    assert stripped.get_layer("bn2").gamma.shape == (1,)
+    assert total_macs(stripped) == pytest.approx(
+        total_macs(dense) - (counter.total_macs - kept), rel=1e-6)

@@ -2,8 +2,8 @@
 
 A dead channel costs more than its own filter. `keras_str.shrink_channels`
 removes it with every channel it feeds one-to-one (BatchNormalization,
-activations, pooling, depthwise filters, residual adds) and with the
-matching inputs of the kernel layers reading it. Counted weight by weight,
+activations, pooling, depthwise filters, residual adds, its slice of a
+concatenation) and with the matching inputs of the kernel layers reading it. Counted weight by weight,
 half the channels of every layer look like half the MACs; the stripped
 model keeps a quarter. `ChannelMacs` follows the model's graph the way
 `shrink_channels` does, so a channel-structured MACs budget lands on the
@@ -13,7 +13,8 @@ What it assumes: a constant channel folds into every kernel layer reading it
 (true for Dense, kernel size 1, `"valid"` padding, and channels that are 0,
 such as those `STRBatchNormalization` zeroes and ReLU keeps at 0; a nonzero
 constant into a `"same"`-padded convolution stays in the stripped model).
-Concatenations, reshapes and layers it does not know keep their channels.
+Reshapes and layers it does not know keep their channels; like
+`shrink_channels`, it keeps one channel of a group whose channels all go.
 """
 
 import math
@@ -44,7 +45,7 @@ class ChannelMacs:
         self.layers = list(layers)
         self._method_index = {id(layer): i for i, layer in enumerate(self.layers)}
         nodes = _topological(_graph_nodes(self.layers))
-        self._tensors = {}  # id -> (width, component)
+        self._tensors = {}  # id -> _Layout
         self._steps = []  # how each node turns input constants into output ones
         self._terms = []  # (layer name, full MACs, in tensor, out tensor, depthwise)
         readers = {}
@@ -53,14 +54,15 @@ class ChannelMacs:
             for tensor in node.input_tensors:
                 readers.setdefault(id(tensor), []).append((kind, node.operation))
             self._add(node, kind)
-        for key in self._tensors:
+        for key, layout in self._tensors.items():
             found = readers.get(key, ())
-            component = self._component(key)
             if not found or any(kind == "opaque" for kind, _ in found):
-                component.blocked = True  # a model output, or read by an unknown layer
+                layout.block()  # a model output, or read by an unknown layer
             for kind, layer in found:
                 if kind == "kernel":
-                    component.read.append((key, _folds_exactly(layer)))
+                    folds = _folds_exactly(layer)
+                    for start, component in layout.starts():
+                        component.read.append((key, start, folds))
         self._terms = [t for t in self._terms if self._counted(t)]
         self.total_macs = float(sum(term[1] for term in self._terms))
 
@@ -73,9 +75,9 @@ class ChannelMacs:
 
     def _unique_components(self):
         seen = {}
-        for _, component in self._tensors.values():
-            root = component.root()
-            seen[id(root)] = root
+        for layout in self._tensors.values():
+            for root in layout.roots():
+                seen[id(root)] = root
         return list(seen.values())
 
     # Graph analysis (host side, once).
@@ -116,61 +118,81 @@ class ChannelMacs:
             widths = {tensor.shape[-1] for tensor in inputs}
             ranks = {len(tensor.shape) for tensor in inputs}
             return "merge" if len(widths) == 1 and len(ranks) == 1 else "opaque"
+        if isinstance(layer, _LAYERS.Concatenate):
+            ranks = {len(tensor.shape) for tensor in inputs}
+            last = len(ranks) == 1 and layer.axis % rank == rank - 1
+            return "concatenate" if last else "opaque"
         return "opaque"
 
-    def _tensor(self, tensor, component=None):
+    def _tensor(self, tensor, components=None, copies=1):
         key = id(tensor)
         if key not in self._tensors:
             width = tensor.shape[-1] or 0
-            if component is None:
-                component = _Component(width)
-            self._tensors[key] = (width, component)
+            if components is None:
+                components = [_Component(width)]
+            self._tensors[key] = _Layout(width, components, copies)
         return key
 
-    def _component(self, key):
-        return self._tensors[key][1].root()
+    def _layout(self, key):
+        return self._tensors[key]
 
     def _add(self, node, kind):
         layer = node.operation
         inputs = [self._tensor(t) for t in node.input_tensors]
         method = self._method_index.get(id(layer))
         if kind in (None, "opaque"):
-            for key in inputs:
-                self._component(key).blocked = True
-            for tensor in node.outputs:
-                self._component(self._tensor(tensor)).blocked = True
+            self._block(inputs, node.outputs)
             return
         out_tensor = node.outputs[0]
+        source = self._layout(inputs[0])
         if kind == "kernel":
             out = self._tensor(out_tensor)
             self._terms.append((layer.name, _full_macs(layer), inputs[0], out, False))
         elif kind == "flatten":
-            width = self._tensors[inputs[0]][0]
-            if not width or (out_tensor.shape[-1] or 0) % width:
-                self._component(inputs[0]).blocked = True
-                self._component(self._tensor(out_tensor)).blocked = True
+            features = out_tensor.shape[-1] or 0
+            if not source.width or source.copies != 1 or features % source.width:
+                self._block(inputs, node.outputs)
                 return
-            out = self._tensor(out_tensor, self._component(inputs[0]))
+            out = self._tensor(out_tensor, source.components, features // source.width)
         elif kind == "merge":
-            component = self._component(inputs[0])
-            for key in inputs[1:]:
-                component = component.join(self._component(key))
-            out = self._tensor(out_tensor, component)
+            layouts = [self._layout(key) for key in inputs]
+            if any(not layouts[0].aligns_with(other) for other in layouts[1:]):
+                self._block(inputs, node.outputs)  # segments that do not line up
+                return
+            for other in layouts[1:]:
+                for mine, theirs in zip(layouts[0].components, other.components):
+                    mine.join(theirs)
+            out = self._tensor(out_tensor, source.components, source.copies)
+        elif kind == "concatenate":
+            layouts = [self._layout(key) for key in inputs]
+            if any(layout.copies != 1 for layout in layouts):
+                self._block(inputs, node.outputs)
+                return
+            joined = [c for layout in layouts for c in layout.components]
+            out = self._tensor(out_tensor, joined)
         else:
-            out = self._tensor(out_tensor, self._component(inputs[0]))
+            out = self._tensor(out_tensor, source.components, source.copies)
             if kind == "depthwise":
                 self._terms.append((layer.name, _full_macs(layer), inputs[0], out, True))
         if method is not None:
-            self._component(out).active = True
+            for component in self._layout(out).roots():
+                component.active = True
         self._steps.append((kind, layer, out, inputs, method))
+
+    def _block(self, inputs, outputs):
+        for key in inputs:
+            self._layout(key).block()
+        for tensor in outputs:
+            self._layout(self._tensor(tensor)).block()
 
     def _counted(self, term):
         _, macs, source, out, _ = term
         if macs is None:
             return False
         return any(
-            self._component(key).active and not self._component(key).blocked
+            component.active and not component.blocked
             for key in (source, out)
+            for component in self._layout(key).roots()
         )
 
     # In-step count.
@@ -191,7 +213,7 @@ class ChannelMacs:
         """
         masks = {}
         for index, (kind, layer, out, _, _) in enumerate(self._steps):
-            width = self._tensors[out][0]
+            width = self._layout(out).channels
             if kind in ("kernel", "depthwise"):
                 masks[index] = _activated_bias_is_zero(layer, width)
             elif kind == "elementwise":
@@ -229,18 +251,26 @@ class ChannelMacs:
                 pairs = [state.get(key, (None, None)) for key in inputs]
                 constant = _all([pair[0] for pair in pairs])
                 zero = _all([pair[1] for pair in pairs])
+            elif kind == "concatenate":
+                pairs = [state.get(key, (None, None)) for key in inputs]
+                widths = [self._layout(key).channels for key in inputs]
+                constant = _concatenate([pair[0] for pair in pairs], widths)
+                zero = _concatenate([pair[1] for pair in pairs], widths)
             state[out] = (constant, zero)
         removed = {}
         for component in self._unique_components():
             if component.blocked or not component.active or not component.read:
                 continue
             masks = []
-            for key, folds in component.read:
+            for key, start, folds in component.read:
                 constant, zero = state.get(key, (None, None))
-                masks.append(constant if folds else zero)
+                mask = constant if folds else zero
+                masks.append(None if mask is None else mask[start:start + component.width])
             mask = _all(masks)
             if mask is not None:
-                removed[id(component)] = ops.sum(ops.cast(mask, "float32"))
+                count = ops.sum(ops.cast(mask, "float32"))
+                # As `shrink_channels`: channels that could all go keep one.
+                removed[id(component)] = ops.minimum(count, component.width - 1.0)
         total = ops.zeros((), "float32")
         for _, macs, source, out, depthwise in self._terms:
             in_width, in_removed = self._width_and_removed(source, removed)
@@ -253,13 +283,12 @@ class ChannelMacs:
         return total
 
     def _width_and_removed(self, key, removed):
-        width, component = self._tensors[key]
-        root = component.root()
-        count = removed.get(id(root))
-        if count is None or not width:
-            return max(width, 1), 0.0
-        # A flattened tensor holds each channel `width / channels` times.
-        return width, count * (width / root.width)
+        layout = self._layout(key)
+        counts = [removed[id(root)] for root in layout.roots() if id(root) in removed]
+        if not counts or not layout.width:
+            return max(layout.width, 1), 0.0
+        # A flattened tensor holds each channel `copies` times.
+        return layout.width, layout.copies * sum(counts[1:], counts[0])
 
     def select(self, channel_values, fraction):
         """The value at or below which channels go so that `fraction` of the MACs goes.
@@ -305,8 +334,42 @@ class ChannelMacs:
         return value_at(smallest), smallest > 0
 
 
+class _Layout:
+    """A tensor's channels: segments of components (a concatenation's inputs), `copies` times (Flatten)."""
+
+    def __init__(self, width, components, copies):
+        self.width = width
+        self.components = list(components)
+        self.copies = copies
+
+    @property
+    def channels(self):
+        """The channels of one copy (what the in-step masks of this tensor hold)."""
+        return self.width // self.copies if self.copies else 0
+
+    def roots(self):
+        return [component.root() for component in self.components]
+
+    def starts(self):
+        """`(offset, root)` of each segment, within one copy."""
+        offset = 0
+        for root in self.roots():
+            yield offset, root
+            offset += root.width
+
+    def block(self):
+        for root in self.roots():
+            root.blocked = True
+
+    def aligns_with(self, other):
+        """Whether `other` has segments of the same widths, channel for channel."""
+        return self.copies == other.copies and [c.root().width for c in self.components] == [
+            c.root().width for c in other.components
+        ]
+
+
 class _Component:
-    """Tensors whose channels are removed together (one channel index space)."""
+    """Tensors (or segments of them) whose channels are removed together (one channel index space)."""
 
     def __init__(self, width):
         self.width = width
@@ -382,6 +445,16 @@ def _either(a, b):
     if b is None:
         return a
     return ops.logical_or(a, b)
+
+
+def _concatenate(masks, widths):
+    """Masks of consecutive segments as one (None: no channel set)."""
+    if all(mask is None for mask in masks):
+        return None
+    return ops.concatenate([
+        ops.zeros((width,), "bool") if mask is None else mask
+        for mask, width in zip(masks, widths)
+    ])
 
 
 def _all(masks):
