@@ -264,6 +264,30 @@ def test_gmp_channel_structure_prunes_whole_filters_uniformly():
         keras_str.GMP(0.5, keras_str.PolynomialSchedule(0, 2), structure="filter")
 
 
+def test_gmp_channel_structure_removes_a_pruned_filter_with_its_bias():
+    # relu(bias) > 0 of a filter the mask zeroed would be a constant channel
+    # the "same"-padded conv after it cannot fold: the filter would stay.
+    inputs = keras.Input((6, 6, 2))
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = layers.Conv2D(4, 3, padding="same", name="next")(x)
+    model = keras.Model(inputs, layers.GlobalAveragePooling2D()(x))
+    model.get_layer("conv").bias.assign(np.linspace(0.5, 1.0, 8).astype("float32"))
+    method = keras_str.GMP(0.5, keras_str.ConstantSchedule(), frequency=1, structure="channel")
+    sparse = keras_str.sparsify(model, method=method, keep_dense=["next"])
+    x = np.random.default_rng(0).normal(size=(4, 6, 6, 2)).astype("float32")
+    sparse.compile(keras.optimizers.SGD(0.0), "mse")
+    sparse.fit(x, np.zeros((4, 4)), batch_size=4, epochs=1, verbose=0)
+    layer = sparse.get_layer("conv")
+    alive = np.any(to_numpy(layer.thresholded_kernel()) != 0, axis=(0, 1, 2))
+    assert alive.sum() == 4
+    np.testing.assert_array_equal(to_numpy(layer.bias) != 0, alive)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*kept these all-zero channels")
+        stripped = keras_str.strip(sparse)
+    assert widths(stripped)["conv"] == 4
+    np.testing.assert_allclose(to_numpy(stripped(x)), to_numpy(sparse(x)), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.tensorflow
 def test_shrunk_model_exports_smaller_with_the_same_outputs(tmp_path):
     inputs = keras.Input((12, 12, 1))

@@ -40,7 +40,8 @@ class GMP(SparsityMethod):
             whole output channels (conv filters, Dense units) by their L1
             norm, the uniform filter pruning of Li et al. (2017); each
             layer's share of zeros is then its target up to one channel,
-            and `keras_str.strip` removes the pruned channels.
+            and `keras_str.strip` removes the pruned channels (a pruned
+            channel's bias is 0, so it outputs what a missing one would).
         quantile: How each layer's magnitude quantile is found each step:
             `"auto"` (default), `"exact"` or `"sample"`; see `keras_str.ST3`.
 
@@ -102,6 +103,15 @@ class GMP(SparsityMethod):
 
     def effective_kernel(self, layer, kernel):
         return kernel * ops.cast(layer.sparsity_state["mask"], kernel.dtype)
+
+    def live_channels(self, layer, kernel):
+        if self.structure != "channel":
+            return None
+        # A pruned filter goes whole, bias included, as in Li et al.: it then
+        # outputs the activation of 0, which `strip` can take out of the model.
+        mask = ops.convert_to_tensor(layer.sparsity_state["mask"])
+        kept = ops.max(mask, axis=_input_axes(layer)) > 0
+        return ops.reshape(kept, (-1,))
 
     def layer_target(self, layer):
         if self.layer_targets and layer.name in self.layer_targets:
