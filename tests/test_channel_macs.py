@@ -99,11 +99,28 @@ def inception_like():
     x = layers.Concatenate(axis=-1)(branches)
     x = layers.Conv2D(16, 1, activation="relu")(x)
     x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, layers.Dense(4, name="logits")(x))
+    # A softmax classifier, as in keras.applications: its inputs can go.
+    return keras.Model(inputs, layers.Dense(4, activation="softmax", name="logits")(x))
+
+
+def unscaled_batch_norm():
+    # BatchNormalization(scale=False) (as InceptionV3's) is not thresholded:
+    # a dead filter's 0 is shifted to beta - mean / sqrt(var), which the
+    # "same"-padded conv after it folds only where that is 0.
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(12, 3, use_bias=False)(inputs)
+    norm = layers.BatchNormalization(scale=False)
+    x = layers.ReLU()(norm(x))
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, layers.Dense(4, name="logits")(x))
+    norm.beta.assign(np.where(np.arange(12) % 2, 0.5, 0.0).astype("float32"))
+    return model
 
 
 MODELS = {
     "densenet_like": densenet_like,
+    "unscaled_batch_norm": unscaled_batch_norm,
     "inception_like": inception_like,
     "mobilenet_like": mobilenet_like,
     "residual": residual,

@@ -78,6 +78,26 @@ def test_dead_dense_units_go_and_their_constant_folds_into_the_next_bias():
 
 
 @graph_only
+def test_a_softmax_classifier_absorbs_dead_inputs_and_keeps_its_outputs():
+    # keras.applications classifiers end in Dense(softmax): the softmax mixes
+    # the outputs, but the channels read by the layer can still go.
+    inputs = keras.Input((6, 6, 2))
+    x = layers.Conv2D(8, 3, activation="relu", name="conv")(inputs)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, layers.Dense(4, activation="softmax", name="predictions")(x))
+    randomize(model)
+    kill(model, "conv", [0, 3, 5], bias=[0.4, -1.0, 0.0])
+    kill(model, "predictions", [1])  # a dead class stays: the softmax needs it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shrunk = keras_str.shrink_channels(model)
+    assert widths(shrunk) == {"conv": 5, "predictions": 4}
+    assert_same_outputs(model, shrunk, (6, 6, 2))
+    kept = [str(w.message) for w in caught if "kept these all-zero" in str(w.message)]
+    assert len(kept) == 1 and "predictions: 1 of 1" in kept[0]
+
+
+@graph_only
 def test_conv_batch_norm_pool_flatten_dense_chain():
     inputs = keras.Input((10, 10, 2))
     x = layers.Conv2D(6, 3, name="c1")(inputs)

@@ -103,7 +103,7 @@ class ChannelMacs:
             return "depthwise" if ok and _pointwise(layer) else "opaque"
         if isinstance(layer, _KERNEL_LAYERS):
             ok = single and channels_last and getattr(layer, "groups", 1) == 1
-            return "kernel" if ok and _pointwise(layer) else "opaque"
+            return "kernel" if ok else "opaque"
         if isinstance(layer, _LAYERS.BatchNormalization):
             return "batch_norm" if single and layer.axis % rank == rank - 1 else "opaque"
         if isinstance(layer, PADDING):
@@ -148,6 +148,9 @@ class ChannelMacs:
         if kind == "kernel":
             out = self._tensor(out_tensor)
             self._terms.append((layer.name, _full_macs(layer), inputs[0], out, False))
+            if not _pointwise(layer):
+                # A softmax classifier mixes its outputs; its inputs can go.
+                self._layout(out).block()
         elif kind == "flatten":
             features = out_tensor.shape[-1] or 0
             if not source.width or source.copies != 1 or features % source.width:
@@ -216,7 +219,7 @@ class ChannelMacs:
             width = self._layout(out).channels
             if kind in ("kernel", "depthwise"):
                 masks[index] = _activated_bias_is_zero(layer, width)
-            elif kind == "elementwise":
+            elif kind in ("elementwise", "batch_norm"):
                 masks[index] = _maps_zero_to_zero(layer, width)
         return masks
 
@@ -241,8 +244,10 @@ class ChannelMacs:
                 zero = _either(_both(zero, on_zero), _both(own, on_zero))
                 constant = _either(constant, own)
             elif kind == "batch_norm":
-                # A thresholded channel is exactly 0; other constants shift.
-                constant, zero = _either(constant, own), own
+                # A thresholded channel is exactly 0; other constants shift
+                # (0 stays 0 where the shift is 0, e.g. at initialisation).
+                constant = _either(constant, own)
+                zero = _either(own, _both(zero, zero_preserving[index]))
             elif kind == "padding":
                 constant = zero  # the padding is 0, a constant is not
             elif kind == "elementwise" and zero is not None:
@@ -429,8 +434,24 @@ def _activated_bias_is_zero(layer, width):
 
 
 def _maps_zero_to_zero(layer, width):
-    """Per channel: whether an activation layer keeps a channel of zeros at 0."""
+    """Per channel: whether an activation or (inference) normalization layer keeps a channel of zeros at 0."""
+    if isinstance(layer, _LAYERS.BatchNormalization):
+        return ops.equal(_batch_norm_of_zero(layer), 0)
     return ops.equal(layer.call(ops.zeros((1, width), "float32"))[0], 0)
+
+
+def _batch_norm_of_zero(layer):
+    """What an inference-mode BatchNormalization outputs for an input of 0, per channel."""
+    def cast(value):
+        return ops.cast(value, "float32")
+
+    scale = ops.rsqrt(cast(layer.moving_variance) + layer.epsilon)
+    if layer.scale:
+        scale = scale * cast(layer.gamma)
+    shift = cast(layer.beta) if layer.center else 0.0
+    # A channel scaled by 0 (thresholded) is its shift, as in `shrink_channels`.
+    scaled = ops.where(scale == 0, 0.0, -cast(layer.moving_mean) * scale)
+    return scaled + shift
 
 
 def _both(a, b):

@@ -229,10 +229,12 @@ def _pointwise(activation):
 
 def _is_kernel_layer(layer):
     # Exact classes: a subclass may compute something else with its kernel.
+    # Any activation: one that mixes channels (a softmax classifier) keeps
+    # the layer's outputs, but its inputs can still go.
     exact = type(layer) is _LAYERS.Dense or (
         type(layer) in _CONVOLUTIONS and layer.groups == 1
     )
-    return exact and _channels_last(layer) and _pointwise(layer.activation)
+    return exact and _channels_last(layer)
 
 
 def _is_depthwise(layer):
@@ -350,6 +352,8 @@ _MERGE_FUNCTIONS = (
 
 def _kernel_constants(layer, inputs):
     kernel, bias = _kernel_and_bias(layer)
+    if not _pointwise(layer.activation):
+        return np.full(kernel.shape[-1], np.nan)
     used = np.any(kernel != 0, axis=tuple(range(kernel.ndim - 2)))  # (in, out)
     if _folds_exactly(layer):
         foldable = ~np.isnan(inputs)
@@ -418,6 +422,9 @@ def _removable_channels(graph, constants):
         if node.kind is None:
             for tensor in node.inputs + node.outputs:
                 limit(tensor, set(), node.blocked)
+        elif node.kind == "kernel" and not _pointwise(node.layer.activation):
+            name = getattr(node.layer.activation, "__name__", "its activation")
+            limit(node.outputs[0], set(), f"{node.layer.name!r} applies {name} across channels")
 
     changed = True
     while changed:
