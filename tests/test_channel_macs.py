@@ -283,3 +283,13 @@ def test_channels_two_thresholds_remove_between_them_keep_one():
     assert stripped.get_layer("bn2").gamma.shape == (1,)
     assert total_macs(stripped) == pytest.approx(
         total_macs(dense) - (counter.total_macs - kept), rel=1e-6)
+
+
+def test_the_preview_of_each_layers_share_follows_the_graph_count():
+    # `sparsify`'s "would empty a layer" check previews the final shares: with
+    # a channel MACs budget, the channels the count picks at the final target.
+    _, model, method = channel_macs_model(mobilenet_like, 0.6)
+    fractions = method.final_layer_sparsity(method.layers)
+    method.update(method.layers, keras.ops.convert_to_tensor(1, "int32"))
+    for layer in method.layers:
+        assert fractions[layer.name] == pytest.approx(dead_channels(layer).mean()), layer.name

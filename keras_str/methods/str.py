@@ -234,32 +234,24 @@ class STR(SparsityMethod):
     def final_layer_sparsity(self, layers):
         if not self.scheduled:
             return None
-        values = []
-        for layer in layers:
-            magnitude = self._magnitude(layer)
-            critical = ops.clip(
-                self._inverse_threshold_fn(magnitude), -_CRITICAL_LIMIT, _CRITICAL_LIMIT
-            ) - ops.convert_to_tensor(layer.sparsity_state["threshold"])
-            values.append(ops.convert_to_numpy(critical))
+        values = [ops.convert_to_numpy(self._critical_values(layer)) for layer in layers]
         return zero_fractions_at_quantile(
             layers, values, self.target_sparsity, self.budget
         )
+
+    def _critical_values(self, layer):
+        """Per weight, the offset at or above which it is zero: `g^-1(|w|) - s`."""
+        inverse = ops.clip(
+            self._inverse_threshold_fn(self._magnitude(layer)), -_CRITICAL_LIMIT, _CRITICAL_LIMIT
+        )
+        return inverse - ops.convert_to_tensor(layer.sparsity_state["threshold"])
 
     def update(self, layers, step):
         # A weight w of a layer with parameter s is zero iff
         # g^-1(|w|) <= s + delta, so the delta that zeroes k weights is the
         # k-th smallest "critical value" g^-1(|w|) - s over all layers.
         def compute():
-            critical = []
-            for layer in layers:
-                magnitude = self._magnitude(layer)
-                inverse = ops.clip(
-                    self._inverse_threshold_fn(magnitude),
-                    -_CRITICAL_LIMIT,
-                    _CRITICAL_LIMIT,
-                )
-                s = ops.convert_to_tensor(layer.sparsity_state["threshold"])
-                critical.append(ops.stop_gradient(inverse - s))
+            critical = [ops.stop_gradient(self._critical_values(layer)) for layer in layers]
             value, any_pruned = self.select(critical, layers, self.target_at(step))
             # With nothing to prune the threshold is exactly zero (sigmoid and
             # exp of -2000 are 0.0 in float32): before the schedule starts,
