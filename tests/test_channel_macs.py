@@ -106,7 +106,7 @@ def inception_like():
 def unscaled_batch_norm():
     # BatchNormalization(scale=False) (as InceptionV3's) is not thresholded:
     # a dead filter's 0 is shifted to beta - mean / sqrt(var), which the
-    # "same"-padded conv after it folds only where that is 0.
+    # "same"-padded conv after it folds only where ReLU makes it 0.
     inputs = keras.Input((8, 8, 3))
     x = layers.Conv2D(12, 3, use_bias=False)(inputs)
     norm = layers.BatchNormalization(scale=False)
@@ -114,7 +114,7 @@ def unscaled_batch_norm():
     x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
     x = layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, layers.Dense(4, name="logits")(x))
-    norm.beta.assign(np.where(np.arange(12) % 2, 0.5, 0.0).astype("float32"))
+    norm.beta.assign(np.tile([0.0, 0.5, -0.5], 4).astype("float32"))
     return model
 
 

@@ -3,18 +3,20 @@
 A dead channel costs more than its own filter. `keras_str.shrink_channels`
 removes it with every channel it feeds one-to-one (BatchNormalization,
 activations, pooling, depthwise filters, residual adds, its slice of a
-concatenation) and with the matching inputs of the kernel layers reading it. Counted weight by weight,
-half the channels of every layer look like half the MACs; the stripped
-model keeps a quarter. `ChannelMacs` follows the model's graph the way
-`shrink_channels` does, so a channel-structured MACs budget lands on the
-stripped model's MACs.
+concatenation) and with the matching inputs of the kernel layers reading it.
+Counted weight by weight, half the channels of every layer look like half the
+MACs; the stripped model keeps a quarter. `ChannelMacs` follows the model's
+graph the way `shrink_channels` does, so a channel-structured MACs budget
+lands on the stripped model's MACs.
 
-What it assumes: a constant channel folds into every kernel layer reading it
-(true for Dense, kernel size 1, `"valid"` padding, and channels that are 0,
-such as those `STRBatchNormalization` zeroes and ReLU keeps at 0; a nonzero
-constant into a `"same"`-padded convolution stays in the stripped model).
-Reshapes and layers it does not know keep their channels; like
-`shrink_channels`, it keeps one channel of a group whose channels all go.
+Like `shrink_channels`, it carries each dead channel's constant value (the
+activation of 0, shifted by BatchNormalization, cut to 0 by ReLU, ...) to the
+kernel layers reading it: Dense, kernel size 1 and `"valid"` padding fold
+any constant into their bias, a `"same"`-padded convolution only 0 (its
+borders see the zero padding). Unlike it, a channel whose inputs are all
+constant is not followed through a kernel layer that keeps it. Reshapes and
+layers it does not know keep their channels; a group whose channels could
+all go keeps one.
 """
 
 import math
@@ -208,69 +210,87 @@ class ChannelMacs:
             values = ops.max(values, axis=axes)
         return ops.reshape(values, (-1,))
 
-    def _zero_preserving(self):
-        """Per step that can keep a channel at 0: whether it does (the activated bias; an activation of 0).
+    def _parameters(self):
+        """What each step does to a constant channel (activated biases, BatchNormalization's affine map).
 
         Independent of which channels are dead: computed once per update,
         outside the search.
         """
-        masks = {}
+        parameters = {}
         for index, (kind, layer, out, _, _) in enumerate(self._steps):
             width = self._layout(out).channels
-            if kind in ("kernel", "depthwise"):
-                masks[index] = _activated_bias_is_zero(layer, width)
-            elif kind in ("elementwise", "batch_norm"):
-                masks[index] = _maps_zero_to_zero(layer, width)
-        return masks
+            if kind == "kernel":
+                # A removed filter's bias is 0 (the method's `live_channels`).
+                parameters[index] = _activate(layer, ops.zeros((width,), "float32"))
+            elif kind == "depthwise":
+                taps = ops.cast(layer.kernel, "float32")
+                taps = ops.sum(ops.reshape(taps, (-1, taps.shape[-2])), axis=0)
+                parameters[index] = (taps, _bias(layer, width))
+            elif kind == "batch_norm":
+                parameters[index] = _batch_norm_affine(layer)
+        return parameters
 
-    def kept_macs(self, dead, zero_preserving=None):
+    def kept_macs(self, dead, parameters=None):
         """The MACs kept with the channels `dead[i]` (bool, per method layer) at zero."""
-        if zero_preserving is None:
-            zero_preserving = self._zero_preserving()
-        # Per tensor: which channels are constant, and which of those are 0
-        # (None: none), as `shrink_channels` propagates them.
+        if parameters is None:
+            parameters = self._parameters()
+        # Per tensor: which channels are constant (None: none) and their
+        # values, as `shrink_channels` propagates them.
         state = {}
         for index, (kind, layer, out, inputs, method) in enumerate(self._steps):
             own = None if method is None else dead[method]
-            constant, zero = state.get(inputs[0], (None, None))
+            constant, value = state.get(inputs[0], (None, None))
+            width = self._layout(out).channels
             if kind == "kernel":
-                # A dead filter outputs its activated bias.
-                constant = own
-                zero = _both(own, zero_preserving[index])
+                # A dead filter outputs its activated bias, 0 before activation.
+                constant, value = own, (None if own is None else parameters[index])
             elif kind == "depthwise":
-                if not _folds_exactly(layer):
-                    constant = zero  # a nonzero constant varies at the padded borders
-                on_zero = zero_preserving[index]
-                zero = _either(_both(zero, on_zero), _both(own, on_zero))
-                constant = _either(constant, own)
+                taps, bias = parameters[index]
+                if constant is not None and not _folds_exactly(layer):
+                    # A nonzero constant varies at the padded borders.
+                    constant = ops.logical_and(constant, ops.equal(value, 0))
+                pre = _values(value, width) * taps + bias
+                if own is not None:
+                    # A removed channel's filter and bias are 0.
+                    pre = ops.where(own, 0.0, pre)
+                    constant = _either(constant, own)
+                value = None if constant is None else _activate(layer, pre)
             elif kind == "batch_norm":
-                # A thresholded channel is exactly 0; other constants shift
-                # (0 stays 0 where the shift is 0, e.g. at initialisation).
-                constant = _either(constant, own)
-                zero = _either(own, _both(zero, zero_preserving[index]))
+                scale, shift = parameters[index]
+                if constant is not None:
+                    value = ops.where(scale == 0, 0.0, value * scale) + shift
+                if own is not None:
+                    # A thresholded channel is exactly 0.
+                    value = ops.where(own, 0.0, _values(value, width))
+                    constant = _either(constant, own)
             elif kind == "padding":
-                constant = zero  # the padding is 0, a constant is not
-            elif kind == "elementwise" and zero is not None:
-                zero = _both(zero, zero_preserving[index])
+                if constant is not None:
+                    constant = ops.logical_and(constant, ops.equal(value, 0))
+            elif kind == "elementwise":
+                if constant is not None:
+                    value = layer.call(value[None, :])[0]
             elif kind == "merge":
                 pairs = [state.get(key, (None, None)) for key in inputs]
                 constant = _all([pair[0] for pair in pairs])
-                zero = _all([pair[1] for pair in pairs])
+                if constant is not None:
+                    value = layer.call([pair[1][None, :] for pair in pairs])[0]
             elif kind == "concatenate":
                 pairs = [state.get(key, (None, None)) for key in inputs]
                 widths = [self._layout(key).channels for key in inputs]
-                constant = _concatenate([pair[0] for pair in pairs], widths)
-                zero = _concatenate([pair[1] for pair in pairs], widths)
-            state[out] = (constant, zero)
+                constant = _concatenate([pair[0] for pair in pairs], widths, "bool")
+                value = _concatenate([pair[1] for pair in pairs], widths, "float32")
+            state[out] = (constant, value)
         removed = {}
         for component in self._unique_components():
             if component.blocked or not component.active or not component.read:
                 continue
             masks = []
             for key, start, folds in component.read:
-                constant, zero = state.get(key, (None, None))
-                mask = constant if folds else zero
-                masks.append(None if mask is None else mask[start:start + component.width])
+                constant, value = state.get(key, (None, None))
+                if constant is not None and not folds:
+                    # A "same"-padded conv folds only a constant of 0.
+                    constant = ops.logical_and(constant, ops.equal(value, 0))
+                masks.append(None if constant is None else constant[start:start + component.width])
             mask = _all(masks)
             if mask is not None:
                 count = ops.sum(ops.cast(mask, "float32"))
@@ -309,7 +329,7 @@ class ChannelMacs:
         count = int(ordered.shape[0])
         allowed = (1.0 - ops.cast(fraction, "float32")) * self.total_macs
         sizes = [int(v.shape[0]) for v in channel_values]
-        zero_preserving = self._zero_preserving()
+        parameters = self._parameters()
 
         def value_at(k):
             # The k smallest values go; k = 0 removes nothing.
@@ -322,7 +342,7 @@ class ChannelMacs:
             for size in sizes:
                 dead.append(flat[start:start + size] <= cutoff)
                 start += size
-            return self.kept_macs(dead, zero_preserving)
+            return self.kept_macs(dead, parameters)
 
         def halve(_, bounds):
             low, high = bounds
@@ -424,40 +444,35 @@ def _folds_exactly(layer):
     return layer.padding == "valid" or all(k == 1 for k in layer.kernel_size)
 
 
-def _activated_bias_is_zero(layer, width):
-    """Per channel: whether a filter that gives 0 leaves `layer`'s output at 0 (its activated bias)."""
+def _bias(layer, width):
+    """The bias `layer` computes with (0 in the channels its method removed)."""
     if getattr(layer, "use_bias", False) and getattr(layer, "bias", None) is not None:
-        bias = ops.cast(layer.bias, "float32")
-    else:
-        bias = ops.zeros((width,), "float32")
-    return ops.equal(layer.activation(bias), 0)
+        return ops.cast(layer.bias, "float32")
+    return ops.zeros((width,), "float32")
 
 
-def _maps_zero_to_zero(layer, width):
-    """Per channel: whether an activation or (inference) normalization layer keeps a channel of zeros at 0."""
-    if isinstance(layer, _LAYERS.BatchNormalization):
-        return ops.equal(_batch_norm_of_zero(layer), 0)
-    return ops.equal(layer.call(ops.zeros((1, width), "float32"))[0], 0)
+def _activate(layer, values):
+    """`layer`'s activation of one value per channel."""
+    return ops.cast(layer.activation(values[None, :])[0], "float32")
 
 
-def _batch_norm_of_zero(layer):
-    """What an inference-mode BatchNormalization outputs for an input of 0, per channel."""
+def _batch_norm_affine(layer):
+    """`(scale, shift)` of an inference-mode BatchNormalization, per channel: x -> (x - mean) * scale + shift."""
     def cast(value):
         return ops.cast(value, "float32")
 
     scale = ops.rsqrt(cast(layer.moving_variance) + layer.epsilon)
     if layer.scale:
         scale = scale * cast(layer.gamma)
-    shift = cast(layer.beta) if layer.center else 0.0
-    # A channel scaled by 0 (thresholded) is its shift, as in `shrink_channels`.
-    scaled = ops.where(scale == 0, 0.0, -cast(layer.moving_mean) * scale)
-    return scaled + shift
+    shift = cast(layer.beta) if layer.center else ops.zeros_like(scale)
+    # (x - mean) * scale, with the mean in the shift; a channel scaled by 0
+    # (thresholded) is its shift, as in `shrink_channels`.
+    shift = shift - ops.where(scale == 0, 0.0, cast(layer.moving_mean) * scale)
+    return scale, shift
 
 
-def _both(a, b):
-    if a is None or b is None:
-        return None
-    return ops.logical_and(a, b)
+def _values(value, width):
+    return ops.zeros((width,), "float32") if value is None else value
 
 
 def _either(a, b):
@@ -468,13 +483,13 @@ def _either(a, b):
     return ops.logical_or(a, b)
 
 
-def _concatenate(masks, widths):
-    """Masks of consecutive segments as one (None: no channel set)."""
-    if all(mask is None for mask in masks):
+def _concatenate(parts, widths, dtype):
+    """Per-channel vectors of consecutive segments as one (None: a segment of no constant)."""
+    if all(part is None for part in parts):
         return None
     return ops.concatenate([
-        ops.zeros((width,), "bool") if mask is None else mask
-        for mask, width in zip(masks, widths)
+        ops.zeros((width,), dtype) if part is None else part
+        for part, width in zip(parts, widths)
     ])
 
 
