@@ -68,3 +68,56 @@ def test_application_is_fully_sparsified(name):
 @pytest.mark.parametrize("name", [n for n in ALL_MODELS if n not in FAST_SAMPLE])
 def test_every_application_is_fully_sparsified(name):
     check_sparsified(name)
+
+
+def check_channel_macs_budget(name, target=0.5):
+    """A channel MACs budget's count equals what `strip` leaves of the model."""
+    from keras_str.methods.channel_macs import ChannelMacs
+    from tests.test_channel_macs import dead_channels
+    from tests.test_channel_macs import total_macs
+
+    dense = build(name)
+    rng = np.random.default_rng(0)
+    for layer in dense.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            # Trained statistics: a dead channel's constant is rarely 0.
+            for variable in (layer.beta, layer.moving_mean):
+                if variable is not None:
+                    variable.assign(rng.normal(0.0, 0.1, variable.shape).astype("float32"))
+    method = keras_str.StructuredSTR(
+        "channel", target_sparsity=target, schedule=keras_str.ConstantSchedule(),
+        budget="macs", scope="sigma")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sparse = keras_str.sparsify(dense, method=method, keep_dense=("predictions",))
+    method = next(layer.method for layer in sparse.layers if hasattr(layer, "method"))
+    for layer in method.layers:
+        raw = layer.raw_kernel
+        shape = tuple(raw.shape)
+        channels = shape[-2:] if isinstance(layer, keras.layers.DepthwiseConv2D) else shape[-1:]
+        scales = rng.uniform(0.2, 2.0, channels)
+        values = scales if len(shape) == 1 else rng.normal(size=shape) * scales
+        raw.assign(values.astype("float32"))
+    method.update(method.layers, keras.ops.convert_to_tensor(1, "int32"))
+    counter = ChannelMacs(method.layers)
+    dead = [keras.ops.convert_to_tensor(dead_channels(layer)) for layer in method.layers]
+    removed = counter.total_macs - float(counter.kept_macs(dead))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stripped = keras_str.strip(sparse)
+    assert total_macs(stripped) == pytest.approx(total_macs(dense) - removed, rel=1e-6)
+    # The target is a share of the MACs the channels reach.
+    assert removed / counter.total_macs == pytest.approx(target, abs=0.02)
+
+
+# InceptionV3: concatenations, BatchNormalization(scale=False), a softmax
+# classifier.
+@pytest.mark.tensorflow
+def test_channel_macs_budget_lands_on_inception():
+    check_channel_macs_budget("InceptionV3")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["DenseNet121", "EfficientNetB0", "MobileNetV2", "ResNet50"])
+def test_channel_macs_budget_lands_on_applications(name):
+    check_channel_macs_budget(name)
