@@ -78,7 +78,11 @@ class StructuredSTR(STR):
             1x1 convolutions, are pruned on one footing; the threshold a
             layer computes with is `sigma_l * g(s)`) or `"layer"` (relative
             to the layer's current kernel RMS: groups are judged against
-            their own layer's, not the weights' drifting absolute size).
+            their own layer's, not the weights' drifting absolute size;
+            on a small CNN without BatchNormalization it was the more
+            accurate, but it compares BatchNormalization gammas with their
+            own layer's too, which emptied a MobileNet's early layers: use
+            `"sigma"` there).
             A layer that feeds a BatchNormalization is thresholded there,
             on the channels' `gamma` (`keras_str.STRBatchNormalization`,
             set up by `keras_str.sparsify`).
