@@ -257,19 +257,21 @@ class StructuredSTR(STR):
         return counter
 
     def final_layer_sparsity(self, layers):
-        fractions = super().final_layer_sparsity(layers)
-        if fractions is None:
+        if not self.scheduled:
             return None
         counter = self._channel_macs(layers)
-        if counter is not None:
+        if counter is None:
+            fractions = super().final_layer_sparsity(layers)
+        else:
             # Each layer's share of channels at the value the graph count picks.
             channel_values = [
                 counter.channel_values(layer, self._critical_values(layer)) for layer in layers
             ]
             value, _ = counter.select(channel_values, self.target_sparsity)
-            for layer, values in zip(layers, channel_values):
-                values = ops.convert_to_numpy(values)
-                fractions[layer.name] = float((values <= float(value)).mean())
+            fractions = {
+                layer.name: float((ops.convert_to_numpy(values) <= float(value)).mean())
+                for layer, values in zip(layers, channel_values)
+            }
         # A target the floors make unreachable stops at each floor.
         for layer in layers:
             groups = self._group_count(layer)
