@@ -1,7 +1,7 @@
 """Channel STR against uniform L1 filter pruning: accuracy vs real latency.
 
     python -m benchmarks.channel_pruning [--model small_cnn] [--str_targets 0.5,0.75]
-        [--l1_targets 0.3,0.5]
+        [--l1_targets 0.3,0.5] [--channel_multiple 1]
         [--epochs 8] [--seeds 0] [--rounds 7] [--armsim]
         [--out benchmarks/results/channel_pruning_small_cnn.md]
 
@@ -45,6 +45,10 @@ flags.DEFINE_list(
     "l1_targets", ["0.3", "0.5"],
     "Uniform L1 filter pruning: share of each layer's channels (0.3 keeps ~49 % of a "
     "conv's MACs, 0.5 ~25 %).")
+flags.DEFINE_integer(
+    "channel_multiple", 1,
+    "Round every stripped layer's width up to a multiple of this (both methods; "
+    "channel STR's MACs budget counts the rounding).")
 flags.DEFINE_integer("epochs", 8, "Training epochs.")
 flags.DEFINE_list("seeds", ["0"], "Seeds (accuracy: mean over seeds).")
 flags.DEFINE_integer("rounds", 7, "Alternating latency rounds.")
@@ -75,6 +79,7 @@ def train(method, target, seed, data):
         keep_dense=() if method == "dense" else ("logits",),
         st3_scope=FLAGS.str_scope if method == "channel_str" else "global",
         budget="macs" if method == "channel_str" else "weights",
+        channel_multiple=1 if method == "dense" else FLAGS.channel_multiple,
         seed=seed,
     )
     return run_training(config, data)
@@ -181,6 +186,7 @@ def main(argv):
     header = (
         f"# Channel STR vs uniform L1 filter pruning (`benchmarks/channel_pruning.py`)\n\n"
         f"{FLAGS.model} on Fashion-MNIST, {FLAGS.epochs} epochs, seeds {FLAGS.seeds}; "
+        f"stripped widths rounded up to multiples of {FLAGS.channel_multiple}; "
         f"channel STR (scope={FLAGS.str_scope!r}) targets are shares of the dense MACs "
         "removed, L1 targets "
         "shares of each layer's channels (the classifier stays dense); "

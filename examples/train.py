@@ -77,7 +77,18 @@ flags.DEFINE_enum(
 flags.DEFINE_enum(
     "st3_scope", "global", ["global", "sigma", "layer"],
     "Threshold scope of st3 and block_str/channel_str ('layer': the structured "
-    "methods only; for networks with BatchNorm).",
+    "methods only; each filter against its layer's kernel RMS, for CNNs without "
+    "BatchNorm: it empties the early layers of BatchNorm nets, use 'sigma' there).",
+)
+flags.DEFINE_enum(
+    "budget", "weights", ["weights", "macs"],
+    "What --target_sparsity is a share of: weights, or the dense model's "
+    "multiply-adds (str, st3, channel_str).",
+)
+flags.DEFINE_integer(
+    "channel_multiple", 1,
+    "channel_str / gmp_channel: round each stripped layer's width up to a "
+    "multiple of this (8 suits XNNPACK and GPU kernels).",
 )
 flags.DEFINE_boolean("st3_rescale", False, "ST-3 per-channel rescaling.")
 flags.DEFINE_integer("gmp_frequency", 100, "Steps between GMP mask updates.")
@@ -135,6 +146,8 @@ def main(argv):
         block_size=FLAGS.block_size,
         block_axis=FLAGS.block_axis,
         st3_scope=FLAGS.st3_scope,
+        budget=FLAGS.budget,
+        channel_multiple=FLAGS.channel_multiple,
         st3_rescale=FLAGS.st3_rescale,
         gmp_frequency=FLAGS.gmp_frequency,
         update_frequency=FLAGS.update_frequency,

@@ -42,6 +42,7 @@ class TrainConfig:
     block_axis: str = "input"
     st3_scope: str = "global"
     budget: str = "weights"
+    channel_multiple: int = 1
     st3_rescale: bool = False
     gmp_frequency: int = 100
     update_frequency: int = 1
@@ -83,7 +84,13 @@ class TrainConfig:
                 f"gmp_tfmot builds tf_keras copies of {TFMOT_MODELS} only. "
                 f"Received: model={self.model!r}"
             )
-        for name in ("epochs", "batch_size"):
+        if self.channel_multiple != 1 and self.method not in ("channel_str", "gmp_channel"):
+            raise ValueError(
+                "`channel_multiple` rounds the widths of channel-pruned models "
+                "(channel_str, gmp_channel). Received: "
+                f"method={self.method!r}, channel_multiple={self.channel_multiple!r}"
+            )
+        for name in ("epochs", "batch_size", "channel_multiple"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(
@@ -168,6 +175,7 @@ def sparsity_method(config, num_examples):
             threshold_init=config.threshold_init,
             scope=config.st3_scope,
             budget=config.budget,
+            **({"channel_multiple": config.channel_multiple} if config.method == "channel_str" else {}),
         )
     if config.method == "st3":
         return keras_str.ST3(
@@ -266,7 +274,11 @@ def run_training(config, data, verbose=0, callbacks=()):
         callbacks=fit_callbacks,
     )
     train_seconds = time.perf_counter() - start
-    stripped = keras_str.strip(model) if method is not None else model
+    stripped = (
+        keras_str.strip(model, channel_multiple=config.channel_multiple)
+        if method is not None
+        else model
+    )
     return TrainResult(
         config=config,
         model=model,

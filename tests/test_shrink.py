@@ -57,6 +57,57 @@ def widths(model):
 
 
 @graph_only
+def test_channel_multiple_rounds_kept_widths_up_with_dead_channels_as_zeros():
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)),
+        layers.Conv2D(16, 3, activation="relu", name="conv1"),
+        layers.Conv2D(16, 1, activation="relu", name="conv2"),
+        layers.Flatten(),
+        layers.Dense(12, activation="relu", name="fc1"),
+        layers.Dense(3, name="out"),
+    ])
+    randomize(model)
+    kill(model, "conv1", list(range(11)), bias=-1.0)  # 5 kept: 8 with a multiple of 4
+    kill(model, "conv2", list(range(7)), bias=-1.0)  # 9 kept: 12
+    kill(model, "fc1", list(range(5)), bias=-1.0)  # 7 kept: 8
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shrunk = keras_str.shrink_channels(model, channel_multiple=4)
+    # Channels kept to round a width are what was asked: no warning.
+    assert not [w for w in caught if "kept these" in str(w.message)]
+    assert widths(shrunk) == {"conv1": 8, "conv2": 12, "fc1": 8, "out": 3}
+    assert_same_outputs(model, shrunk, (8, 8, 3))
+    assert removed_channels(model, channel_multiple=4) == {"conv1": 8, "conv2": 4, "fc1": 4}
+    assert widths(keras_str.shrink_channels(model)) == {"conv1": 5, "conv2": 9, "fc1": 7, "out": 3}
+    # No layer grows past its width: rounding 5, 9 and 7 up to 32 keeps them whole.
+    assert keras_str.shrink_channels(model, channel_multiple=32) is model
+
+
+@graph_only
+def test_channel_multiple_rounds_channels_tied_by_a_residual_add_alike():
+    inputs = keras.Input((6, 6, 8))
+    a = layers.Conv2D(12, 1, name="a")(inputs)
+    b = layers.Conv2D(12, 1, name="b")(inputs)
+    x = layers.ReLU()(layers.Add()([a, b]))
+    model = keras.Model(inputs, layers.Conv2D(5, 1, name="c")(x))
+    randomize(model)
+    kill(model, "a", list(range(7)), bias=0.0)
+    kill(model, "b", list(range(1, 9)), bias=0.0)  # 0 stays in b: 1-6 go from both
+    shrunk = keras_str.shrink_channels(model, channel_multiple=4)
+    assert widths(shrunk) == {"a": 8, "b": 8, "c": 5}
+    assert_same_outputs(model, shrunk, (6, 6, 8))
+
+
+@pytest.mark.parametrize("value", [0, -4, 2.5, True, "8"])
+def test_a_bad_channel_multiple_is_named(value):
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(3)])
+    with pytest.raises(ValueError, match=f"channel_multiple={value!r}"):
+        keras_str.shrink_channels(model, channel_multiple=value)
+    with pytest.raises(ValueError, match=f"channel_multiple={value!r}"):
+        keras_str.strip(model, channel_multiple=value)
+
+
+@graph_only
 def test_dead_dense_units_go_and_their_constant_folds_into_the_next_bias():
     model = keras.Sequential([
         keras.Input((6,)),

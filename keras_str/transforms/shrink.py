@@ -22,6 +22,11 @@ A channel can go only where its removal is exact:
 - Anywhere else (model inputs and outputs, reshapes, layers keras-str does
   not know, shared layers), channels stay, with their zeros; `shrink_channels`
   says where.
+
+`channel_multiple` keeps a few removable channels back so that every
+narrowed layer's width is a multiple of it: runtimes compute channels in
+tiles (XNNPACK's float kernels 8 or 16 output channels on x86 and ARM), so
+13 channels cost what 16 do.
 """
 
 import warnings
@@ -84,7 +89,7 @@ MERGES = (
 )
 
 
-def shrink_channels(model, *, check=True):
+def shrink_channels(model, *, channel_multiple=1, check=True):
     """Returns `model` with its removable dead channels removed.
 
     A channel (a conv filter, a Dense unit) whose weights are all zero, and
@@ -102,6 +107,12 @@ def shrink_channels(model, *, check=True):
 
     Args:
         model: A plain (stripped) Sequential or functional Keras model.
+        channel_multiple: Round each narrowed layer's channels up to a
+            multiple of this (keeping some dead channels as zeros), as
+            MobileNet's `make_divisible` does: XNNPACK's and GPU kernels
+            compute channels in tiles of 4 to 16, so a width just past a
+            multiple costs a whole tile. `1` (default) removes every
+            removable channel. A layer never grows past its width.
         check: Run `model` and the result on one random batch and fall back
             to `model` (with a warning) if their outputs differ; a safety
             net for layer types this transform does not know.
@@ -116,11 +127,13 @@ def shrink_channels(model, *, check=True):
     >>> small.count_params() < plain.count_params()
     True
     """
+    check_channel_multiple(channel_multiple)
     check_clonable(model)
     graph = _Graph(model)
     constants = _propagate_constants(graph)
     removal, causes = _removable_channels(graph, constants)
     _warn_about_kept_dead_channels(graph, removal, causes)
+    removal = _round_widths(graph, constants, removal, channel_multiple)
     if not any(removal.values()):
         return model
     plan = _Plan(graph, constants, removal)
@@ -136,17 +149,31 @@ def shrink_channels(model, *, check=True):
     return shrunk
 
 
-def removed_channels(model):
+def removed_channels(model, *, channel_multiple=1):
     """What `shrink_channels` would remove: `{layer name: removed output channels}`."""
+    check_channel_multiple(channel_multiple)
     check_clonable(model)
     graph = _Graph(model)
     constants = _propagate_constants(graph)
     removal, _ = _removable_channels(graph, constants)
+    removal = _round_widths(graph, constants, removal, channel_multiple)
     result = {}
     for node in graph.nodes:
         if _is_kernel_producer(node.layer) and removal[node.outputs[0]]:
             result[node.layer.name] = len(removal[node.outputs[0]])
     return result
+
+
+def check_channel_multiple(channel_multiple):
+    if (
+        isinstance(channel_multiple, bool)
+        or not isinstance(channel_multiple, int)
+        or channel_multiple < 1
+    ):
+        raise ValueError(
+            "Invalid value for argument `channel_multiple`. Expected a "
+            f"positive integer. Received: channel_multiple={channel_multiple!r}"
+        )
 
 
 class _Node:
@@ -393,8 +420,16 @@ def _batch_norm_constants(layer, inputs):
 # removes candidates, so the iteration ends.
 
 
-def _removable_channels(graph, constants):
-    removal = {t: set(range(graph.widths[t])) for t in graph.widths}
+def _removable_channels(graph, constants, removal=None, round_to=1):
+    """`(removal, causes)`: per tensor, the channels that can go, and why others stay.
+
+    `removal`: a start (default: every channel); `round_to`: keep each
+    kernel layer's output width a multiple of it.
+    """
+    if removal is None:
+        removal = {t: set(range(graph.widths[t])) for t in graph.widths}
+    else:
+        removal = {t: set(channels) for t, channels in removal.items()}
     causes = {}
 
     def limit(tensor, allowed, cause):
@@ -434,7 +469,35 @@ def _removable_channels(graph, constants):
             for tensor, channels in removal.items():
                 if channels and len(channels) == graph.widths[tensor]:
                     changed |= limit(tensor, channels - {min(channels)}, None)
+        if not changed and round_to > 1:
+            changed = _round_up(graph, removal, limit, round_to)
     return removal, causes
+
+
+def _round_widths(graph, constants, removal, multiple):
+    """`removal` with fewer channels removed, so that kept widths are multiples of `multiple`."""
+    if multiple == 1 or not any(removal.values()):
+        return removal
+    rounded, _ = _removable_channels(graph, constants, removal, round_to=multiple)
+    return rounded
+
+
+def _round_up(graph, removal, limit, multiple):
+    """Keeps dead channels back where a kernel layer's width is off a multiple."""
+    changed = False
+    for node in graph.nodes:
+        if node.kind not in ("kernel", "depthwise"):
+            continue
+        tensor = node.outputs[0]
+        width = graph.widths[tensor]
+        kept = width - len(removal[tensor])
+        wanted = min(width, -(-kept // multiple) * multiple)
+        if wanted > kept:
+            # The same indices in every tensor tied to this one (ties
+            # intersect the sets), so one pass rounds the whole group.
+            back = set(sorted(removal[tensor])[: wanted - kept])
+            changed |= limit(tensor, removal[tensor] - back, None)
+    return changed
 
 
 def _apply_rules(graph, constants, removal, limit, tie):

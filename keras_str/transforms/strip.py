@@ -19,10 +19,11 @@ from keras_str.transforms.cloning import check_clonable
 from keras_str.transforms.cloning import check_rewritable
 from keras_str.transforms.cloning import clone_with
 from keras_str.transforms.cloning import rewrite_in_place
+from keras_str.transforms.shrink import check_channel_multiple
 from keras_str.transforms.shrink import shrink_channels
 
 
-def strip(model, *, in_place=False, shrink=None):
+def strip(model, *, in_place=False, shrink=None, channel_multiple=None):
     """Returns a plain Keras model with the thresholded weights baked in.
 
     Each sparse layer becomes its Keras parent (`Dense`, `Conv2D`,
@@ -49,6 +50,10 @@ def strip(model, *, in_place=False, shrink=None):
             channel-structured method (`StructuredSTR("channel")`,
             `GMP(..., structure="channel")`); `True` / `False` force it.
             Sequential and functional models only.
+        channel_multiple: When shrinking, round each narrowed layer's
+            width up to a multiple of this (`keras_str.shrink_channels`).
+            `None` (default): the training method's `channel_multiple`
+            (the largest, if several), else 1.
 
     Returns:
         A new Keras model (`model` itself is not changed), or `model`
@@ -72,11 +77,14 @@ def strip(model, *, in_place=False, shrink=None):
             "`shrink=False`, or build the model with the functional API. "
             "Received: shrink=True, in_place=True"
         )
+    if channel_multiple is not None:
+        check_channel_multiple(channel_multiple)
+    methods = [layer.method for layer in iter_layers(model) if is_sparse_layer(layer)]
     if shrink is None:
-        shrink = not in_place and any(
-            removes_channels(layer.method)
-            for layer in iter_layers(model)
-            if is_sparse_layer(layer)
+        shrink = not in_place and any(removes_channels(method) for method in methods)
+    if channel_multiple is None:
+        channel_multiple = max(
+            [getattr(method, "channel_multiple", 1) for method in methods], default=1
         )
 
     def replace(layer):
@@ -102,7 +110,7 @@ def strip(model, *, in_place=False, shrink=None):
         plain = clone_with(model, replace)
     _warn_about_empty_kernels(plain)
     if shrink:
-        plain = shrink_channels(plain)
+        plain = shrink_channels(plain, channel_multiple=channel_multiple)
     return plain
 
 
