@@ -40,13 +40,13 @@ def fit(model, steps_per_execution=1, jit_compile=False, epochs=1):
 
 
 def setups():
-    # Every combination on TensorFlow; on JAX and PyTorch, whose compiles
-    # cost more here, the corners run by default and the rest under `slow`
-    # (benchmarks/in_step_matrix.py reports all of them).
+    # The corners (eager one step at a time; compiled, many steps per call)
+    # run by default, the mixed setups under `slow` (`make test-all`;
+    # benchmarks/in_step_matrix.py reports all of them on every backend).
     for steps_per_execution in (1, 16):
         for jit_compile in (False, True):
             corner = (steps_per_execution, jit_compile) in ((1, False), (16, True))
-            marks = () if BACKEND == "tensorflow" or corner else (pytest.mark.slow,)
+            marks = () if corner else (pytest.mark.slow,)
             yield steps_per_execution, jit_compile, marks
 
 
@@ -286,7 +286,12 @@ def test_jax_data_parallel_on_two_host_devices():
 
 
 @pytest.mark.tensorflow
-@pytest.mark.parametrize("method_name", ["st3", "gmp", "str_target"])
+@pytest.mark.parametrize("method_name", [
+    # The resume path is the same for every method's state: one by default.
+    pytest.param("st3", marks=pytest.mark.slow),
+    pytest.param("gmp", marks=pytest.mark.slow),
+    "str_target",
+])
 def test_backup_and_restore_mid_epoch_resumes_bit_identically(method_name, tmp_path):
     x, y = toy_data()
 
