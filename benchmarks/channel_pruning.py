@@ -1,7 +1,7 @@
 """Channel STR against uniform L1 filter pruning: accuracy vs real latency.
 
     python -m benchmarks.channel_pruning [--model small_cnn] [--str_targets 0.5,0.75]
-        [--l1_targets 0.3,0.5] [--channel_multiple 1]
+        [--l1_targets 0.3,0.5] [--l1_channel_multiples 1,8]
         [--epochs 8] [--seeds 0] [--rounds 7] [--armsim]
         [--out benchmarks/results/channel_pruning_small_cnn.md]
 
@@ -45,10 +45,10 @@ flags.DEFINE_list(
     "l1_targets", ["0.3", "0.5"],
     "Uniform L1 filter pruning: share of each layer's channels (0.3 keeps ~49 % of a "
     "conv's MACs, 0.5 ~25 %).")
-flags.DEFINE_integer(
-    "channel_multiple", 1,
-    "Round every stripped layer's width up to a multiple of this (both methods; "
-    "channel STR's MACs budget counts the rounding).")
+flags.DEFINE_list(
+    "l1_channel_multiples", ["1"],
+    "L1 filter pruning rows for each of these: every layer keeps a multiple of "
+    "this many channels (`GMP(channel_multiple=)`; 1: no rounding).")
 flags.DEFINE_integer("epochs", 8, "Training epochs.")
 flags.DEFINE_list("seeds", ["0"], "Seeds (accuracy: mean over seeds).")
 flags.DEFINE_integer("rounds", 7, "Alternating latency rounds.")
@@ -61,13 +61,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def variants():
-    yield "dense", "dense", None
-    for str_target, l1_target in zip(FLAGS.str_targets, FLAGS.l1_targets):
-        yield f"channel_str@{float(str_target):.0%} MACs", "channel_str", float(str_target)
-        yield f"l1_filters@{float(l1_target):.0%}", "gmp_channel", float(l1_target)
+    """(row name, method, target, channel multiple), STR and L1 rows interleaved."""
+    yield "dense", "dense", None, 1
+    str_rows = [
+        (f"channel_str@{float(t):.0%} MACs", "channel_str", float(t), 1) for t in FLAGS.str_targets
+    ]
+    l1_rows = [
+        [
+            (
+                f"l1_filters@{float(t):.0%}" + (f", x{m}" if int(m) > 1 else ""),
+                "gmp_channel", float(t), int(m),
+            )
+            for m in FLAGS.l1_channel_multiples
+        ]
+        for t in FLAGS.l1_targets
+    ]
+    for index in range(max(len(str_rows), len(l1_rows))):
+        if index < len(str_rows):
+            yield str_rows[index]
+        if index < len(l1_rows):
+            yield from l1_rows[index]
 
 
-def train(method, target, seed, data):
+def train(method, target, multiple, seed, data):
     from examples.training import TrainConfig
     from examples.training import run_training
 
@@ -79,7 +95,7 @@ def train(method, target, seed, data):
         keep_dense=() if method == "dense" else ("logits",),
         st3_scope=FLAGS.str_scope if method == "channel_str" else "global",
         budget="macs" if method == "channel_str" else "weights",
-        channel_multiple=1 if method == "dense" else FLAGS.channel_multiple,
+        channel_multiple=multiple,
         seed=seed,
     )
     return run_training(config, data)
@@ -97,11 +113,11 @@ def widths(model):
 
 def main(argv):
     del argv
-    if len(FLAGS.str_targets) != len(FLAGS.l1_targets):
-        # Variants come in pairs: an uneven pair of lists would drop some.
+    bad = [m for m in FLAGS.l1_channel_multiples if not m.isdigit() or int(m) < 1]
+    if bad:
         raise ValueError(
-            "Expected as many --l1_targets as --str_targets (they run in pairs). "
-            f"Received: str_targets={FLAGS.str_targets}, l1_targets={FLAGS.l1_targets}"
+            "Expected positive integers in --l1_channel_multiples. "
+            f"Received: l1_channel_multiples={FLAGS.l1_channel_multiples}"
         )
     import numpy as np
 
@@ -113,20 +129,21 @@ def main(argv):
     out = FLAGS.out or f"benchmarks/results/channel_pruning_{FLAGS.model}.md"
     (x_train, y_train), (x_test, y_test) = load_image_classification("fashion_mnist")
     data = ((normalize_images(x_train), y_train), (normalize_images(x_test), y_test))
-    names = [name for name, _, _ in variants()]
+    names = [name for name, _, _, _ in variants()]
     rows = {name: {"accuracy": [], "latency": [], "ratio": [], "insns": []} for name in names}
     with tempfile.TemporaryDirectory() as workdir:
         for seed in (int(s) for s in FLAGS.seeds):
             paths = {}
-            for name, method, target in variants():
-                result = train(method, target, seed, data)
+            for name, method, target, multiple in variants():
+                result = train(method, target, multiple, seed, data)
                 model = result.stripped
                 row = rows[name]
                 row["accuracy"].append(100 * result.test_accuracy)
                 row["params"] = model.count_params()
                 row["macs"] = result.report.totals["dense_macs"]
                 row["widths"] = widths(model)
-                path = os.path.join(workdir, f"{method}_{target}_{seed}.tflite".replace("None", "dense"))
+                path = os.path.join(
+                    workdir, f"{method}_{target}_x{multiple}_{seed}.tflite".replace("None", "dense"))
                 print(f"seed {seed} {name}: {row['accuracy'][-1]:.2f} %, "
                       f"{row['params']} params, {row['macs'] / 1e6:.3f} MMACs, "
                       f"widths {row['widths']}", flush=True)
@@ -186,7 +203,7 @@ def main(argv):
     header = (
         f"# Channel STR vs uniform L1 filter pruning (`benchmarks/channel_pruning.py`)\n\n"
         f"{FLAGS.model} on Fashion-MNIST, {FLAGS.epochs} epochs, seeds {FLAGS.seeds}; "
-        f"stripped widths rounded up to multiples of {FLAGS.channel_multiple}; "
+        "L1 rows marked xN keep multiples of N channels per layer; "
         f"channel STR (scope={FLAGS.str_scope!r}) targets are shares of the dense MACs "
         "removed, L1 targets "
         "shares of each layer's channels (the classifier stays dense); "

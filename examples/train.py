@@ -87,8 +87,8 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_integer(
     "channel_multiple", 1,
-    "channel_str / gmp_channel: round each stripped layer's width up to a "
-    "multiple of this (8 suits XNNPACK and GPU kernels).",
+    "gmp_channel: each layer keeps a multiple of this many channels (8 suits "
+    "XNNPACK's and GPU kernels' channel tiles).",
 )
 flags.DEFINE_boolean("st3_rescale", False, "ST-3 per-channel rescaling.")
 flags.DEFINE_integer("gmp_frequency", 100, "Steps between GMP mask updates.")

@@ -84,10 +84,10 @@ class TrainConfig:
                 f"gmp_tfmot builds tf_keras copies of {TFMOT_MODELS} only. "
                 f"Received: model={self.model!r}"
             )
-        if self.channel_multiple != 1 and self.method not in ("channel_str", "gmp_channel"):
+        if self.channel_multiple != 1 and self.method != "gmp_channel":
             raise ValueError(
-                "`channel_multiple` rounds the widths of channel-pruned models "
-                "(channel_str, gmp_channel). Received: "
+                "`channel_multiple` sizes the layers of uniform filter pruning "
+                "(gmp_channel). Received: "
                 f"method={self.method!r}, channel_multiple={self.channel_multiple!r}"
             )
         for name in ("epochs", "batch_size", "channel_multiple"):
@@ -175,7 +175,6 @@ def sparsity_method(config, num_examples):
             threshold_init=config.threshold_init,
             scope=config.st3_scope,
             budget=config.budget,
-            **({"channel_multiple": config.channel_multiple} if config.method == "channel_str" else {}),
         )
     if config.method == "st3":
         return keras_str.ST3(
@@ -201,6 +200,7 @@ def sparsity_method(config, num_examples):
             frequency=gmp_frequency(config, num_examples),
             layer_targets=config.layer_targets,
             structure="channel",
+            channel_multiple=config.channel_multiple,
         )
     raise ValueError(f"No keras-str method for method={config.method!r}")
 
@@ -274,11 +274,7 @@ def run_training(config, data, verbose=0, callbacks=()):
         callbacks=fit_callbacks,
     )
     train_seconds = time.perf_counter() - start
-    stripped = (
-        keras_str.strip(model, channel_multiple=config.channel_multiple)
-        if method is not None
-        else model
-    )
+    stripped = keras_str.strip(model) if method is not None else model
     return TrainResult(
         config=config,
         model=model,

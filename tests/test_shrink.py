@@ -335,6 +335,42 @@ def test_gmp_channel_structure_prunes_whole_filters_uniformly():
         keras_str.GMP(0.5, keras_str.PolynomialSchedule(0, 2), structure="filter")
 
 
+@pytest.mark.parametrize("target, multiple, kept", [
+    (0.6, 4, 4),  # 4 of 10 kept: already a multiple
+    (0.5, 4, 4),  # 5 kept: the nearest multiple is 4
+    (0.3, 4, 8),  # 7 kept: 8
+    (0.2, 8, 8),  # 8 kept
+    (0.9, 4, 4),  # 1 kept: at least one multiple
+    (0.5, 16, 10),  # never past the layer's width
+])
+def test_gmp_channel_multiple_keeps_a_multiple_of_channels(target, multiple, kept):
+    model = keras.Sequential([
+        keras.Input((6, 6, 2)),
+        layers.Conv2D(10, 3, name="conv"),
+        layers.Flatten(),
+        layers.Dense(3, name="out"),
+    ])
+    method = keras_str.GMP(
+        target, keras_str.ConstantSchedule(), structure="channel", channel_multiple=multiple
+    )
+    sparse = keras_str.sparsify(model, method=method, keep_dense=["out"])
+    conv = sparse.get_layer("conv")
+    method = conv.method  # sparsify's copy, which holds the layers
+    method.update(method.layers, keras.ops.convert_to_tensor(0, "int32"))
+    alive = np.any(to_numpy(conv.thresholded_kernel()) != 0, axis=(0, 1, 2))
+    assert alive.sum() == kept
+    assert method.final_layer_sparsity(method.layers) == {"conv": pytest.approx(1 - kept / 10)}
+    assert widths(keras_str.strip(sparse))["conv"] == kept
+    assert keras_str.GMP.from_config(method.get_config()).channel_multiple == multiple
+
+
+def test_gmp_channel_multiple_needs_channel_structure():
+    with pytest.raises(ValueError, match="channel_multiple=4"):
+        keras_str.GMP(0.5, keras_str.ConstantSchedule(), channel_multiple=4)
+    with pytest.raises(ValueError, match="channel_multiple=0"):
+        keras_str.GMP(0.5, keras_str.ConstantSchedule(), structure="channel", channel_multiple=0)
+
+
 def test_gmp_channel_structure_removes_a_pruned_filter_with_its_bias():
     # relu(bias) > 0 of a filter the mask zeroed would be a constant channel
     # the "same"-padded conv after it cannot fold: the filter would stay.

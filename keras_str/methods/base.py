@@ -36,6 +36,26 @@ def check_fraction(name, value, allow_none=False):
     return float(value)
 
 
+def check_channel_multiple(channel_multiple, structure="channel"):
+    """A positive int; more than 1 only for channel-structured pruning."""
+    if (
+        isinstance(channel_multiple, bool)
+        or not isinstance(channel_multiple, int)
+        or channel_multiple < 1
+    ):
+        raise ValueError(
+            "Invalid value for argument `channel_multiple`. Expected a "
+            f"positive integer. Received: channel_multiple={channel_multiple!r}"
+        )
+    if channel_multiple > 1 and structure != "channel":
+        raise ValueError(
+            "`channel_multiple` rounds the widths of channel-pruned layers; "
+            f"it needs structure='channel'. Received: structure={structure!r}, "
+            f"channel_multiple={channel_multiple!r}"
+        )
+    return channel_multiple
+
+
 def check_frequency(frequency):
     if (
         isinstance(frequency, bool)

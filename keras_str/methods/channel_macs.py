@@ -16,8 +16,7 @@ any constant into their bias, a `"same"`-padded convolution only 0 (its
 borders see the zero padding). Unlike it, a channel whose inputs are all
 constant is not followed through a kernel layer that keeps it. Reshapes and
 layers it does not know keep their channels; a group whose channels could
-all go keeps one, and with a `channel_multiple` each group's kept width is
-rounded up to it, as `shrink_channels` rounds it.
+all go keeps one.
 """
 
 import math
@@ -42,13 +41,10 @@ class ChannelMacs:
         layers: The layers one channel-structured method thresholds (each
             output channel of a kernel layer, or each channel of an
             `STRBatchNormalization`), called once each in one graph.
-        channel_multiple: The multiple `shrink_channels` rounds each kept
-            width up to (its `channel_multiple`).
     """
 
-    def __init__(self, layers, channel_multiple=1):
+    def __init__(self, layers):
         self.layers = list(layers)
-        self.channel_multiple = channel_multiple
         self._method_index = {id(layer): i for i, layer in enumerate(self.layers)}
         nodes = _topological(_graph_nodes(self.layers))
         self._tensors = {}  # id -> _Layout
@@ -298,14 +294,8 @@ class ChannelMacs:
             mask = _all(masks)
             if mask is not None:
                 count = ops.sum(ops.cast(mask, "float32"))
-                # As `shrink_channels`: channels that could all go keep one,
-                # and a kept width is rounded up to the multiple.
-                count = ops.minimum(count, component.width - 1.0)
-                if self.channel_multiple > 1:
-                    multiple = float(self.channel_multiple)
-                    kept = ops.ceil((component.width - count) / multiple) * multiple
-                    count = component.width - ops.minimum(kept, float(component.width))
-                removed[id(component)] = count
+                # As `shrink_channels`: channels that could all go keep one.
+                removed[id(component)] = ops.minimum(count, component.width - 1.0)
         total = ops.zeros((), "float32")
         for _, macs, source, out, depthwise in self._terms:
             in_width, in_removed = self._width_and_removed(source, removed)

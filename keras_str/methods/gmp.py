@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_str.methods.base import SparsityMethod
+from keras_str.methods.base import check_channel_multiple
 from keras_str.methods.base import check_fraction
 from keras_str.methods.base import check_frequency
 from keras_str.methods.base import check_quantile
@@ -44,6 +45,13 @@ class GMP(SparsityMethod):
             channel's bias is 0, so it outputs what a missing one would).
         quantile: How each layer's magnitude quantile is found each step:
             `"auto"` (default), `"exact"` or `"sample"`; see `keras_str.ST3`.
+        channel_multiple: `structure="channel"` only: each layer keeps a
+            multiple of this many channels (its target's kept count rounded
+            to the nearest multiple, at least one multiple; a layer not yet
+            pruned stays whole), as MobileNet's `make_divisible` sizes
+            layers: XNNPACK and GPU kernels compute channels in tiles of 4
+            to 16. `keras_str.strip` keeps the same multiple. `1`
+            (default): no rounding.
 
     Example:
 
@@ -63,6 +71,7 @@ class GMP(SparsityMethod):
         layer_targets=None,
         structure="weight",
         quantile="auto",
+        channel_multiple=1,
     ):
         super().__init__()
         self.quantile = check_quantile(quantile)
@@ -72,6 +81,7 @@ class GMP(SparsityMethod):
                 f"{STRUCTURES}. Received: structure={structure!r}"
             )
         self.structure = structure
+        self.channel_multiple = check_channel_multiple(channel_multiple, structure)
         self.target_sparsity = check_fraction("target_sparsity", target_sparsity)
         self.schedule = get_schedule(schedule)
         self.frequency = check_frequency(frequency)
@@ -129,7 +139,15 @@ class GMP(SparsityMethod):
         return ops.logical_and(in_range, on_beat)
 
     def final_layer_sparsity(self, layers):
-        return {layer.name: self.layer_target(layer) for layer in layers}
+        fractions = {}
+        for layer in layers:
+            target = self.layer_target(layer)
+            if self.channel_multiple > 1:
+                width = _output_channels(layer)
+                kept = _rounded_kept_channels(width - round(target * width), width, self.channel_multiple)
+                target = 1.0 - kept / width
+            fractions[layer.name] = target
+        return fractions
 
     def _check_layer_targets(self, layers):
         if not self.layer_targets:
@@ -164,6 +182,8 @@ class GMP(SparsityMethod):
                 count = ops.cast(
                     ops.round(self.layer_target(layer) * fraction * size), "int32"
                 )
+                if self.channel_multiple > 1:
+                    count = self._rounded_count(layer, count, size)
                 value = kth_smallest(
                     [magnitude], ops.maximum(count, 1), method=self.quantile
                 )
@@ -173,6 +193,14 @@ class GMP(SparsityMethod):
             mask = when_due(due, compute, ops.convert_to_tensor(mask_variable))
             mask_variable.assign(mask)
 
+    def _rounded_count(self, layer, count, size):
+        """The weights to prune so that the kept channels are a multiple."""
+        width = _output_channels(layer)
+        per_channel = size // width
+        pruned = ops.round(ops.cast(count, "float32") / per_channel)
+        kept = _rounded_kept_channels(width - pruned, width, self.channel_multiple)
+        return ops.cast(ops.round((width - kept) * per_channel), "int32")
+
     def get_config(self):
         return {
             "target_sparsity": self.target_sparsity,
@@ -181,7 +209,26 @@ class GMP(SparsityMethod):
             "layer_targets": self.layer_targets,
             "structure": self.structure,
             "quantile": self.quantile,
+            "channel_multiple": self.channel_multiple,
         }
+
+
+def _output_channels(layer):
+    shape = layer.raw_kernel.shape
+    return math.prod(shape[a] for a in layer.kernel_spec.output_axes(layer))
+
+
+def _rounded_kept_channels(kept, width, multiple):
+    """`kept` to the nearest multiple (at least one), capped at `width`; a whole layer stays whole.
+
+    Works on Python numbers and on tensors.
+    """
+    if isinstance(kept, (int, float)):
+        if kept >= width:
+            return width
+        return min(width, max(min(multiple, width), round(kept / multiple) * multiple))
+    rounded = ops.clip(ops.round(kept / multiple) * multiple, min(multiple, width), width)
+    return ops.where(kept >= width, float(width), rounded)
 
 
 def _input_axes(layer):

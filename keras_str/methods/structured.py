@@ -101,11 +101,6 @@ class StructuredSTR(STR):
             without it collapses. `None` (default): on with a target.
         threshold_granularity: `"layer"` (default) or `"channel"` (one
             threshold per output channel).
-        channel_multiple: `structure="channel"` only: `keras_str.strip`
-            rounds each narrowed layer's width up to a multiple of this,
-            keeping a few dead channels as zeros (XNNPACK and GPU kernels
-            compute channels in tiles of 4 to 16), and a MACs budget counts
-            the rounded widths. `1` (default): no rounding.
 
     Example:
 
@@ -133,7 +128,6 @@ class StructuredSTR(STR):
         rescale=None,
         quantile="auto",
         max_layer_sparsity=None,
-        channel_multiple=1,
     ):
         if scope not in SCOPES:
             raise ValueError(
@@ -192,22 +186,6 @@ class StructuredSTR(STR):
                 f"Received: max_layer_sparsity={max_layer_sparsity!r}"
             )
         self.max_layer_sparsity = max_layer_sparsity
-        if (
-            isinstance(channel_multiple, bool)
-            or not isinstance(channel_multiple, int)
-            or channel_multiple < 1
-        ):
-            raise ValueError(
-                "Invalid value for argument `channel_multiple`. Expected a "
-                f"positive integer. Received: channel_multiple={channel_multiple!r}"
-            )
-        if channel_multiple > 1 and structure != "channel":
-            raise ValueError(
-                "`channel_multiple` rounds the widths of channel-pruned layers; "
-                f"it needs structure='channel'. Received: structure={structure!r}, "
-                f"channel_multiple={channel_multiple!r}"
-            )
-        self.channel_multiple = channel_multiple
 
     def build(self, layer):
         self._block_axis_of(layer)  # fails early for a layer it cannot group
@@ -262,7 +240,7 @@ class StructuredSTR(STR):
             return cached[1]
         counter = None
         if all(len(layer._inbound_nodes) == 1 for layer in layers):
-            counter = ChannelMacs(layers, self.channel_multiple)
+            counter = ChannelMacs(layers)
             if not counter.counts_channels:
                 counter = None
         if counter is None:
@@ -396,7 +374,6 @@ class StructuredSTR(STR):
             "scope": self.scope,
             "rescale": self.rescale,
             "max_layer_sparsity": self.max_layer_sparsity,
-            "channel_multiple": self.channel_multiple,
             **super().get_config(),
         }
 

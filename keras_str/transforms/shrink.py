@@ -34,6 +34,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_str.methods.base import check_channel_multiple
 from keras_str.transforms.cloning import check_clonable
 from keras_str.transforms.cloning import clone_with
 
@@ -162,18 +163,6 @@ def removed_channels(model, *, channel_multiple=1):
         if _is_kernel_producer(node.layer) and removal[node.outputs[0]]:
             result[node.layer.name] = len(removal[node.outputs[0]])
     return result
-
-
-def check_channel_multiple(channel_multiple):
-    if (
-        isinstance(channel_multiple, bool)
-        or not isinstance(channel_multiple, int)
-        or channel_multiple < 1
-    ):
-        raise ValueError(
-            "Invalid value for argument `channel_multiple`. Expected a "
-            f"positive integer. Received: channel_multiple={channel_multiple!r}"
-        )
 
 
 class _Node:

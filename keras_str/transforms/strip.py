@@ -13,13 +13,13 @@ from keras_str.layers.registry import is_kernel_layer
 from keras_str.layers.registry import is_sparse_layer
 from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import raw_kernel_variable
+from keras_str.methods.base import check_channel_multiple
 from keras_str.transforms.cloning import assign_copy
 from keras_str.transforms.cloning import block_copier
 from keras_str.transforms.cloning import check_clonable
 from keras_str.transforms.cloning import check_rewritable
 from keras_str.transforms.cloning import clone_with
 from keras_str.transforms.cloning import rewrite_in_place
-from keras_str.transforms.shrink import check_channel_multiple
 from keras_str.transforms.shrink import shrink_channels
 
 
