@@ -84,6 +84,17 @@ class TrainConfig:
                 f"gmp_tfmot builds tf_keras copies of {TFMOT_MODELS} only. "
                 f"Received: model={self.model!r}"
             )
+        if self.budget not in ("weights", "macs"):
+            raise ValueError(
+                "Expected `budget` to be 'weights' or 'macs'. "
+                f"Received: budget={self.budget!r}"
+            )
+        if self.budget == "macs" and self.method not in ("str", "st3", "block_str", "channel_str"):
+            raise ValueError(
+                "A MACs budget is for str, st3, block_str and channel_str; GMP "
+                "prunes each layer to its own target. Received: "
+                f"method={self.method!r}, budget='macs'"
+            )
         if self.channel_multiple != 1 and self.method != "gmp_channel":
             raise ValueError(
                 "`channel_multiple` sizes the layers of uniform filter pruning "

@@ -62,6 +62,11 @@ def test_run_training_reaches_target_and_strips(method, target):
         ({"method": "gmp_tfmot", "model": "resnet20", "target_sparsity": 0.5}, "resnet20"),
         ({"epochs": 0}, "epochs"),
         ({"pruning_end_fraction": 0.0}, "pruning_end_fraction"),
+        ({"budget": "flops"}, "budget='flops'"),
+        ({"method": "gmp", "target_sparsity": 0.5, "budget": "macs"}, "method='gmp'"),
+        ({"method": "str", "channel_multiple": 8}, "channel_multiple=8"),
+        ({"method": "gmp_channel", "target_sparsity": 0.5, "channel_multiple": 0},
+         "channel_multiple=0"),
     ],
 )
 def test_train_config_rejects_bad_values(changes, argument):
