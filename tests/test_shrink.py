@@ -307,13 +307,17 @@ def test_strip_shrink_argument_is_checked():
         keras_str.strip(model, shrink="yes")
 
 
-def test_gmp_channel_structure_prunes_whole_filters_uniformly():
-    model = keras.Sequential([
+def conv_then_dense():
+    return keras.Sequential([
         keras.Input((6, 6, 2)),
         layers.Conv2D(10, 3, name="conv"),
         layers.Flatten(),
         layers.Dense(3, name="out"),
     ])
+
+
+def test_gmp_channel_structure_prunes_whole_filters_uniformly():
+    model = conv_then_dense()
     method = keras_str.GMP(
         0.6, keras_str.PolynomialSchedule(0, 2), frequency=1, structure="channel"
     )
@@ -344,12 +348,7 @@ def test_gmp_channel_structure_prunes_whole_filters_uniformly():
     (0.5, 16, 10),  # never past the layer's width
 ])
 def test_gmp_channel_multiple_keeps_a_multiple_of_channels(target, multiple, kept):
-    model = keras.Sequential([
-        keras.Input((6, 6, 2)),
-        layers.Conv2D(10, 3, name="conv"),
-        layers.Flatten(),
-        layers.Dense(3, name="out"),
-    ])
+    model = conv_then_dense()
     method = keras_str.GMP(
         target, keras_str.ConstantSchedule(), structure="channel", channel_multiple=multiple
     )

@@ -36,17 +36,18 @@ def check_fraction(name, value, allow_none=False):
     return float(value)
 
 
+def check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a positive "
+            f"integer. Received: {name}={value!r}"
+        )
+    return value
+
+
 def check_channel_multiple(channel_multiple, structure="channel"):
     """A positive int; more than 1 only for channel-structured pruning."""
-    if (
-        isinstance(channel_multiple, bool)
-        or not isinstance(channel_multiple, int)
-        or channel_multiple < 1
-    ):
-        raise ValueError(
-            "Invalid value for argument `channel_multiple`. Expected a "
-            f"positive integer. Received: channel_multiple={channel_multiple!r}"
-        )
+    check_positive_int("channel_multiple", channel_multiple)
     if channel_multiple > 1 and structure != "channel":
         raise ValueError(
             "`channel_multiple` rounds the widths of channel-pruned layers; "
@@ -57,16 +58,7 @@ def check_channel_multiple(channel_multiple, structure="channel"):
 
 
 def check_frequency(frequency):
-    if (
-        isinstance(frequency, bool)
-        or not isinstance(frequency, int)
-        or frequency < 1
-    ):
-        raise ValueError(
-            "Invalid value for argument `frequency`. Expected a positive "
-            f"integer. Received: frequency={frequency!r}"
-        )
-    return frequency
+    return check_positive_int("frequency", frequency)
 
 
 BUDGETS = ("weights", "macs")
