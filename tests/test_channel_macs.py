@@ -169,8 +169,9 @@ def dead_channels(layer):
 
 
 # On JAX each new graph compiles its ops (10-13 s a model); the graph shapes
-# are backend-agnostic, so JAX runs most of them as slow tests.
-JAX_SLOW = ("densenet_like", "inception_like", "unscaled_batch_norm", "plain_cnn")
+# are backend-agnostic, so JAX runs most of them as slow tests (mobilenet_like
+# still runs there through the target and compiled-step tests).
+JAX_SLOW = ("densenet_like", "inception_like", "unscaled_batch_norm", "plain_cnn", "mobilenet_like")
 
 
 @pytest.mark.parametrize("name", [
