@@ -144,7 +144,9 @@ class GMP(SparsityMethod):
             target = self.layer_target(layer)
             if self.channel_multiple > 1:
                 width = _output_channels(layer)
-                kept = _rounded_kept_channels(width - round(target * width), width, self.channel_multiple)
+                kept = _rounded_kept_channels(
+                    width - round(target * width), width, self.channel_multiple
+                )
                 target = 1.0 - kept / width
             fractions[layer.name] = target
         return fractions
