@@ -145,9 +145,11 @@ class GMP(SparsityMethod):
             if self.channel_multiple > 1:
                 width = _output_channels(layer)
                 kept = _rounded_kept_channels(
-                    width - round(target * width), width, self.channel_multiple
+                    ops.convert_to_tensor(float(width - round(target * width))),
+                    width,
+                    self.channel_multiple,
                 )
-                target = 1.0 - kept / width
+                target = 1.0 - float(ops.convert_to_numpy(kept)) / width
             fractions[layer.name] = target
         return fractions
 
@@ -221,14 +223,10 @@ def _output_channels(layer):
 
 
 def _rounded_kept_channels(kept, width, multiple):
-    """`kept` to the nearest multiple (at least one), capped at `width`; a whole layer stays whole.
+    """`kept` (a float tensor) to the nearest multiple, at least one, at most `width`.
 
-    Works on Python numbers and on tensors.
+    A layer with nothing pruned stays whole.
     """
-    if isinstance(kept, (int, float)):
-        if kept >= width:
-            return width
-        return min(width, max(min(multiple, width), round(kept / multiple) * multiple))
     rounded = ops.clip(ops.round(kept / multiple) * multiple, min(multiple, width), width)
     return ops.where(kept >= width, float(width), rounded)
 
