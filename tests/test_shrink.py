@@ -363,6 +363,48 @@ def test_gmp_channel_multiple_keeps_a_multiple_of_channels(target, multiple, kep
     assert keras_str.GMP.from_config(method.get_config()).channel_multiple == multiple
 
 
+def depthwise_chain_with_a_residual():
+    inputs = keras.Input((6, 6, 3))
+    x = layers.Conv2D(12, 1, name="expand")(inputs)
+    x = layers.BatchNormalization(name="expand_bn")(x)
+    x = layers.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
+    y = layers.Conv2D(12, 1, name="branch")(inputs)
+    x = layers.Add(name="add")([x, y])
+    x = layers.ReLU(name="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(2, name="out")(x))
+
+
+@graph_only
+@pytest.mark.parametrize("multiple, kept", [(1, 7), (4, 8)])
+def test_gmp_channel_prunes_the_channels_strip_removes_together_as_one(multiple, kept):
+    model = depthwise_chain_with_a_residual()
+    randomize(model)
+    method = keras_str.GMP(
+        0.4, keras_str.ConstantSchedule(), structure="channel", channel_multiple=multiple
+    )
+    sparse = keras_str.sparsify(model, method=method, keep_dense=["out"])
+    method = sparse.get_layer("expand").method
+    method.update(method.layers, keras.ops.convert_to_tensor(0, "int32"))
+    alive = {
+        name: np.any(to_numpy(sparse.get_layer(name).thresholded_kernel()) != 0, axis=(0, 1, 2))
+        for name in ("expand", "branch")
+    }
+    alive["depthwise"] = np.any(
+        to_numpy(sparse.get_layer("depthwise").thresholded_kernel()) != 0, axis=(0, 1, 3)
+    )
+    # One set of channels in all three layers, so strip removes the target's
+    # share, not the union of three layers' choices.
+    assert alive["expand"].sum() == kept
+    np.testing.assert_array_equal(alive["expand"], alive["depthwise"])
+    np.testing.assert_array_equal(alive["expand"], alive["branch"])
+    expected = {name: pytest.approx(1 - kept / 12) for name in ("expand", "depthwise", "branch")}
+    assert method.final_layer_sparsity(method.layers) == expected
+    stripped = keras_str.strip(sparse)
+    assert widths(stripped) == {"expand": kept, "branch": kept, "out": 2}
+    assert_same_outputs(sparse, stripped, (6, 6, 3))
+
+
 def test_gmp_channel_multiple_needs_channel_structure():
     with pytest.raises(ValueError, match="channel_multiple=4"):
         keras_str.GMP(0.5, keras_str.ConstantSchedule(), channel_multiple=4)

@@ -49,6 +49,7 @@ class ChannelMacs:
         nodes = _topological(_graph_nodes(self.layers))
         self._tensors = {}  # id -> _Layout
         self._steps = []  # how each node turns input constants into output ones
+        self._method_outputs = {}  # id(method layer) -> its output tensor
         self._terms = []  # (layer name, full MACs, in tensor, out tensor, depthwise)
         readers = {}
         for node in nodes:
@@ -81,6 +82,16 @@ class ChannelMacs:
             for root in layout.roots():
                 seen[id(root)] = root
         return list(seen.values())
+
+    def output_segments(self, layer):
+        """`[(offset, component)]` of a method layer's output channels, or `None` where the graph loses them.
+
+        Layers whose outputs share a component lose their channels together
+        in `shrink_channels`: a conv and the depthwise conv after it, the
+        convs a residual add joins.
+        """
+        key = self._method_outputs.get(id(layer))
+        return None if key is None else list(self._layout(key).starts())
 
     # Graph analysis (host side, once).
 
@@ -180,6 +191,7 @@ class ChannelMacs:
             if kind == "depthwise":
                 self._terms.append((layer.name, _full_macs(layer), inputs[0], out, True))
         if method is not None:
+            self._method_outputs[id(layer)] = out
             for component in self._layout(out).roots():
                 component.active = True
         self._steps.append((kind, layer, out, inputs, method))
@@ -357,6 +369,49 @@ class ChannelMacs:
         bounds = (ops.zeros((), "int32"), ops.full((), count, "int32"))
         _, smallest = ops.fori_loop(0, iterations, halve, bounds)
         return value_at(smallest), smallest > 0
+
+
+class ChannelGroup:
+    """Output channels of several layers that `shrink_channels` removes together.
+
+    Channel `c` of the group is channel `offset + c` of each member
+    `(layer index, offset)`.
+    """
+
+    def __init__(self, width):
+        self.width = width
+        self.members = []
+
+
+def channel_groups(layers):
+    """The `layers`' output channels as `ChannelGroup`s, in the order first met.
+
+    Each layer's channels are one group or consecutive segments of several
+    (a depthwise conv reading a concatenation). Layers not called once each
+    in one functional or Sequential graph, or whose channels the graph does
+    not follow, are each a group of their own.
+    """
+    segments = [None] * len(layers)
+    if all(len(layer._inbound_nodes) == 1 for layer in layers):
+        counter = ChannelMacs(layers)
+        segments = [counter.output_segments(layer) for layer in layers]
+    groups = {}
+    for index, layer in enumerate(layers):
+        found = segments[index]
+        width = output_channel_count(layer)
+        if not found or sum(component.width for _, component in found) != width:
+            found = [(0, _Component(width))]
+        for offset, component in found:
+            if id(component) not in groups:
+                groups[id(component)] = (component, ChannelGroup(component.width))
+            groups[id(component)][1].members.append((index, offset))
+    return [group for _, group in groups.values()]
+
+
+def output_channel_count(layer):
+    """The output channels of a thresholded layer's kernel."""
+    shape = layer.raw_kernel.shape
+    return math.prod(shape[a] for a in layer.kernel_spec.output_axes(layer))
 
 
 class _Layout:

@@ -6,6 +6,8 @@ import keras
 from keras import ops
 
 from keras_str.methods.base import SparsityMethod
+from keras_str.methods.channel_macs import channel_groups
+from keras_str.methods.channel_macs import output_channel_count
 from keras_str.methods.base import check_channel_multiple
 from keras_str.methods.base import check_fraction
 from keras_str.methods.base import check_frequency
@@ -43,10 +45,14 @@ class GMP(SparsityMethod):
             layer's share of zeros is then its target up to one channel,
             and `keras_str.strip` removes the pruned channels (a pruned
             channel's bias is 0, so it outputs what a missing one would).
+            Layers whose channels strip removes together (a conv and the
+            depthwise conv it feeds, the convs a residual add joins) are
+            pruned as one group: the same channels, ranked by the sum of
+            their relative L1 norms, at the group's largest target.
         quantile: How each layer's magnitude quantile is found each step:
             `"auto"` (default), `"exact"` or `"sample"`; see `keras_str.ST3`.
         channel_multiple: `structure="channel"` only: each layer keeps a
-            multiple of this many channels (its target's kept count rounded
+            multiple of this many channels (its group's kept count rounded
             to the nearest multiple, at least one multiple; a layer not yet
             pruned stays whole), as MobileNet's `make_divisible` sizes
             layers: XNNPACK and GPU kernels compute channels in tiles of 4
@@ -139,19 +145,17 @@ class GMP(SparsityMethod):
         return ops.logical_and(in_range, on_beat)
 
     def final_layer_sparsity(self, layers):
-        fractions = {}
-        for layer in layers:
-            target = self.layer_target(layer)
-            if self.channel_multiple > 1:
-                width = _output_channels(layer)
-                kept = _rounded_kept_channels(
-                    ops.convert_to_tensor(float(width - round(target * width))),
-                    width,
-                    self.channel_multiple,
-                )
-                target = 1.0 - float(ops.convert_to_numpy(kept)) / width
-            fractions[layer.name] = target
-        return fractions
+        if self.structure != "channel":
+            return {layer.name: self.layer_target(layer) for layer in layers}
+        kept = [0.0] * len(layers)
+        for group in self._channel_groups(layers):
+            pruned = float(ops.convert_to_numpy(self._pruned_channels(group, layers, 1.0)))
+            for index, _ in group.members:
+                kept[index] += group.width - pruned
+        return {
+            layer.name: 1.0 - kept[index] / output_channel_count(layer)
+            for index, layer in enumerate(layers)
+        }
 
     def _check_layer_targets(self, layers):
         if not self.layer_targets:
@@ -168,6 +172,9 @@ class GMP(SparsityMethod):
         self._check_layer_targets(layers)
         due = self.due(step)
         fraction = self.schedule(step)
+        if self.structure == "channel":
+            self._update_channels(layers, due, fraction)
+            return
         for layer in layers:
             mask_variable = layer.sparsity_state["mask"]
             size = math.prod(mask_variable.shape)
@@ -177,17 +184,9 @@ class GMP(SparsityMethod):
                 magnitude = ops.stop_gradient(
                     ops.abs(ops.convert_to_tensor(layer.raw_kernel) * mask)
                 )
-                if self.structure == "channel":
-                    # Each weight carries its channel's L1 norm: channels go whole.
-                    magnitude = ops.broadcast_to(
-                        ops.sum(magnitude, axis=_input_axes(layer), keepdims=True),
-                        magnitude.shape,
-                    )
                 count = ops.cast(
                     ops.round(self.layer_target(layer) * fraction * size), "int32"
                 )
-                if self.channel_multiple > 1:
-                    count = self._rounded_count(layer, count, size)
                 value = kth_smallest(
                     [magnitude], ops.maximum(count, 1), method=self.quantile
                 )
@@ -197,13 +196,61 @@ class GMP(SparsityMethod):
             mask = when_due(due, compute, ops.convert_to_tensor(mask_variable))
             mask_variable.assign(mask)
 
-    def _rounded_count(self, layer, count, size):
-        """The weights to prune so that the kept channels are a multiple."""
-        width = _output_channels(layer)
-        per_channel = size // width
-        pruned = ops.round(ops.cast(count, "float32") / per_channel)
-        kept = _rounded_kept_channels(width - pruned, width, self.channel_multiple)
-        return ops.cast(ops.round((width - kept) * per_channel), "int32")
+    def _update_channels(self, layers, due, fraction):
+        """Each channel group keeps its channels of largest L1 norm, in all its layers at once.
+
+        Pruned one layer at a time, a conv and the depthwise conv it feeds
+        would each drop their own weakest channels, and `strip` would remove
+        the union: more channels than the target, in widths that are not
+        multiples of `channel_multiple`.
+        """
+        groups = self._channel_groups(layers)
+        variables = [layer.sparsity_state["mask"] for layer in layers]
+
+        def compute():
+            scores = [_relative_channel_norms(layer) for layer in layers]
+            segments = [[] for _ in layers]
+            for group in groups:
+                score = None
+                for index, offset in group.members:
+                    part = scores[index][offset:offset + group.width]
+                    score = part if score is None else score + part
+                # Ranks, not a value: ties (channels already at 0) cannot
+                # take more channels than the count.
+                rank = ops.argsort(ops.argsort(score))
+                keep = rank >= self._pruned_channels(group, layers, fraction)
+                for index, offset in group.members:
+                    segments[index].append((offset, keep))
+            masks = []
+            for layer, variable, parts in zip(layers, variables, segments):
+                live = ops.concatenate([keep for _, keep in sorted(parts, key=lambda p: p[0])])
+                masks.append(_channel_mask(layer, live, variable.dtype))
+            return masks
+
+        previous = [ops.convert_to_tensor(variable) for variable in variables]
+        for variable, mask in zip(variables, when_due(due, compute, previous)):
+            variable.assign(mask)
+
+    def _pruned_channels(self, group, layers, fraction):
+        """How many of a group's channels go at `fraction` of the schedule (int32).
+
+        A group takes the largest target among its layers.
+        """
+        target = max(self.layer_target(layers[index]) for index, _ in group.members)
+        pruned = ops.round(ops.cast(target * fraction, "float32") * group.width)
+        if self.channel_multiple > 1:
+            kept = _rounded_kept_channels(group.width - pruned, group.width, self.channel_multiple)
+            pruned = group.width - kept
+        return ops.cast(pruned, "int32")
+
+    def _channel_groups(self, layers):
+        """`channel_groups(layers)`, found once per set of layers (host side)."""
+        key = tuple(id(layer) for layer in layers)
+        cached = getattr(self, "_channel_groups_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, channel_groups(layers))
+            self._channel_groups_cache = cached
+        return cached[1]
 
     def get_config(self):
         return {
@@ -217,9 +264,28 @@ class GMP(SparsityMethod):
         }
 
 
-def _output_channels(layer):
-    shape = layer.raw_kernel.shape
-    return math.prod(shape[a] for a in layer.kernel_spec.output_axes(layer))
+def _relative_channel_norms(layer):
+    """Each output channel's L1 norm (mask applied) over the layer's mean, float32.
+
+    Relative, so that a group's layers weigh alike: a 1x1 conv's filter
+    sums hundreds of weights, the depthwise filter after it nine.
+    """
+    mask = ops.convert_to_tensor(layer.sparsity_state["mask"])
+    magnitude = ops.abs(ops.convert_to_tensor(layer.raw_kernel) * ops.cast(mask, layer.raw_kernel.dtype))
+    norms = ops.reshape(
+        ops.sum(ops.cast(ops.stop_gradient(magnitude), "float32"), axis=_input_axes(layer)), (-1,)
+    )
+    return norms / ops.maximum(ops.mean(norms), 1e-30)
+
+
+def _channel_mask(layer, live, dtype):
+    """A kernel-shaped mask from one bool per output channel."""
+    shape = tuple(layer.raw_kernel.shape)
+    outputs = sorted(layer.kernel_spec.output_axes(layer))
+    mask = ops.reshape(ops.cast(live, dtype), [shape[axis] for axis in outputs])
+    for axis in _input_axes(layer):
+        mask = ops.expand_dims(mask, axis)
+    return ops.broadcast_to(mask, shape)
 
 
 def _rounded_kept_channels(kept, width, multiple):
