@@ -6,13 +6,13 @@ import keras
 from keras import ops
 
 from keras_str.methods.base import SparsityMethod
-from keras_str.methods.channel_macs import channel_groups
-from keras_str.methods.channel_macs import output_channel_count
 from keras_str.methods.base import check_channel_multiple
 from keras_str.methods.base import check_fraction
 from keras_str.methods.base import check_frequency
 from keras_str.methods.base import check_quantile
 from keras_str.methods.base import when_due
+from keras_str.methods.channel_macs import channel_groups
+from keras_str.methods.channel_macs import output_channel_count
 from keras_str.methods.quantile import kth_smallest
 from keras_str.methods.schedules import get_schedule
 
@@ -270,11 +270,10 @@ def _relative_channel_norms(layer):
     Relative, so that a group's layers weigh alike: a 1x1 conv's filter
     sums hundreds of weights, the depthwise filter after it nine.
     """
-    mask = ops.convert_to_tensor(layer.sparsity_state["mask"])
-    magnitude = ops.abs(ops.convert_to_tensor(layer.raw_kernel) * ops.cast(mask, layer.raw_kernel.dtype))
-    norms = ops.reshape(
-        ops.sum(ops.cast(ops.stop_gradient(magnitude), "float32"), axis=_input_axes(layer)), (-1,)
-    )
+    kernel = ops.cast(ops.convert_to_tensor(layer.raw_kernel), "float32")
+    mask = ops.cast(ops.convert_to_tensor(layer.sparsity_state["mask"]), "float32")
+    magnitude = ops.stop_gradient(ops.abs(kernel * mask))
+    norms = ops.reshape(ops.sum(magnitude, axis=_input_axes(layer)), (-1,))
     return norms / ops.maximum(ops.mean(norms), 1e-30)
 
 
