@@ -405,6 +405,21 @@ def test_gmp_channel_prunes_the_channels_strip_removes_together_as_one(multiple,
     assert_same_outputs(sparse, stripped, (6, 6, 3))
 
 
+@graph_only
+def test_gmp_channel_group_takes_its_largest_layer_target():
+    model = depthwise_chain_with_a_residual()
+    randomize(model)
+    method = keras_str.GMP(
+        0.25, keras_str.ConstantSchedule(), structure="channel",
+        layer_targets={"depthwise": 0.5},
+    )
+    sparse = keras_str.sparsify(model, method=method, keep_dense=["out"])
+    method = sparse.get_layer("expand").method
+    assert method.final_layer_sparsity(method.layers) == {
+        "expand": 0.5, "depthwise": 0.5, "branch": 0.5
+    }
+
+
 def test_gmp_channel_multiple_needs_channel_structure():
     with pytest.raises(ValueError, match="channel_multiple=4"):
         keras_str.GMP(0.5, keras_str.ConstantSchedule(), channel_multiple=4)
