@@ -14,6 +14,7 @@ import keras
 from keras import ops
 
 from keras_str.methods.channel_macs import ChannelMacs
+from keras_str.methods.channel_macs import output_channel_count
 from keras_str.methods.str import STR
 from keras_str.ops import group_soft_threshold
 
@@ -280,9 +281,9 @@ class StructuredSTR(STR):
         return fractions
 
     def _group_count(self, layer):
-        shape = tuple(layer.raw_kernel.shape)
         if self.structure == "channel":
-            return math.prod(shape[a] for a in layer.kernel_spec.output_axes(layer))
+            return output_channel_count(layer)
+        shape = tuple(layer.raw_kernel.shape)
         axis = self._block_axis_of(layer)
         rest = math.prod(shape) // shape[axis]
         return -(-shape[axis] // self.block_size) * rest
