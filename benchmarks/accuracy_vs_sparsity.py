@@ -24,9 +24,11 @@ Rows:
   per-channel rescaling (the recipe the README recommends).
 - `gmp_tfmot_nowd`: tfmot's GMP without weight decay (how tfmot is commonly
   run; not part of the default sweep).
-- `st3_sigma_rescale_macs`, `str_macs`: the same methods with a MACs budget
-  (`budget="macs"`): the target is the share of the dense multiply-adds
-  removed, not of the weights (not part of the default sweep).
+- `st3_rescale`: ST-3's one global magnitude threshold with per-channel
+  rescaling (the paper's more accurate variant; not part of the default sweep).
+- `st3_sigma_rescale_macs`, `st3_rescale_macs`, `str_macs`: the same methods
+  with a MACs budget (`budget="macs"`): the target is the share of the dense
+  multiply-adds removed, not of the weights (not part of the default sweep).
 """
 
 import json
@@ -76,7 +78,8 @@ flags.DEFINE_boolean(
 PLAIN_STR_LAMBDA = {0.9: 3.3e-3, 0.95: 4.4e-3, 0.98: 6.6e-3, 0.99: 9.1e-3}
 
 SPARSE_METHODS = ("str_plain", "str", "st3", "st3_sigma_rescale", "gmp", "gmp_tfmot",
-                  "gmp_tfmot_nowd", "str_budget_gmp", "st3_sigma_rescale_macs", "str_macs")
+                  "gmp_tfmot_nowd", "str_budget_gmp", "st3_sigma_rescale_macs", "str_macs",
+                  "st3_rescale", "st3_rescale_macs")
 
 
 def run_key(model, method, target, seed):
@@ -97,6 +100,12 @@ def make_config(model, method, target, seed, epochs, budget=None):
     if method == "st3_sigma_rescale":
         return TrainConfig(method="st3", target_sparsity=target, st3_scope="sigma",
                            st3_rescale=True, **common)
+    if method == "st3_rescale":
+        return TrainConfig(method="st3", target_sparsity=target, st3_rescale=True,
+                           **common)
+    if method == "st3_rescale_macs":
+        return TrainConfig(method="st3", target_sparsity=target, st3_rescale=True,
+                           budget="macs", **common)
     if method == "st3_sigma_rescale_macs":
         return TrainConfig(method="st3", target_sparsity=target, st3_scope="sigma",
                            st3_rescale=True, budget="macs", **common)
