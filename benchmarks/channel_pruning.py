@@ -2,7 +2,7 @@
 
     python -m benchmarks.channel_pruning [--model small_cnn] [--str_targets 0.5,0.75]
         [--l1_targets 0.3,0.5] [--l1_channel_multiples 1,8]
-        [--epochs 8] [--seeds 0] [--rounds 7] [--armsim]
+        [--epochs 8] [--seeds 0] [--rounds 7] [--armsim] [--scratch]
         [--out benchmarks/results/channel_pruning_small_cnn.md]
 
 Trains the model on Fashion-MNIST (Debian's offline copy) dense, with
@@ -20,7 +20,10 @@ Each is exported as float32 `.tflite` and timed in LiteRT on this CPU (one
 thread, batch 1), all files in turn for `--rounds` rounds; latency is the
 median over rounds of each file's median, the ratio taken to the dense
 file's time in the same round. With `--armsim`, also instructions per
-inference on an emulated Cortex-A76 (`../shared/armsim`).
+inference on an emulated Cortex-A76 (`../shared/armsim`). With `--scratch`,
+each pruned row is followed by its stripped architecture trained dense from
+fresh weights with the same recipe (the baseline of Liu et al., 2019,
+"Rethinking the value of network pruning"): what the widths alone give.
 """
 
 import os
@@ -55,13 +58,27 @@ flags.DEFINE_integer("rounds", 7, "Alternating latency rounds.")
 flags.DEFINE_integer("runs", 200, "Timed invocations per file per round.")
 flags.DEFINE_boolean("armsim", False, "Also count instructions on an emulated ARM core.")
 flags.DEFINE_string("armsim_dir", None, "Folder of armsim (default ../shared/armsim).")
+flags.DEFINE_boolean(
+    "scratch", False,
+    "After each pruned row, its stripped architecture trained from fresh weights.")
 flags.DEFINE_string("out", None, "Markdown output (default by model).")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def variants():
-    """(row name, method, target, channel multiple), STR and L1 rows interleaved."""
+    """(row name, method, target, channel multiple), STR and L1 rows interleaved.
+
+    With `--scratch`, each pruned row is followed by `(name + ", from
+    scratch", "scratch", pruned row's name, 1)`.
+    """
+    for row in _pruning_variants():
+        yield row
+        if FLAGS.scratch and row[1] != "dense":
+            yield f"{row[0]}, from scratch", "scratch", row[0], 1
+
+
+def _pruning_variants():
     yield "dense", "dense", None, 1
     str_rows = [
         (f"channel_str@{float(t):.0%} MACs", "channel_str", float(t), 1) for t in FLAGS.str_targets
@@ -83,7 +100,8 @@ def variants():
             yield from l1_rows[index]
 
 
-def train(method, target, multiple, seed, data):
+def train(method, target, multiple, seed, data, model=None):
+    """One run; `model`: an architecture to train dense as it is (`method="dense"`)."""
     from examples.training import TrainConfig
     from examples.training import run_training
 
@@ -98,7 +116,7 @@ def train(method, target, multiple, seed, data):
         channel_multiple=multiple,
         seed=seed,
     )
-    return run_training(config, data)
+    return run_training(config, data, model=model)
 
 
 def widths(model):
@@ -119,6 +137,7 @@ def main(argv):
             "Expected positive integers in --l1_channel_multiples. "
             f"Received: l1_channel_multiples={FLAGS.l1_channel_multiples}"
         )
+    import keras
     import numpy as np
 
     import keras_str
@@ -134,9 +153,16 @@ def main(argv):
     with tempfile.TemporaryDirectory() as workdir:
         for seed in (int(s) for s in FLAGS.seeds):
             paths = {}
+            stripped = {}
             for name, method, target, multiple in variants():
-                result = train(method, target, multiple, seed, data)
-                model = result.stripped
+                if method == "scratch":
+                    # `target` names the pruned row; clone_model draws fresh weights.
+                    keras.utils.set_random_seed(seed)
+                    fresh = keras.models.clone_model(stripped[target])
+                    result = train("dense", None, 1, seed, data, model=fresh)
+                else:
+                    result = train(method, target, multiple, seed, data)
+                model = stripped[name] = result.stripped
                 row = rows[name]
                 row["accuracy"].append(100 * result.test_accuracy)
                 row["params"] = model.count_params()
@@ -147,6 +173,9 @@ def main(argv):
                 print(f"seed {seed} {name}: {row['accuracy'][-1]:.2f} %, "
                       f"{row['params']} params, {row['macs'] / 1e6:.3f} MMACs, "
                       f"widths {row['widths']}", flush=True)
+                if method == "scratch":
+                    row["same_as"] = target  # the same architecture: timed there
+                    continue
                 try:
                     keras_str.export_tflite(model, path)
                 except (RuntimeError, ValueError) as error:
@@ -176,10 +205,10 @@ def main(argv):
 
     dense_accuracy = np.mean(rows["dense"]["accuracy"])
     lines = [
-        f"| variant | test accuracy % (mean of {len(FLAGS.seeds)}) | vs dense | "
+        f"| variant | test accuracy % (mean of {len(FLAGS.seeds)}) | per seed | vs dense | "
         "params | MMACs / example | conv/dense widths | LiteRT x86 ms (median) | "
         "latency / dense | ARM A76 instructions / dense |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     dense_insns = rows["dense"]["insns"]
     for name in names:
@@ -191,12 +220,19 @@ def main(argv):
             else "not run"
         )
         accuracy = np.mean(row["accuracy"])
-        latency = (
-            f"{statistics.median(row['latency']):.4f} | {statistics.median(row['ratio']):.3f}"
-            if row["latency"] else f"export failed: {row.get('failed')} | -"
-        )
+        if "same_as" in row:
+            latency = "as its pruned row | -"
+            insn_ratio = "-"
+        elif row["latency"]:
+            latency = (
+                f"{statistics.median(row['latency']):.4f} | "
+                f"{statistics.median(row['ratio']):.3f}"
+            )
+        else:
+            latency = f"export failed: {row.get('failed')} | -"
+        per_seed = " / ".join(f"{value:.2f}" for value in row["accuracy"])
         lines.append(
-            f"| {name} | {accuracy:.2f} | {accuracy - dense_accuracy:+.2f} | "
+            f"| {name} | {accuracy:.2f} | {per_seed} | {accuracy - dense_accuracy:+.2f} | "
             f"{row['params']:,} | {row['macs'] / 1e6:.3f} | {row['widths']} | "
             f"{latency} | {insn_ratio} |"
         )
@@ -210,7 +246,10 @@ def main(argv):
         "the classifier stays dense); "
         "`strip` removed the dead channels, so every file is a smaller dense "
         f"model. LiteRT float32, one thread, batch 1, {FLAGS.rounds} alternating "
-        f"rounds of {FLAGS.runs} runs (ratios per round, then the median).\n\n"
+        f"rounds of {FLAGS.runs} runs (ratios per round, then the median)"
+        + ("; rows 'from scratch': the pruned row's stripped architecture "
+           "trained dense from fresh weights, same recipe" if FLAGS.scratch else "")
+        + ".\n\n"
     )
     table = header + "\n".join(lines) + "\n"
     write_text_atomic(out, table)

@@ -235,7 +235,7 @@ def learning_rate(config, num_examples):
     return keras.optimizers.schedules.CosineDecay(config.lr, total)
 
 
-def run_training(config, data, verbose=0, callbacks=()):
+def run_training(config, data, verbose=0, callbacks=(), model=None):
     """Trains one configuration; returns a `TrainResult`.
 
     Args:
@@ -243,8 +243,17 @@ def run_training(config, data, verbose=0, callbacks=()):
         data: `((x_train, y_train), (x_test, y_test))`, images as float32.
         verbose: Keras `fit` verbosity.
         callbacks: Extra Keras callbacks.
+        model: A Keras model to train, as it is, in place of a new
+            `config.model` (e.g. a stripped architecture with fresh weights,
+            to train a pruned model's widths from scratch). Not with
+            `gmp_tfmot`, which builds tf_keras copies of its own.
     """
     config.validate()
+    if model is not None and config.method == "gmp_tfmot":
+        raise ValueError(
+            "gmp_tfmot trains tf_keras copies of the example models, not a "
+            f"given model. Received: method='gmp_tfmot', model={model.name!r}"
+        )
     (x_train, y_train), (x_test, y_test) = data
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     keras.utils.set_random_seed(config.seed)
@@ -252,7 +261,8 @@ def run_training(config, data, verbose=0, callbacks=()):
         return _run_tfmot(config, data, num_classes, verbose)
 
     start = time.perf_counter()
-    model = build_model(config, x_train.shape[1:], num_classes)
+    if model is None:
+        model = build_model(config, x_train.shape[1:], num_classes)
     method = sparsity_method(config, len(x_train))
     if method is None:
         keras_str.apply_weight_decay(model, config.weight_decay)

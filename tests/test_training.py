@@ -51,6 +51,25 @@ def test_run_training_reaches_target_and_strips(method, target):
     assert 0.0 <= summary["test_accuracy"] <= 1.0
 
 
+def test_run_training_trains_a_given_model_from_its_own_weights():
+    # The benchmarks' "from scratch" rows: a stripped architecture, re-initialized.
+    config = TrainConfig(model="lenet_300_100", method="dense", epochs=1, batch_size=64)
+    narrow = keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(7),
+         keras.layers.Dense(10)]
+    )
+    before = [w.copy() for w in narrow.get_weights()]
+    result = run_training(config, tiny_data(), model=narrow)
+    assert result.model is narrow
+    assert result.stripped.count_params() == narrow.count_params()
+    assert not all(np.array_equal(a, b) for a, b in zip(before, narrow.get_weights()))
+    with pytest.raises(ValueError, match="gmp_tfmot"):
+        run_training(
+            TrainConfig(model="lenet_300_100", method="gmp_tfmot", target_sparsity=0.5),
+            tiny_data(), model=narrow,
+        )
+
+
 @pytest.mark.parametrize(
     "changes, argument",
     [
