@@ -8,6 +8,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DIR = os.path.join(ROOT, "..", "shared", "armsim")
 
 
+def check_armsim(armsim_dir=None):
+    """Raises `RuntimeError` unless armsim is set up on this machine.
+
+    For benchmarks to call before hours of training, not after: armsim's
+    files live outside the repository (`$ARMSIM`, default `/tmp/armsim`) and
+    a new machine starts without them.
+    """
+    home = os.environ.get("ARMSIM", "/tmp/armsim")
+    needed = [os.path.join(home, "plugin", "libicount.so"),
+              os.path.join(home, "site", "ai_edge_litert")]
+    missing = [path for path in needed if not os.path.exists(path)]
+    if missing:
+        setup = os.path.join(armsim_dir or DEFAULT_DIR, "setup.sh")
+        raise RuntimeError(
+            f"armsim is not set up on this machine (missing {missing}). Run "
+            f"`{setup} $PWD/.venv/bin/python` once (root, Debian's packages), "
+            "or leave out --armsim."
+        )
+
+
 def armsim_instructions(paths, armsim_dir=None, core="a76", repeats=3):
     """`{file name: instructions per invoke}` (or the failure line) per path."""
     script = os.path.join(armsim_dir or DEFAULT_DIR, "measure.sh")

@@ -3,7 +3,7 @@
     python -m benchmarks.channel_pruning [--model small_cnn] [--str_targets 0.5,0.75]
         [--l1_targets 0.3,0.5] [--l1_channel_multiples 1,8]
         [--epochs 8] [--seeds 0] [--rounds 7] [--armsim] [--scratch]
-        [--out benchmarks/results/channel_pruning_small_cnn.md]
+        [--out benchmarks/results/channel_pruning_small_cnn.md] [--resume]
 
 Trains the model on Fashion-MNIST (Debian's offline copy) dense, with
 targeted channel STR (`keras_str.StructuredSTR("channel", scope=...,
@@ -26,6 +26,7 @@ fresh weights with the same recipe (the baseline of Liu et al., 2019,
 "Rethinking the value of network pruning"): what the widths alone give.
 """
 
+import json
 import os
 import statistics
 import tempfile
@@ -61,7 +62,12 @@ flags.DEFINE_string("armsim_dir", None, "Folder of armsim (default ../shared/arm
 flags.DEFINE_boolean(
     "scratch", False,
     "After each pruned row, its stripped architecture trained from fresh weights.")
-flags.DEFINE_string("out", None, "Markdown output (default by model).")
+flags.DEFINE_string(
+    "out", None,
+    "Markdown output (default by model); each seed's results go beside it as JSON.")
+flags.DEFINE_boolean(
+    "resume", False,
+    "Reuse the seeds found in the JSON beside --out (same settings only).")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -129,6 +135,160 @@ def widths(model):
     ]
 
 
+def run_settings():
+    """What a stored seed's results depend on: `--resume` reuses them only when equal."""
+    return {
+        "model": FLAGS.model,
+        "epochs": FLAGS.epochs,
+        "str_targets": list(FLAGS.str_targets),
+        "str_scope": FLAGS.str_scope,
+        "l1_targets": list(FLAGS.l1_targets),
+        "l1_channel_multiples": list(FLAGS.l1_channel_multiples),
+        "scratch": FLAGS.scratch,
+        "armsim": FLAGS.armsim,
+        "rounds": FLAGS.rounds,
+        "runs": FLAGS.runs,
+    }
+
+
+def load_finished_seeds(json_path):
+    """`{seed: {row: result}}` from an earlier run with the same settings.
+
+    Raises:
+        ValueError: the file holds results of other settings.
+    """
+    if not os.path.exists(json_path):
+        return {}
+    with open(json_path) as f:
+        stored = json.load(f)
+    if stored["settings"] != run_settings():
+        raise ValueError(
+            f"{json_path} holds results of other settings; --resume would mix "
+            "them. Use another --out, or leave out --resume to start again. "
+            f"Received: {run_settings()}, stored: {stored['settings']}"
+        )
+    return stored["seeds"]
+
+
+def run_seed(seed, data, workdir):
+    """Trains, exports, times (and counts) every variant with one seed."""
+    import keras
+
+    import keras_str
+
+    results = {}
+    paths = {}
+    stripped = {}
+    for name, method, target, multiple in variants():
+        if method == "scratch":
+            # `target` names the pruned row; clone_model draws fresh weights.
+            keras.utils.set_random_seed(seed)
+            fresh = keras.models.clone_model(stripped[target])
+            result = train("dense", None, 1, seed, data, model=fresh)
+        else:
+            result = train(method, target, multiple, seed, data)
+        model = stripped[name] = result.stripped
+        row = results[name] = {
+            "accuracy": 100 * result.test_accuracy,
+            "params": model.count_params(),
+            "macs": result.report.totals["dense_macs"],
+            "widths": widths(model),
+            "latency": [],
+            "ratio": [],
+        }
+        print(f"seed {seed} {name}: {row['accuracy']:.2f} %, "
+              f"{row['params']} params, {row['macs'] / 1e6:.3f} MMACs, "
+              f"widths {row['widths']}", flush=True)
+        if method == "scratch":
+            row["same_as"] = target  # the same architecture: timed there
+            continue
+        path = os.path.join(workdir, f"{len(paths)}_{seed}.tflite")
+        try:
+            keras_str.export_tflite(model, path)
+        except (RuntimeError, ValueError) as error:
+            # A model that cannot be exported (e.g. NaN outputs) is a
+            # result: its row says why, the others are still timed.
+            row["failed"] = str(error).split(";")[0]
+            print(f"seed {seed} {name}: export failed: {row['failed']}", flush=True)
+            continue
+        paths[name] = path
+    for _ in range(FLAGS.rounds):
+        times = {
+            name: keras_str.time_tflite(path, runs=FLAGS.runs)["median_ms"]
+            for name, path in paths.items()
+        }
+        for name in paths:
+            results[name]["latency"].append(times[name])
+            results[name]["ratio"].append(times[name] / times["dense"])
+    if FLAGS.armsim:
+        from benchmarks.armsim import armsim_instructions
+
+        counts = armsim_instructions(list(paths.values()), armsim_directory())
+        for name, path in paths.items():
+            count = counts.get(os.path.basename(path))
+            results[name]["insns"] = count if isinstance(count, int) else None
+    return results
+
+
+def armsim_directory():
+    return FLAGS.armsim_dir or os.path.join(ROOT, "..", "shared", "armsim")
+
+
+def table(seeds):
+    """The markdown table: accuracy averaged over seeds, ratios the median over rounds and seeds."""
+    import numpy as np
+
+    names = [name for name, _, _, _ in variants()]
+    dense_accuracy = np.mean([seeds[s]["dense"]["accuracy"] for s in seeds])
+    lines = [
+        f"| variant | test accuracy % (mean of {len(seeds)}) | per seed | vs dense | "
+        "params | MMACs / example | conv/dense widths | LiteRT x86 ms (median) | "
+        "latency / dense | ARM A76 instructions / dense |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        runs = [seeds[s][name] for s in seeds]
+        last = runs[-1]
+        accuracy = np.mean([run["accuracy"] for run in runs])
+        insn_ratios = [
+            run["insns"] / seeds[s]["dense"]["insns"]
+            for s, run in zip(seeds, runs)
+            if run.get("insns") and seeds[s]["dense"].get("insns")
+        ]
+        insn_ratio = f"{statistics.median(insn_ratios):.3f}" if insn_ratios else "not run"
+        latencies = [value for run in runs for value in run["latency"]]
+        ratios = [value for run in runs for value in run["ratio"]]
+        if "same_as" in last:
+            latency, insn_ratio = "as its pruned row | -", "-"
+        elif latencies:
+            latency = f"{statistics.median(latencies):.4f} | {statistics.median(ratios):.3f}"
+        else:
+            latency = f"export failed: {last.get('failed')} | -"
+        per_seed = " / ".join(f"{run['accuracy']:.2f}" for run in runs)
+        lines.append(
+            f"| {name} | {accuracy:.2f} | {per_seed} | {accuracy - dense_accuracy:+.2f} | "
+            f"{last['params']:,} | {last['macs'] / 1e6:.3f} | {last['widths']} | "
+            f"{latency} | {insn_ratio} |"
+        )
+    header = (
+        f"# Channel STR vs uniform L1 filter pruning (`benchmarks/channel_pruning.py`)\n\n"
+        f"{FLAGS.model} on Fashion-MNIST, {FLAGS.epochs} epochs, seeds {list(seeds)}; "
+        "L1 rows marked xN keep multiples of N channels per layer; "
+        f"channel STR (scope={FLAGS.str_scope!r}) targets are shares of the dense MACs "
+        "removed, L1 targets shares of each layer's channels, the same channels "
+        "in layers strip removes together (a conv and the depthwise conv it feeds; "
+        "the classifier stays dense); "
+        "`strip` removed the dead channels, so every file is a smaller dense "
+        f"model. LiteRT float32, one thread, batch 1, {FLAGS.rounds} alternating "
+        f"rounds of {FLAGS.runs} runs per seed (ratios per round, then the median "
+        "over rounds and seeds); params, MMACs and widths of the last seed"
+        + ("; rows 'from scratch': the pruned row's stripped architecture "
+           "trained dense from fresh weights, same recipe" if FLAGS.scratch else "")
+        + ".\n\n"
+    )
+    return header + "\n".join(lines) + "\n"
+
+
 def main(argv):
     del argv
     bad = [m for m in FLAGS.l1_channel_multiples if not m.isdigit() or int(m) < 1]
@@ -137,123 +297,32 @@ def main(argv):
             "Expected positive integers in --l1_channel_multiples. "
             f"Received: l1_channel_multiples={FLAGS.l1_channel_multiples}"
         )
-    import keras
-    import numpy as np
+    if FLAGS.armsim:
+        from benchmarks.armsim import check_armsim
 
-    import keras_str
+        check_armsim(armsim_directory())
     from examples.data import load_image_classification
     from examples.data import normalize_images
     from keras_str.io_utils import write_text_atomic
 
     out = FLAGS.out or f"benchmarks/results/channel_pruning_{FLAGS.model}.md"
+    json_path = os.path.splitext(out)[0] + ".json"
+    finished = load_finished_seeds(json_path) if FLAGS.resume else {}
     (x_train, y_train), (x_test, y_test) = load_image_classification("fashion_mnist")
     data = ((normalize_images(x_train), y_train), (normalize_images(x_test), y_test))
-    names = [name for name, _, _, _ in variants()]
-    rows = {name: {"accuracy": [], "latency": [], "ratio": [], "insns": []} for name in names}
+    seeds = {}
     with tempfile.TemporaryDirectory() as workdir:
-        for seed in (int(s) for s in FLAGS.seeds):
-            paths = {}
-            stripped = {}
-            for name, method, target, multiple in variants():
-                if method == "scratch":
-                    # `target` names the pruned row; clone_model draws fresh weights.
-                    keras.utils.set_random_seed(seed)
-                    fresh = keras.models.clone_model(stripped[target])
-                    result = train("dense", None, 1, seed, data, model=fresh)
-                else:
-                    result = train(method, target, multiple, seed, data)
-                model = stripped[name] = result.stripped
-                row = rows[name]
-                row["accuracy"].append(100 * result.test_accuracy)
-                row["params"] = model.count_params()
-                row["macs"] = result.report.totals["dense_macs"]
-                row["widths"] = widths(model)
-                path = os.path.join(
-                    workdir, f"{method}_{target}_x{multiple}_{seed}.tflite".replace("None", "dense"))
-                print(f"seed {seed} {name}: {row['accuracy'][-1]:.2f} %, "
-                      f"{row['params']} params, {row['macs'] / 1e6:.3f} MMACs, "
-                      f"widths {row['widths']}", flush=True)
-                if method == "scratch":
-                    row["same_as"] = target  # the same architecture: timed there
-                    continue
-                try:
-                    keras_str.export_tflite(model, path)
-                except (RuntimeError, ValueError) as error:
-                    # A model that cannot be exported (e.g. NaN outputs) is a
-                    # result: its row says why, the others are still timed.
-                    row["failed"] = str(error).split(";")[0]
-                    print(f"seed {seed} {name}: export failed: {row['failed']}", flush=True)
-                    continue
-                paths[name] = path
-            timed = [name for name in names if name in paths]
-            for _ in range(FLAGS.rounds):
-                times = {
-                    name: keras_str.time_tflite(paths[name], runs=FLAGS.runs)["median_ms"]
-                    for name in timed
-                }
-                for name in timed:
-                    rows[name]["latency"].append(times[name])
-                    rows[name]["ratio"].append(times[name] / times["dense"])
-            if FLAGS.armsim:
-                from benchmarks.armsim import armsim_instructions
-
-                armsim_dir = FLAGS.armsim_dir or os.path.join(ROOT, "..", "shared", "armsim")
-                counts = armsim_instructions([paths[n] for n in timed], armsim_dir)
-                for name in timed:
-                    count = counts.get(os.path.basename(paths[name]))
-                    rows[name]["insns"].append(count)
-
-    dense_accuracy = np.mean(rows["dense"]["accuracy"])
-    lines = [
-        f"| variant | test accuracy % (mean of {len(FLAGS.seeds)}) | per seed | vs dense | "
-        "params | MMACs / example | conv/dense widths | LiteRT x86 ms (median) | "
-        "latency / dense | ARM A76 instructions / dense |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    dense_insns = rows["dense"]["insns"]
-    for name in names:
-        row = rows[name]
-        insns = row["insns"]
-        insn_ratio = (
-            f"{statistics.median(a / b for a, b in zip(insns, dense_insns)):.3f}"
-            if insns and all(isinstance(v, int) for v in insns + dense_insns)
-            else "not run"
-        )
-        accuracy = np.mean(row["accuracy"])
-        if "same_as" in row:
-            latency = "as its pruned row | -"
-            insn_ratio = "-"
-        elif row["latency"]:
-            latency = (
-                f"{statistics.median(row['latency']):.4f} | "
-                f"{statistics.median(row['ratio']):.3f}"
+        for seed in FLAGS.seeds:
+            seeds[seed] = finished.get(seed) or run_seed(int(seed), data, workdir)
+            # After every seed, so that an interrupted sweep resumes there.
+            write_text_atomic(
+                json_path,
+                json.dumps({"settings": run_settings(), "seeds": {**finished, **seeds}},
+                           indent=1) + "\n",
             )
-        else:
-            latency = f"export failed: {row.get('failed')} | -"
-        per_seed = " / ".join(f"{value:.2f}" for value in row["accuracy"])
-        lines.append(
-            f"| {name} | {accuracy:.2f} | {per_seed} | {accuracy - dense_accuracy:+.2f} | "
-            f"{row['params']:,} | {row['macs'] / 1e6:.3f} | {row['widths']} | "
-            f"{latency} | {insn_ratio} |"
-        )
-    header = (
-        f"# Channel STR vs uniform L1 filter pruning (`benchmarks/channel_pruning.py`)\n\n"
-        f"{FLAGS.model} on Fashion-MNIST, {FLAGS.epochs} epochs, seeds {FLAGS.seeds}; "
-        "L1 rows marked xN keep multiples of N channels per layer; "
-        f"channel STR (scope={FLAGS.str_scope!r}) targets are shares of the dense MACs "
-        "removed, L1 targets shares of each layer's channels, the same channels "
-        "in layers strip removes together (a conv and the depthwise conv it feeds; "
-        "the classifier stays dense); "
-        "`strip` removed the dead channels, so every file is a smaller dense "
-        f"model. LiteRT float32, one thread, batch 1, {FLAGS.rounds} alternating "
-        f"rounds of {FLAGS.runs} runs (ratios per round, then the median)"
-        + ("; rows 'from scratch': the pruned row's stripped architecture "
-           "trained dense from fresh weights, same recipe" if FLAGS.scratch else "")
-        + ".\n\n"
-    )
-    table = header + "\n".join(lines) + "\n"
-    write_text_atomic(out, table)
-    print(table)
+    markdown = table(seeds)
+    write_text_atomic(out, markdown)
+    print(markdown)
 
 
 if __name__ == "__main__":

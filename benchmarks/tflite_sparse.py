@@ -27,6 +27,7 @@ import json
 import os
 
 from benchmarks.armsim import armsim_instructions
+from benchmarks.armsim import check_armsim
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -183,6 +184,7 @@ def main(argv):
     rng = np.random.default_rng(0)
     armsim_dir = FLAGS.armsim_dir or os.path.join(ROOT, "..", "shared", "armsim")
     if FLAGS.armsim:
+        check_armsim(armsim_dir)
         verdicts, verdict_table = check_verdicts(
             FLAGS.out_dir, armsim_dir, FLAGS.sparsity, rng
         )

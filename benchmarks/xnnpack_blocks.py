@@ -70,6 +70,7 @@ def main(argv):
 
     import keras_str
     from benchmarks.armsim import armsim_instructions
+    from benchmarks.armsim import check_armsim
     from examples.data import load_image_classification
     from examples.data import normalize_images
     from examples.models import mobilenet_v1_xnnpack
@@ -77,6 +78,8 @@ def main(argv):
     from examples.training import run_training
     from keras_str.io_utils import write_text_atomic
 
+    armsim_dir = FLAGS.armsim_dir or os.path.join(ROOT, "..", "shared", "armsim")
+    check_armsim(armsim_dir)
     (x_train, y_train), (x_test, y_test) = load_image_classification("fashion_mnist")
     data = (
         (as_rgb_32(normalize_images(x_train)), y_train),
@@ -119,7 +122,6 @@ def main(argv):
             }
             paths[variant] = path
             print(f"{variant}: {rows[variant]}", flush=True)
-        armsim_dir = FLAGS.armsim_dir or os.path.join(ROOT, "..", "shared", "armsim")
         counts = armsim_instructions([paths[v] for v in names], armsim_dir)
     counts = {name: counts.get(os.path.basename(paths[name])) for name in names}
     dense_count = counts["dense"]

@@ -56,3 +56,17 @@ def test_resume_refuses_runs_of_another_budget():
     runs["c"] = dict(run("m", "gmp", 0.9, 0, 0.9, 1.0), epochs=15)
     with pytest.raises(sweep.app.UsageError, match="mix budgets"):
         sweep.stored_budgets(runs)
+
+
+def test_check_armsim_fails_before_training_when_not_set_up(tmp_path, monkeypatch):
+    from benchmarks.armsim import check_armsim
+
+    monkeypatch.setenv("ARMSIM", str(tmp_path))
+    with pytest.raises(RuntimeError, match="setup.sh"):
+        check_armsim()
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "plugin" / "libicount.so").write_bytes(b"")
+    with pytest.raises(RuntimeError, match="ai_edge_litert"):
+        check_armsim()
+    (tmp_path / "site" / "ai_edge_litert").mkdir(parents=True)
+    check_armsim()
