@@ -20,7 +20,10 @@ Each is exported as float32 `.tflite` and timed in LiteRT on this CPU (one
 thread, batch 1), all files in turn for `--rounds` rounds; latency is the
 median over rounds of each file's median, the ratio taken to the dense
 file's time in the same round. With `--armsim`, also instructions per
-inference on an emulated Cortex-A76 (`../shared/armsim`). With `--scratch`,
+inference on an emulated Cortex-A76 (`../shared/armsim`). Writes the table
+(`--out`), each seed's results beside it as JSON (`--resume` picks up from
+there) and plots of accuracy against the latency and instruction ratios
+(`*_latency.png`, `*_arm.png`). With `--scratch`,
 each pruned row is followed by its stripped architecture trained dense from
 fresh weights with the same recipe (the baseline of Liu et al., 2019,
 "Rethinking the value of network pruning"): what the widths alone give.
@@ -289,6 +292,53 @@ def table(seeds):
     return header + "\n".join(lines) + "\n"
 
 
+def row_family(name):
+    """The line a row belongs to in the plots: its method, multiple and origin."""
+    family = name.split("@")[0]
+    if ", x" in name:
+        family += " x" + name.split(", x")[1].split(",")[0]
+    if name.endswith("from scratch"):
+        family += ", from scratch"
+    return family
+
+
+def plot(seeds, out):
+    """Accuracy vs x86 latency (and ARM instructions) relative to dense, PNGs beside `out`."""
+    import numpy as np
+
+    from keras_str.analysis.plots import plot_tradeoff
+
+    names = [name for name, _, _, _ in variants()]
+    accuracy = {n: np.mean([seeds[s][n]["accuracy"] for s in seeds]) for n in names}
+    source = {n: seeds[next(iter(seeds))][n].get("same_as", n) for n in names}
+    ratios = {
+        n: [r for s in seeds for r in seeds[s][source[n]]["ratio"]] for n in names
+    }
+    insns = {
+        n: [seeds[s][source[n]]["insns"] / seeds[s]["dense"]["insns"] for s in seeds
+            if seeds[s][source[n]].get("insns") and seeds[s]["dense"].get("insns")]
+        for n in names
+    }
+    reference = {"dense - 1 point": accuracy["dense"] - 1.0}
+    axes = [("latency", ratios, "LiteRT x86 latency / dense")]
+    if all(insns[n] for n in names):
+        axes.append(("arm", insns, "ARM A76 instructions / dense"))
+    paths = []
+    for suffix, values, label in axes:
+        rows = [
+            {"method": row_family(n), "x": statistics.median(values[n]), "accuracy": accuracy[n]}
+            for n in names if n != "dense" and values[n]
+        ] + [{"method": "dense", "x": 1.0, "accuracy": accuracy["dense"]}]
+        path = f"{os.path.splitext(out)[0]}_{suffix}.png"
+        plot_tradeoff(
+            rows, path, "x", x_label=label,
+            title=f"{FLAGS.model}, {FLAGS.epochs} epochs, {len(seeds)} seed(s)",
+            reference_lines=reference,
+        )
+        paths.append(path)
+    return paths
+
+
 def main(argv):
     del argv
     bad = [m for m in FLAGS.l1_channel_multiples if not m.isdigit() or int(m) < 1]
@@ -323,6 +373,8 @@ def main(argv):
     markdown = table(seeds)
     write_text_atomic(out, markdown)
     print(markdown)
+    if any(seeds[s][n].get("ratio") for s in seeds for n in seeds[s] if n != "dense"):
+        print("plots:", ", ".join(plot(seeds, out)))
 
 
 if __name__ == "__main__":
