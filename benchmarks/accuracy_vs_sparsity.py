@@ -188,6 +188,81 @@ def mflops_at_accuracy(curve, accuracy):
     return best
 
 
+def accuracy_at_mflops(curve, mflops):
+    """Accuracy of a measured (MFLOPs, accuracy) curve at `mflops`.
+
+    Linear in log MFLOPs between the neighbouring points, as
+    `mflops_at_accuracy`; `None` outside the measured range.
+    """
+    curve = sorted(curve)
+    for (low_m, low_a), (high_m, high_a) in zip(curve, curve[1:]):
+        if low_m <= mflops <= high_m:
+            if high_m == low_m:
+                return max(low_a, high_a)
+            fraction = (math.log(mflops) - math.log(low_m)) / (
+                math.log(high_m) - math.log(low_m))
+            return low_a + fraction * (high_a - low_a)
+    if len(curve) == 1 and math.isclose(curve[0][0], mflops, rel_tol=0.02):
+        return curve[0][1]
+    return None
+
+
+def macs_budget_table(rows, methods):
+    """Every method's accuracy at the MACs shares that `*_macs` methods asked for.
+
+    A `*_macs` method's cell is its measured point at that share (mean over
+    its n seeds); another method's is its curve interpolated at the same
+    MFLOPs (in brackets), or "-" where its points do not reach. The best
+    cell of each share is bold.
+    """
+    lines = []
+    for model in sorted({r["model"] for r in rows}):
+        members = [r for r in rows if r["model"] == model]
+        shares = sorted({1 - r["target"] for r in members
+                         if r["method"].endswith("_macs") and r["target"]}, reverse=True)
+        present = [m for m in methods if m != "dense"
+                   and any(r["method"] == m for r in members)]
+        if not shares or not present:
+            continue
+        dense_mflops = members[0]["dense_mflops"]
+        lines += [
+            f"## {model}: accuracy at a share of the dense MACs",
+            "",
+            "Measured for `*_macs` methods (their target is that share removed; "
+            "n seeds, reached sparsity); other methods interpolated in log MFLOPs "
+            "between their measured points [in brackets], '-' outside them.",
+            "",
+            "| share of dense MACs | " + " | ".join(present) + " |",
+            "|---|" + "---|" * len(present),
+        ]
+        for share in shares:
+            values = {}
+            for method in present:
+                points = [r for r in members if r["method"] == method]
+                if method.endswith("_macs"):
+                    match = [r for r in points if math.isclose(1 - r["target"], share)]
+                    if match:
+                        r = match[0]
+                        values[method] = (r["accuracy"], f"{r['accuracy']:.2f} "
+                                          f"(n={r['seeds']}, {r['sparsity']:.1f} %)")
+                    continue
+                value = accuracy_at_mflops(
+                    [(r["sparse_mflops"], r["accuracy"]) for r in points],
+                    share * dense_mflops)
+                if value is not None:
+                    n = "/".join(str(k) for k in sorted({r["seeds"] for r in points}))
+                    values[method] = (value, f"[{value:.2f}] (n={n})")
+            best = max((v for v, _ in values.values()), default=None)
+            cells = [
+                ("**" + values[m][1] + "**" if values[m][0] == best else values[m][1])
+                if m in values else "-"
+                for m in present
+            ]
+            lines.append(f"| {100 * share:g} % | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def comparisons(rows, recommended):
     """The issue's targets, checked per model: one line each."""
     lines = []
@@ -296,6 +371,7 @@ def markdown(rows, meta):
         lines.append(f"![accuracy vs sparsity]({model}_accuracy_vs_sparsity.png)")
         lines.append(f"![accuracy vs MFLOPs]({model}_accuracy_vs_mflops.png)")
         lines.append("")
+    lines.extend(macs_budget_table(rows, meta["methods"]))
     lines.append("## Against the targets")
     lines.append("")
     lines.extend(comparisons(rows, meta["recommended"]))

@@ -70,3 +70,29 @@ def test_check_armsim_fails_before_training_when_not_set_up(tmp_path, monkeypatc
         check_armsim()
     (tmp_path / "site" / "ai_edge_litert").mkdir(parents=True)
     check_armsim()
+
+
+def test_accuracy_at_mflops_interpolates_in_log_mflops_inside_the_curve():
+    curve = [(0.1, 90.0), (0.01, 80.0)]
+    assert sweep.accuracy_at_mflops(curve, 10 ** -1.5) == pytest.approx(85.0)
+    assert sweep.accuracy_at_mflops(curve, 0.1) == pytest.approx(90.0)
+    assert sweep.accuracy_at_mflops(curve, 0.2) is None
+    assert sweep.accuracy_at_mflops(curve, 0.005) is None
+    assert sweep.accuracy_at_mflops([(0.1, 90.0)], 0.1005) == pytest.approx(90.0)
+
+
+def test_macs_budget_table_compares_methods_at_the_shares_asked_for():
+    runs = {
+        "a": run("m", "dense", None, 0, 0.91, 1.0),
+        "b": run("m", "rec_macs", 0.9, 0, 0.90, 0.1),
+        "c": run("m", "rec_macs", 0.9, 1, 0.88, 0.1),
+        "d": run("m", "weights", 0.9, 0, 0.90, 0.2),
+        "e": run("m", "weights", 0.95, 0, 0.86, 0.05),
+        "f": run("m", "uniform", 0.9, 0, 0.85, 0.1),
+    }
+    lines = sweep.macs_budget_table(sweep.aggregate(runs), ["dense", "rec_macs", "weights", "uniform"])
+    row = [line for line in lines if line.startswith("| 10 %")][0]
+    cells = [cell.strip() for cell in row.split("|")[2:-1]]
+    # 0.1 MFLOPs lies halfway between 0.05 and 0.2 in log MFLOPs: 88.00;
+    # the best cell is bold.
+    assert cells == ["**89.00 (n=2, 90.0 %)**", "[88.00] (n=1)", "[85.00] (n=1)"]
