@@ -24,7 +24,10 @@ EXTRAS = {
     # for Linux is the CUDA build (see the README for the CPU build).
     "jax": ["jax"],
     "torch": ["torch"],
-    "test": ["pytest", "pytest-xdist", "scikit-learn"],
+    # keras-hub's transformers (BERT, GPT-2, Gemma, ViT) are part of the
+    # tested model zoo; 0.32 installs without changing keras or tensorflow.
+    "keras-hub": ["keras-hub==0.32.*"],
+    "test": ["pytest", "pytest-timeout", "pytest-xdist", "scikit-learn", "keras-hub==0.32.*"],
 }
 EXTRAS["examples"] = sorted(
     {"absl-py"} | set(EXTRAS["data"] + EXTRAS["export"] + EXTRAS["plots"])

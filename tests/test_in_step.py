@@ -323,3 +323,39 @@ def test_backup_and_restore_mid_epoch_resumes_bit_identically(method_name, tmp_p
     assert step_counters(resumed) == [20 + 2 * STEPS] * 3
     for a, b in zip(reference.weights, resumed.weights):
         np.testing.assert_array_equal(to_numpy(a), to_numpy(b), err_msg=a.path)
+
+
+def test_any_layer_of_the_group_makes_its_update():
+    # The update must not wait for one particular layer: here the layer the
+    # method met first is not called at all in this forward pass.
+    method = keras_str.ST3(0.5, keras_str.ConstantSchedule())
+    first = keras_str.STRDense(4, method=method)
+    second = keras_str.STRDense(4, method=method)
+    x = np.random.default_rng(0).normal(size=(2, 8)).astype("float32")
+    first.build((None, 8))
+    second.build((None, 8))
+    assert method.layers[0] is first
+
+    second(x, training=True)
+
+    assert float(to_numpy(first.threshold)) > 0
+    assert np.mean(to_numpy(first.thresholded_kernel()) == 0) == pytest.approx(0.5, abs=0.1)
+    assert int(to_numpy(second.sparsity_step)) == 1
+
+
+def test_a_layer_called_twice_in_a_step_counts_it_once():
+    # A shared layer (a tied embedding is one) must not run the schedule
+    # twice as fast.
+    shared = keras.layers.Dense(10, name="shared")
+    inputs = keras.Input((10,))
+    outputs = keras.layers.Dense(3, name="logits")(shared(shared(inputs)))
+    keras.utils.set_random_seed(0)
+    model = keras_str.sparsify(
+        keras.Model(inputs, outputs),
+        method=keras_str.ST3(TARGET, keras_str.PolynomialSchedule(0, STEPS)),
+    )
+    compile_for_test(model)
+    x, y = toy_data(n=8 * BATCH_SIZE)
+    model.fit(x, y, batch_size=BATCH_SIZE, verbose=0)
+
+    assert step_counters(model) == [8, 8]

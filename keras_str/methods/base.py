@@ -16,6 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_str.forward_pass import current_forward_pass
 from keras_str.methods.quantile import kth_smallest
 from keras_str.methods.quantile import SELECTIONS
 from keras_str.methods.quantile import weighted_kth_smallest
@@ -136,6 +137,9 @@ class SparsityMethod:
         # Plain references (a method and its layers live and die together);
         # torch.compile cannot trace weak references.
         self._layers = []
+        # The forward pass being run and the layers it advanced so far.
+        self._forward_pass = None
+        self._advanced = []
 
     # Layers of the group.
 
@@ -197,11 +201,26 @@ class SparsityMethod:
         """Sets the state of `layers` for training step `step` (in-step)."""
 
     def advance(self, layer):
-        """Runs one training step's update; called by `layer.call(training=True)`."""
+        """Runs one training step's update; called by `layer.call(training=True)`.
+
+        The first of the method's layers that a forward pass reaches makes
+        the group's update, so the update never depends on one particular
+        layer being called (a model may leave some unused, or call them
+        outside `training`); a layer called twice in one pass (a tied
+        embedding that also projects to logits, a shared layer) counts the
+        step once.
+        """
+        forward_pass = current_forward_pass()
+        if forward_pass is None or forward_pass is not self._forward_pass:
+            self._forward_pass = forward_pass
+            self._advanced = []
+        if any(known is layer for known in self._advanced):
+            return
+        first = not self._advanced
+        self._advanced.append(layer)
         step = ops.convert_to_tensor(layer.sparsity_step)
-        layers = self.layers
-        if layers and layers[0] is layer:
-            self.update(layers, step)
+        if first:
+            self.update(self.layers, step)
         layer.sparsity_step.assign(step + 1)
 
     budget = "weights"

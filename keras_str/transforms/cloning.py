@@ -159,8 +159,14 @@ def rewrite_in_place(model, replace):
     the old ones were built with, then `copy_weights(old, new)` runs. Nested
     Sequential / functional models are rebuilt with `clone_with`. A layer
     held in two places is replaced by one new layer.
+
+    Subclassed functional models (keras-hub's backbones and tasks build a
+    layer graph in their `__init__`) also run their graph: its nodes are
+    pointed at the new layers, so the forward pass calls them.
     """
     replaced = {}
+    replaced_layers = {}
+    visited = []
 
     def new_for(old):
         if id(old) in replaced:
@@ -174,14 +180,22 @@ def rewrite_in_place(model, replace):
                 new, copy = replacement
                 shapes = getattr(old, "_build_shapes_dict", None)
                 if old.built and shapes:
+                    # Built where the old layer was, so every variable keeps
+                    # its path (`block_0/attention/query/kernel`, not
+                    # `query/kernel`): layouts and checkpoints keyed on
+                    # paths still find it.
+                    new._parent_path = old._parent_path
                     new.build(**shapes)
                     copy(old, new)
             else:
                 visit(old)
         replaced[id(old)] = new
+        if new is not None:
+            replaced_layers[id(old)] = new
         return new
 
     def visit(layer):
+        visited.append(layer)
         # Built layers lock their state; a swap keeps the count of sublayers.
         tracker = layer._tracker
         locked, message = tracker.locked, tracker._lock_violation_msg
@@ -213,4 +227,45 @@ def rewrite_in_place(model, replace):
                             layer._tracker.track(new)
 
     visit(model)
+    for layer in visited:
+        if has_layer_graph(layer):
+            rewire_graph(layer, replaced_layers)
     return model
+
+
+def has_layer_graph(layer):
+    """Whether `layer` runs a graph of nodes (a functional model, subclassed or not)."""
+    return isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth")
+
+
+def rewire_graph(model, replacements):
+    """Points the nodes of `model`'s graph at the layers replacing theirs.
+
+    `replacements` maps `id(old layer)` to its new layer. Functional
+    models run their graph by calling each node's `operation`, so swapping
+    the attribute that holds a layer is not enough: the node (its
+    operation, the history of its output tensors, the layers' node lists)
+    must name the new layer too. Keras has no public API for this; it uses
+    the graph attributes `Function` builds (`_nodes_by_depth`,
+    `_operations`, `_operations_by_depth`) and each node's `operation`.
+    """
+    moved = {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            old = node.operation
+            new = replacements.get(id(old))
+            if new is None:
+                continue
+            moved[id(old)] = (old, new)
+            node.operation = new
+            for tensor in node.outputs:
+                history = getattr(tensor, "_keras_history", None)
+                if history is not None and history.operation is old:
+                    tensor._keras_history = history._replace(operation=new)
+    for old, new in moved.values():
+        new._inbound_nodes = list(old._inbound_nodes)
+        new._outbound_nodes = list(old._outbound_nodes)
+    # In place: the model tracks these containers.
+    model._operations[:] = [replacements.get(id(op), op) for op in model._operations]
+    for operations in model._operations_by_depth.values():
+        operations[:] = [replacements.get(id(op), op) for op in operations]

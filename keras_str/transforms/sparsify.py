@@ -372,33 +372,33 @@ def _check_training_reaches(model, method):
     """
     import keras
 
-    shapes = getattr(model, "_build_shapes_dict", None) or {}
-    if len(shapes) != 1:
+    probe = _probe_inputs(model)
+    if probe is None:
         return
-    shape = next(iter(shapes.values()))
-    if not isinstance(shape, (tuple, list)) or not all(
-        isinstance(d, int) or d is None for d in shape
-    ):
-        return
-    probe = keras.ops.zeros([1] + [d or 1 for d in shape[1:]])
     variables = model.non_trainable_variables
-    if keras.backend.backend() == "jax":
-        # What Keras's JAX trainer runs: `model.call`, not `model(...)`.
-        _, values = model.stateless_call(
-            [v.value for v in model.trainable_variables],
-            [v.value for v in variables],
-            probe,
-            training=True,
-        )
-    else:
-        # TensorFlow's and PyTorch's trainers call `model(x, training=True)`.
-        with keras.StatelessScope() as scope:
-            model(probe, training=True)
-        values = [scope.get_current_value(v) for v in variables]
-        values = [v.value if new is None else new for v, new in zip(variables, values)]
+    # The probe's shapes are arbitrary (length-1 sequences): what the
+    # layers warn about them is noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if keras.backend.backend() == "jax":
+            # What Keras's JAX trainer runs: `model.call`, not `model(...)`.
+            _, values = model.stateless_call(
+                [v.value for v in model.trainable_variables],
+                [v.value for v in variables],
+                probe,
+                training=True,
+            )
+        else:
+            # TensorFlow's and PyTorch's trainers call `model(x, training=True)`.
+            with keras.StatelessScope() as scope:
+                model(probe, training=True)
+            values = [scope.get_current_value(v) for v in variables]
+            values = [v.value if new is None else new for v, new in zip(variables, values)]
+    steps = {id(layer.sparsity_step) for layer in method.layers}
     advanced = {
-        id(v): int(keras.ops.convert_to_numpy(new)) > int(keras.ops.convert_to_numpy(v))
+        id(v): int(keras.ops.convert_to_numpy(new)) > int(keras.ops.convert_to_numpy(v.value))
         for v, new in zip(variables, values)
+        if id(v) in steps
     }
     stuck = [
         layer.name for layer in method.layers
@@ -414,3 +414,37 @@ def _check_training_reaches(model, method):
             f"backend), or the schedule of {type(method).__name__} would "
             "never advance."
         )
+
+
+def _probe_inputs(model):
+    """Inputs of batch 1 for one forward pass of `model`, or `None` when unknown.
+
+    Functional models (keras-hub's backbones and tasks among them) declare
+    their inputs, several and named ones included; other models are probed
+    on the one shape they were built with. Unknown dimensions become 1;
+    integer inputs (token ids, masks) are ones, which every vocabulary and
+    mask accepts.
+    """
+    import keras
+
+    def probe_for(shape, dtype="float32"):
+        if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(d, int) or d is None for d in shape
+        ):
+            raise TypeError(shape)
+        shape = [1] + [d or 1 for d in shape[1:]]
+        if "int" in str(dtype) or "bool" in str(dtype):
+            return keras.ops.ones(shape, dtype=dtype)
+        return keras.ops.zeros(shape, dtype=dtype)
+
+    try:
+        if hasattr(model, "_inputs_struct"):
+            return keras.tree.map_structure(
+                lambda x: probe_for(tuple(x.shape), x.dtype), model._inputs_struct
+            )
+        shapes = getattr(model, "_build_shapes_dict", None) or {}
+        if len(shapes) != 1:
+            return None
+        return probe_for(next(iter(shapes.values())))
+    except TypeError:
+        return None

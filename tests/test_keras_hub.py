@@ -1,0 +1,133 @@
+"""keras-hub transformers: sparsify in place, train sparse on every backend.
+
+Small random-weight backbones built offline (no presets, no downloads):
+one encoder (BERT) and one decoder LM (GPT-2) run by default.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_str
+from keras_str.layers.registry import is_sparse_layer
+from tests.backend_utils import to_numpy
+
+keras_hub = pytest.importorskip("keras_hub")
+
+VOCABULARY = 1000
+SEQUENCE = 16
+BATCH = 8
+STEPS = 8
+TARGET = 0.9
+
+
+def small_bert():
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=64,
+        intermediate_dim=128, max_sequence_length=32,
+    )
+
+
+def small_gpt2():
+    return keras_hub.models.GPT2Backbone(
+        vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=64,
+        intermediate_dim=128, max_sequence_length=32,
+    )
+
+
+BACKBONES = {"bert": small_bert, "gpt2": small_gpt2}
+
+
+def token_inputs(model, n=BATCH * STEPS, seed=0):
+    rng = np.random.default_rng(seed)
+    inputs = {
+        "token_ids": rng.integers(0, VOCABULARY, (n, SEQUENCE)).astype("int32"),
+        "padding_mask": np.ones((n, SEQUENCE), "int32"),
+    }
+    if "segment_ids" in model._inputs_struct:
+        inputs["segment_ids"] = np.zeros((n, SEQUENCE), "int32")
+    return inputs
+
+
+def sparse_layers(model):
+    return [layer for layer in model._flatten_layers() if is_sparse_layer(layer)]
+
+
+def graph_operations(model):
+    return [node.operation for nodes in model._nodes_by_depth.values() for node in nodes]
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_backbone_trains_sparse_in_place(name):
+    keras.utils.set_random_seed(0)
+    model = BACKBONES[name]()
+    dense_kernels = [
+        layer for layer in model._flatten_layers()
+        if type(layer) in (keras.layers.Dense, keras.layers.EinsumDense)
+    ]
+    method = keras_str.ST3(TARGET, keras_str.PolynomialSchedule(0, STEPS - 2))
+    sparse = keras_str.sparsify(model, method=method, in_place=True)
+
+    assert sparse is model
+    layers = sparse_layers(model)
+    # Every attention and feed-forward kernel of every block is sparse.
+    assert len([l for l in layers if not isinstance(l, keras.layers.Embedding)]) == len(
+        dense_kernels
+    )
+    # The backbone's own graph runs the sparse layers, not the dense ones.
+    operations = graph_operations(model)
+    assert not any(any(op is old for op in operations) for old in dense_kernels)
+
+    x = token_inputs(model)
+    outputs = model(keras.tree.map_structure(lambda v: v[:2], x))
+    y = keras.tree.map_structure(lambda t: np.zeros(t.shape, "float32"), outputs)
+    y = keras.tree.map_structure(lambda t: np.repeat(t[:1], BATCH * STEPS, 0), y)
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+
+    assert [int(to_numpy(l.sparsity_step)) for l in layers] == [STEPS] * len(layers)
+    kernels = [to_numpy(l.thresholded_kernel()) for l in layers]
+    overall = np.mean(np.concatenate([k.ravel() for k in kernels]) == 0)
+    assert abs(overall - TARGET) < 0.01
+    for layer, kernel in zip(layers, kernels):
+        assert np.mean(kernel == 0) > 0.5, layer.path
+
+
+def variable_paths(model):
+    # Dropout's random-seed state is named by a global counter, not a path.
+    return {v.path for v in model.variables if "seed_generator" not in v.path}
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_sparsify_and_strip_in_place_keep_variable_paths(name):
+    keras.utils.set_random_seed(0)
+    model = BACKBONES[name]()
+    dense_paths = variable_paths(model)
+    assert any(path.count("/") >= 3 for path in dense_paths)
+
+    keras_str.sparsify(
+        model, method=keras_str.ST3(TARGET, keras_str.ConstantSchedule()), in_place=True
+    )
+    assert dense_paths <= variable_paths(model)
+    for layer in sparse_layers(model):
+        assert layer.raw_kernel.path.startswith(layer.path + "/")
+        assert layer.threshold_param.path == layer.path + "/threshold"
+
+    x = keras.tree.map_structure(lambda v: v[:2], token_inputs(model))
+    model(x, training=True)
+    sparse_outputs = keras.tree.map_structure(to_numpy, model(x))
+
+    plain = keras_str.strip(model, in_place=True)
+    assert variable_paths(plain) == dense_paths
+    assert not sparse_layers(plain)
+    plain_outputs = keras.tree.map_structure(to_numpy, plain(x))
+    keras.tree.map_structure(
+        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), sparse_outputs, plain_outputs
+    )
+    kernels = [
+        to_numpy(layer.kernel) for layer in plain._flatten_layers()
+        if type(layer) in (keras.layers.Dense, keras.layers.EinsumDense)
+    ]
+    assert np.mean(np.concatenate([k.ravel() for k in kernels]) == 0) == pytest.approx(
+        TARGET, abs=0.01
+    )
