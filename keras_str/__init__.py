@@ -25,6 +25,7 @@ from keras_str.layers import STRDepthwiseConv1D
 from keras_str.layers import STRDepthwiseConv2D
 from keras_str.layers import STREinsumDense
 from keras_str.layers import STREmbedding
+from keras_str.layers import STRReversibleEmbedding
 from keras_str.layers import STRMultiHeadAttention
 from keras_str.layers import STRGRU
 from keras_str.layers import STRLayer

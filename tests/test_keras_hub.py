@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import keras_str
+from keras_str.layers.registry import is_kernel_layer
 from keras_str.layers.registry import is_sparse_layer
+from keras_str.layers.registry import raw_kernel_variable
 from tests.backend_utils import to_numpy
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -125,9 +127,89 @@ def test_sparsify_and_strip_in_place_keep_variable_paths(name):
         lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), sparse_outputs, plain_outputs
     )
     kernels = [
-        to_numpy(layer.kernel) for layer in plain._flatten_layers()
-        if type(layer) in (keras.layers.Dense, keras.layers.EinsumDense)
+        to_numpy(raw_kernel_variable(layer)) for layer in plain._flatten_layers()
+        if is_kernel_layer(layer)
     ]
     assert np.mean(np.concatenate([k.ravel() for k in kernels]) == 0) == pytest.approx(
         TARGET, abs=0.01
     )
+
+
+def causal_lm():
+    return keras_hub.models.GPT2CausalLM(backbone=small_gpt2(), preprocessor=None)
+
+
+def text_classifier():
+    return keras_hub.models.BertTextClassifier(
+        backbone=small_bert(), num_classes=3, preprocessor=None
+    )
+
+
+def small_llama3_lm():
+    # Llama 3 unties its output projection: `reverse_embeddings`.
+    backbone = keras_hub.models.Llama3Backbone(
+        vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=2,
+        num_key_value_heads=1, hidden_dim=64, intermediate_dim=128,
+    )
+    return keras_hub.models.Llama3CausalLM(backbone=backbone, preprocessor=None)
+
+
+TASKS = {"gpt2_causal_lm": causal_lm, "bert_text_classifier": text_classifier}
+
+
+def parameter_share(layers, model):
+    return sum(int(np.prod(l.raw_kernel.shape)) for l in layers) / model.count_params()
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_task_model_trains_sparse_with_its_tied_embedding(name):
+    keras.utils.set_random_seed(0)
+    model = TASKS[name]()
+    method = keras_str.ST3(TARGET, keras_str.PolynomialSchedule(0, STEPS - 2))
+    keras_str.sparsify(model, method=method, in_place=True)
+    layers = sparse_layers(model)
+    token_embedding = model.backbone.token_embedding
+    assert isinstance(token_embedding, keras_str.STRReversibleEmbedding)
+    # All but the position embedding and the norms' scales.
+    assert parameter_share(layers, model) > 0.97
+
+    x = token_inputs(model.backbone)
+    if name == "gpt2_causal_lm":
+        y = x["token_ids"]
+    else:
+        y = np.arange(BATCH * STEPS) % 3
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(x, y, batch_size=BATCH, verbose=0)
+
+    # The causal LM calls its tied embedding twice a step; it counts once.
+    assert [int(to_numpy(l.sparsity_step)) for l in layers] == [STEPS] * len(layers)
+    kernels = [to_numpy(l.thresholded_kernel()) for l in layers]
+    overall = np.mean(np.concatenate([k.ravel() for k in kernels]) == 0)
+    assert abs(overall - TARGET) < 0.01
+
+    sample = keras.tree.map_structure(lambda v: v[:2], x)
+    sparse_outputs = to_numpy(model(sample))
+    plain = keras_str.strip(model, in_place=True)
+    assert not sparse_layers(plain)
+    assert type(plain.backbone.token_embedding) is keras.layers.ReversibleEmbedding
+    np.testing.assert_allclose(to_numpy(plain(sample)), sparse_outputs, atol=1e-5)
+
+
+def test_untied_output_projection_is_kept_and_named():
+    keras.utils.set_random_seed(0)
+    model = small_llama3_lm()
+    sample = {k: v[:2] for k, v in token_inputs(model.backbone).items()}
+    dense_outputs = to_numpy(model(sample))
+
+    with pytest.warns(UserWarning, match=r"token_embedding .*reverse_embeddings"):
+        keras_str.sparsify(
+            model, method=keras_str.ST3(0.0, keras_str.ConstantSchedule()), in_place=True
+        )
+    # Nothing pruned yet: the copied model (reverse_embeddings included)
+    # computes what the dense one did.
+    np.testing.assert_allclose(to_numpy(model(sample)), dense_outputs, atol=1e-5)
+    plain = keras_str.strip(model, in_place=True)
+    np.testing.assert_allclose(to_numpy(plain(sample)), dense_outputs, atol=1e-5)

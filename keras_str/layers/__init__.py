@@ -14,6 +14,7 @@ from keras_str.layers.depthwise_conv import STRDepthwiseConv1D
 from keras_str.layers.depthwise_conv import STRDepthwiseConv2D
 from keras_str.layers.einsum_dense import STREinsumDense
 from keras_str.layers.embedding import STREmbedding
+from keras_str.layers.embedding import STRReversibleEmbedding
 from keras_str.layers.recurrent import KernelWeight
 from keras_str.layers.recurrent import STRGRU
 from keras_str.layers.recurrent import STRKernelWeight

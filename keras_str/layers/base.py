@@ -103,7 +103,8 @@ class SparseKernelLayer:
             kwargs["autocast"] = False
         return super().add_weight(*args, **kwargs)
 
-    def build(self, input_shape):
+    def build(self, input_shape=None):
+        # `None` as in the parents that need no shape (`Embedding`).
         super().build(input_shape)
         self.sparsity_state = self.method.build(self)
         if self.method.scheduled:

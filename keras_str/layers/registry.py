@@ -167,10 +167,25 @@ def spec_for_keras_layer(layer, on_request=False):
 
     Entries converted only on request count only with `on_request=True`.
     """
+    keras_class = _ALIASES.get(_full_name(type(layer)), type(layer))
     for spec in _REGISTRY:
-        if type(layer) is spec.keras_class and (on_request or not spec.on_request):
+        if keras_class is spec.keras_class and (on_request or not spec.on_request):
             return spec
     return None
+
+
+# Subclasses that only re-export a registered Keras layer under another
+# package's name; they are sparsified, and stripped, as that layer. Named,
+# not imported: keras-str does not import keras-hub.
+_ALIASES = {
+    "keras_hub.src.layers.modeling.reversible_embedding.ReversibleEmbedding": (
+        keras.layers.ReversibleEmbedding
+    ),
+}
+
+
+def _full_name(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def spec_for_sparse_class(sparse_class):
@@ -380,6 +395,13 @@ def _register_builtin_layers():
         SparseLayerSpec(
             keras.layers.Embedding,
             embedding.STREmbedding,
+            kernel_attribute="embeddings",
+            regularizer_attribute="embeddings_regularizer",
+            initializer_attribute="embeddings_initializer",
+        ),
+        SparseLayerSpec(
+            keras.layers.ReversibleEmbedding,
+            embedding.STRReversibleEmbedding,
             kernel_attribute="embeddings",
             regularizer_attribute="embeddings_regularizer",
             initializer_attribute="embeddings_initializer",

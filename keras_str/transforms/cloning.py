@@ -113,6 +113,28 @@ def assign_copy(variable, value):
     variable.assign(keras.ops.copy(keras.ops.convert_to_tensor(value)))
 
 
+def copy_other_variables(old, new, copied):
+    """Copies `old`'s own variables not named in `copied` into `new`'s of the same name.
+
+    A kernel layer may hold more than its kernel and bias (an untied
+    `ReversibleEmbedding`'s `reverse_embeddings`); rebuilding it must not
+    leave those freshly initialised. The sparsity state (in the sparse
+    layer only) has no counterpart and is skipped.
+    """
+    targets = {v.name: v for v in own_variables(new)}
+    for variable in own_variables(old):
+        if variable.name in copied:
+            continue
+        target = targets.get(variable.name)
+        if target is not None and tuple(target.shape) == tuple(variable.shape):
+            assign_copy(target, variable)
+
+
+def own_variables(layer):
+    """The variables `layer` created itself, not its sublayers'."""
+    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+
+
 def block_copier(block, copy, copy_kernel, to_sparse):
     """Copies a block's weights: sublayers with `copy(old, new)`, kernels with `copy_kernel`.
 

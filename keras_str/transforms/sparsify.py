@@ -10,6 +10,7 @@ from keras_str.layers.registry import bias_variable
 from keras_str.layers.registry import block_spec_for_keras_layer
 from keras_str.layers.registry import in_plain_blocks
 from keras_str.layers.registry import is_kernel_layer
+from keras_str.layers.registry import is_sparse_layer
 from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import raw_kernel_variable
 from keras_str.layers.registry import spec_for_keras_layer
@@ -22,6 +23,7 @@ from keras_str.transforms.cloning import assign_copy
 from keras_str.transforms.cloning import block_copier
 from keras_str.transforms.cloning import check_rewritable
 from keras_str.transforms.cloning import clone_with
+from keras_str.transforms.cloning import copy_other_variables
 from keras_str.transforms.cloning import rewrite_in_place
 from keras_str.transforms.separable import SEPARABLE_CONVS
 from keras_str.transforms.separable import separable_as_two_layers
@@ -194,9 +196,14 @@ def _model_method(method, **str_settings):
 
 
 def _copy_into_str(dense_layer, str_layer):
-    _copy_kernel_into_str(raw_kernel_variable(dense_layer), str_layer)
-    if bias_variable(dense_layer) is not None:
-        assign_copy(bias_variable(str_layer), bias_variable(dense_layer))
+    kernel = raw_kernel_variable(dense_layer)
+    _copy_kernel_into_str(kernel, str_layer)
+    bias = bias_variable(dense_layer)
+    if bias is not None:
+        assign_copy(bias_variable(str_layer), bias)
+    copy_other_variables(
+        dense_layer, str_layer, {kernel.name} | ({bias.name} if bias is not None else set())
+    )
 
 
 def _copy_batch_norm_into_str(plain_layer, str_layer):
@@ -293,10 +300,18 @@ def _warn_about_dense_matrices(model):
     kept_dense = in_plain_blocks(layers)
     sizes, total = {}, 0
     for layer in layers:
-        size = sum(math.prod(v.shape) for v in weight_matrices(layer))
-        total += size
-        if size and not is_kernel_layer(layer) and id(layer) not in kept_dense:
-            sizes[f"{layer.name} ({type(layer).__name__})"] = size
+        matrices = weight_matrices(layer)
+        total += sum(math.prod(v.shape) for v in matrices)
+        name = f"{layer.path or layer.name} ({type(layer).__name__})"
+        if is_sparse_layer(layer):
+            # Matrices beside the sparse kernel (an untied
+            # ReversibleEmbedding's output projection).
+            sparse = [layer.raw_kernel, *layer.sparsity_state.values()]
+            for variable in matrices:
+                if not any(variable is known for known in sparse):
+                    sizes[f"{name}.{variable.name}"] = math.prod(variable.shape)
+        elif not is_kernel_layer(layer) and id(layer) not in kept_dense and matrices:
+            sizes[name] = sum(math.prod(v.shape) for v in matrices)
     if not sizes:
         return
     listed = sorted(sizes.items(), key=lambda item: -item[1])
@@ -304,8 +319,9 @@ def _warn_about_dense_matrices(model):
     more = f" and {len(listed) - 5} more" if len(listed) > 5 else ""
     warnings.warn(
         f"sparsify left {100 * sum(sizes.values()) / total:.1f} % of the "
-        f"model's weight matrices dense in layers with no sparse version "
-        f"({names}{more}). `keras_str.sparsity_report` lists them; a layer "
+        f"model's weight matrices dense, in layers with no sparse version or "
+        f"beside a sparse kernel ({names}{more}). `keras_str.sparsity_report` "
+        "lists them; a layer "
         "of your own can opt in with `keras_str.layers.register_sparse_layer`.",
         stacklevel=3,
     )

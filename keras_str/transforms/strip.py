@@ -19,6 +19,7 @@ from keras_str.transforms.cloning import block_copier
 from keras_str.transforms.cloning import check_clonable
 from keras_str.transforms.cloning import check_rewritable
 from keras_str.transforms.cloning import clone_with
+from keras_str.transforms.cloning import copy_other_variables
 from keras_str.transforms.cloning import rewrite_in_place
 from keras_str.transforms.shrink import shrink_channels
 
@@ -183,12 +184,15 @@ def _thin_dense_pair(layer):
 
 
 def _copy_thresholded(str_layer, plain_layer):
-    raw_kernel_variable(plain_layer).assign(
-        ops.cast(str_layer.thresholded_kernel(), plain_layer.variable_dtype)
-    )
-    if bias_variable(str_layer) is not None:
+    kernel = raw_kernel_variable(plain_layer)
+    kernel.assign(ops.cast(str_layer.thresholded_kernel(), plain_layer.variable_dtype))
+    bias = bias_variable(str_layer)
+    if bias is not None:
         # The effective bias: 0 in the channels a channel method removed.
         assign_copy(bias_variable(plain_layer), str_layer.bias)
+    copy_other_variables(
+        str_layer, plain_layer, {kernel.name} | ({bias.name} if bias is not None else set())
+    )
 
 
 def _copy_batch_norm_thresholded(str_layer, plain_layer):
