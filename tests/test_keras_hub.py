@@ -4,6 +4,8 @@ Small random-weight backbones built offline (no presets, no downloads):
 one encoder (BERT) and one decoder LM (GPT-2) run by default.
 """
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import keras_str
 from keras_str.layers.registry import is_kernel_layer
 from keras_str.layers.registry import is_sparse_layer
 from keras_str.layers.registry import raw_kernel_variable
+from tests.backend_utils import slow_on
 from tests.backend_utils import to_numpy
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -213,3 +216,108 @@ def test_untied_output_projection_is_kept_and_named():
     np.testing.assert_allclose(to_numpy(model(sample)), dense_outputs, atol=1e-5)
     plain = keras_str.strip(model, in_place=True)
     np.testing.assert_allclose(to_numpy(plain(sample)), dense_outputs, atol=1e-5)
+
+
+def scheduled_method(name, end_step):
+    schedule = keras_str.PolynomialSchedule(0, end_step)
+    if name == "st3_sigma":
+        return keras_str.ST3(TARGET, schedule, scope="sigma")
+    if name == "gmp":
+        return keras_str.GMP(TARGET, schedule)
+    if name == "str_target":
+        return keras_str.STR(TARGET, schedule, threshold_init=-5.0)
+    raise ValueError(name)
+
+
+def method_cases():
+    # ST-3's global scope runs in every backbone test above. The others run
+    # by default where a step is cheap (PyTorch), under `slow` elsewhere.
+    for backbone in sorted(BACKBONES):
+        for method in ("st3_sigma", "gmp", "str_target", "str"):
+            yield pytest.param(
+                backbone, method, marks=slow_on("tensorflow", "jax"),
+                id=f"{backbone}-{method}",
+            )
+
+
+@pytest.mark.parametrize("backbone, method_name", list(method_cases()))
+def test_every_method_trains_the_backbone_sparse(backbone, method_name):
+    keras.utils.set_random_seed(0)
+    model = BACKBONES[backbone]()
+    steps = 16
+    if method_name == "str":
+        # Plain STR: the decay on W and s sets the sparsity.
+        keras_str.sparsify(
+            model, method=keras_str.STR(threshold_init=-6.0), weight_decay=5e-3,
+            in_place=True,
+        )
+    else:
+        keras_str.sparsify(
+            model, method=scheduled_method(method_name, steps - 4), in_place=True
+        )
+    layers = sparse_layers(model)
+    x = token_inputs(model, n=BATCH * steps)
+    outputs = model(keras.tree.map_structure(lambda v: v[:1], x))
+    y = keras.tree.map_structure(
+        lambda t: np.zeros((BATCH * steps,) + tuple(t.shape[1:]), "float32"), outputs
+    )
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    model.fit(x, y, batch_size=BATCH, verbose=0)
+
+    fractions = [np.mean(to_numpy(l.thresholded_kernel()) == 0) for l in layers]
+    sizes = [int(np.prod(l.raw_kernel.shape)) for l in layers]
+    overall = np.average(fractions, weights=sizes)
+    if method_name == "str":
+        assert 0.05 < overall < 0.99
+        assert min(fractions) > 0
+    elif method_name == "gmp":
+        # GMP's target is per layer.
+        assert max(abs(f - TARGET) for f in fractions) < 0.01
+    else:
+        assert abs(overall - TARGET) < 0.01
+        assert min(fractions) > 0.5
+
+
+def test_no_deprecation_warnings_from_sparsify_strip_and_report():
+    model = small_bert()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keras_str.sparsify(
+            model, method=keras_str.ST3(TARGET, keras_str.ConstantSchedule()), in_place=True
+        )
+        keras_str.sparsity_report(model)
+        keras_str.strip(model, in_place=True)
+    assert [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)] == []
+
+
+def test_report_names_layers_by_path_and_counts_macs_per_token():
+    model = causal_lm()
+    keras_str.sparsify(
+        model, method=keras_str.ST3(TARGET, keras_str.ConstantSchedule()), in_place=True
+    )
+    report = keras_str.sparsity_report(model)
+    names = [row.name for row in report.rows]
+    assert len(names) == len(set(names))
+    rows = {row.name: row for row in report.rows}
+    query = rows["transformer_layer_0/self_attention/query"]
+    assert query.layer_class == "STREinsumDense"
+    # hidden 64 -> 2 heads x 32: one multiply-add per weight per token.
+    assert (query.params, query.dense_macs, query.macs_per) == (4096, 4096, "position")
+    # The tied table: no MACs for the lookup, one per weight per token for
+    # the logits; counted once although the task and its backbone hold it.
+    embedding = rows["token_embedding"]
+    assert embedding.dense_macs == VOCABULARY * 64
+    assert names.count("token_embedding") == 1
+    assert report.totals["params"] <= model.count_params()
+    assert "MACs per position" in report.table()
+
+
+def test_report_names_an_untied_output_projection():
+    model = small_llama3_lm()
+    keras_str.sparsify(
+        model, method=keras_str.ST3(TARGET, keras_str.ConstantSchedule()), in_place=True
+    )
+    rows = {row.name: row for row in keras_str.sparsity_report(model).rows}
+    row = rows["token_embedding.reverse_embeddings"]
+    assert row.params == VOCABULARY * 64 and row.sparsity == 0
+    assert "no sparse version" in row.note

@@ -187,7 +187,7 @@ def test_kept_dense_layers_are_marked():
         transformer_classifier(), keep_dense=["logits"], weight_decay=1e-4)
     rows = {row.name: row for row in keras_str.sparsity_report(sparse).rows}
     assert rows["logits"].note == "kept dense"
-    assert rows["query"].note == ""
+    assert rows["attention/query"].note == ""
 
 
 def test_embedding_sigma_scale_is_its_initializer_std():

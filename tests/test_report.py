@@ -111,4 +111,5 @@ def test_nested_models_are_walked():
     inner = keras.Sequential([keras.Input((4,)), keras_str.STRDense(3, name="inner_dense")])
     outer = keras.Sequential([keras.Input((4,)), inner, keras.layers.Dense(2, name="outer")])
     names = [row.name for row in keras_str.sparsity_report(outer).rows]
-    assert names == ["inner_dense", "outer"]
+    # Named by path inside `outer`.
+    assert names == [f"{inner.name}/inner_dense", "outer"]

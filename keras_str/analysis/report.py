@@ -7,9 +7,11 @@ import math
 import keras
 import numpy as np
 
+from keras_str.host import to_numpy
 from keras_str.io_utils import write_text_atomic
 from keras_str.layers.base import SparseKernelLayer
 from keras_str.layers.batch_norm import STRBatchNormalization
+from keras_str.layers.macs import has_unknown_positions
 from keras_str.layers.macs import uses_per_weight
 from keras_str.layers.registry import in_plain_blocks
 from keras_str.layers.registry import is_kernel_layer
@@ -40,6 +42,12 @@ class LayerSparsity:
     (`keras_str.LowRankSTR`) has `rank` (singular values kept) and
     `full_rank`; its `nonzeros` are what `strip` deploys: the two thin
     factors' weights when they are cheaper than the product.
+
+    `name` is the layer's path inside the model (`hidden`,
+    `transformer_layer_0/self_attention/query`), unique in the model. `macs_per` is `"example"`, or
+    `"position"` where the layer's input has dimensions known only at run
+    time (a transformer's sequence length): its MACs are then per token,
+    counting each unknown dimension as 1.
     """
 
     name: str
@@ -53,6 +61,7 @@ class LayerSparsity:
     note: str = ""
     rank: int | None = None
     full_rank: int | None = None
+    macs_per: str = "example"
 
 
 @dataclasses.dataclass
@@ -100,9 +109,7 @@ class SparsityReport:
                     "-" if row.threshold is None else f"{row.threshold:.4g}",
                     _format_count(row.dense_macs),
                     _format_count(row.sparse_macs),
-                    row.note
-                    if row.rank is None
-                    else f"rank {row.rank}/{row.full_rank}" + (f"; {row.note}" if row.note else ""),
+                    _note(row),
                 )
             )
         totals = self.totals
@@ -151,6 +158,15 @@ class SparsityReport:
 
     def __str__(self):
         return self.table()
+
+
+def _note(row):
+    notes = [row.note] if row.note else []
+    if row.rank is not None:
+        notes.insert(0, f"rank {row.rank}/{row.full_rank}")
+    if row.macs_per == "position" and row.dense_macs is not None:
+        notes.append("MACs per position")
+    return "; ".join(notes)
 
 
 def _format_count(count):
@@ -210,6 +226,16 @@ def sparsity_report(model):
                 row.note = "kept dense"
             rows.append(row)
             counted.add(id(raw_kernel_variable(layer)))
+            state = _method_state(layer)
+            for variable in weight_matrices(layer):
+                if id(variable) in counted or any(variable is v for v in state):
+                    continue
+                # A matrix beside the kernel (an untied output projection).
+                extra = _unsupported_row(layer, [variable])
+                extra.name = f"{extra.name}.{variable.name}"
+                extra.note = "beside the sparse kernel: no sparse version"
+                rows.append(extra)
+                counted.add(id(variable))
         else:
             matrices = weight_matrices(layer)
             if matrices:
@@ -218,6 +244,7 @@ def sparsity_report(model):
                     row.note = "kept dense"
                 rows.append(row)
                 counted.update(id(v) for v in matrices)
+    _relative_names(rows, model)
     params = sum(row.params for row in rows)
     nonzeros = sum(row.nonzeros for row in rows)
     known_macs = all(row.dense_macs is not None for row in rows)
@@ -229,7 +256,7 @@ def sparsity_report(model):
     }
     other_params = sum(int(math.prod(v.shape)) for v in others.values())
     other_nonzeros = sum(
-        int(np.count_nonzero(keras.ops.convert_to_numpy(v))) for v in others.values()
+        int(np.count_nonzero(to_numpy(v))) for v in others.values()
     )
     all_params = params + other_params
     all_nonzeros = nonzeros + other_nonzeros
@@ -247,8 +274,19 @@ def sparsity_report(model):
         "all_nonzeros": all_nonzeros,
         "all_sparsity": 1.0 - all_nonzeros / all_params if all_params else 0.0,
         "dense_share": dense_params / all_params if all_params else 0.0,
+        "macs_per": (
+            "position" if any(row.macs_per == "position" for row in rows) else "example"
+        ),
     }
     return SparsityReport(rows=rows, totals=totals)
+
+
+def _relative_names(rows, model):
+    """Names rows by their layer's path inside `model` (unique; `hidden`, `block_0/attention/query`)."""
+    prefix = f"{getattr(model, 'path', None) or model.name}/"
+    for row in rows:
+        if row.name.startswith(prefix):
+            row.name = row.name[len(prefix):]
 
 
 def _batch_norms_by_producer(layers):
@@ -272,7 +310,7 @@ def _method_state(layer):
 def _row(layer, params, nonzeros, threshold=None, positions=None, note="", rank=None,
          full_rank=None):
     return LayerSparsity(
-        name=layer.name,
+        name=layer.path or layer.name,
         layer_class=layer.__class__.__name__,
         params=params,
         nonzeros=nonzeros,
@@ -289,7 +327,7 @@ def _row(layer, params, nonzeros, threshold=None, positions=None, note="", rank=
 def _unsupported_row(layer, matrices):
     params = sum(int(math.prod(v.shape)) for v in matrices)
     nonzeros = sum(
-        int(np.count_nonzero(keras.ops.convert_to_numpy(v))) for v in matrices
+        int(np.count_nonzero(to_numpy(v))) for v in matrices
     )
     return _row(layer, params, nonzeros, note="no sparse version")
 
@@ -297,11 +335,11 @@ def _unsupported_row(layer, matrices):
 def _layer_row(layer):
     rank = full_rank = None
     if isinstance(layer, SparseKernelLayer):
-        kernel = keras.ops.convert_to_numpy(layer.thresholded_kernel())
+        kernel = to_numpy(layer.thresholded_kernel())
         nonzeros = int(np.count_nonzero(kernel))
         threshold = layer.threshold
         if threshold is not None:
-            threshold = float(np.mean(keras.ops.convert_to_numpy(threshold)))
+            threshold = float(np.mean(to_numpy(threshold)))
         factors = layer.method.factors(layer)
         if factors is not None:
             left, right = factors
@@ -311,18 +349,25 @@ def _layer_row(layer):
             if layer.kernel_spec.keras_class is keras.layers.Dense and 0 < thin < kernel.size:
                 nonzeros = int(thin)
     else:
-        kernel = keras.ops.convert_to_numpy(raw_kernel_variable(layer))
+        kernel = to_numpy(raw_kernel_variable(layer))
         nonzeros = int(np.count_nonzero(kernel))
         threshold = None
     # A BatchNormalization's channel scales cost no multiply-adds of their
     # own; the producing layer's row counts its filters.
     batch_norm = isinstance(layer, keras.layers.BatchNormalization)
-    return _row(
+    positions = 0 if batch_norm else uses_per_weight(layer)
+    macs_per = "example"
+    if positions is None and has_unknown_positions(layer):
+        positions = uses_per_weight(layer, per_position=True)
+        macs_per = "position"
+    row = _row(
         layer,
         int(kernel.size),
         nonzeros,
         threshold=threshold,
-        positions=0 if batch_norm else uses_per_weight(layer),
+        positions=positions,
         rank=rank,
         full_rank=full_rank,
     )
+    row.macs_per = macs_per
+    return row

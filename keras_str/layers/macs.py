@@ -25,19 +25,25 @@ def _input_shape(layer):
     return None
 
 
-def uses_per_weight(layer):
+def uses_per_weight(layer, per_position=False):
     """How many multiply-adds each kernel weight costs per example, or `None`.
 
     The output positions one kernel entry contributes to: 1 for a Dense layer
     on vectors, the output's spatial size for a convolution, the input's for
     a transposed one, the time steps for an RNN cell's kernel, 0 for an
-    embedding lookup; for a BatchNormalization's channel scale, the
+    embedding lookup (1 per token more for a tied embedding that also
+    projects to logits); for a BatchNormalization's channel scale, the
     multiply-adds of the filter producing the channel (what its removal
     saves). `None` when the shapes are not known (unknown spatial
     dimensions, a layer not yet called).
+
+    With `per_position=True`, a Dense or EinsumDense layer's (or a tied
+    embedding's projection's) unknown dimensions other than the batch count
+    as 1: the cost per token of a transformer's projections, whose sequence
+    length is only known at run time. Convolutions stay `None`.
     """
     if isinstance(layer, keras.layers.Embedding):
-        return 0
+        return _reverse_uses(layer, per_position)
     if isinstance(layer, keras.layers.BatchNormalization):
         return _producer_macs_per_channel(layer)
     if isinstance(layer, KernelWeight):
@@ -46,6 +52,8 @@ def uses_per_weight(layer):
     input_shape = _input_shape(layer)
     if input_shape is None:
         return None
+    if per_position and isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)):
+        input_shape = input_shape[:1] + tuple(d or 1 for d in input_shape[1:])
     channels_first = getattr(layer, "data_format", None) == "channels_first"
     if isinstance(layer, BaseConvTranspose):
         # Every input position scatters the whole kernel.
@@ -61,6 +69,34 @@ def uses_per_weight(layer):
     kernel_shape = tuple(raw_kernel_variable(layer).shape)
     channels = math.prod(kernel_shape[axis] for axis in spec.output_axes(layer))
     return int(math.prod(output_shape)) // channels
+
+
+def has_unknown_positions(layer):
+    """Whether `layer`'s input has unknown dimensions besides the batch."""
+    input_shape = _input_shape(layer)
+    return input_shape is not None and None in tuple(input_shape)[1:]
+
+
+def _reverse_uses(layer, per_position):
+    """Multiply-adds per table entry of an embedding: its projections to logits.
+
+    A lookup costs none; a tied `ReversibleEmbedding` called with
+    `reverse=True` in a layer graph multiplies each table entry once per
+    position it projects. Calls outside a graph leave no trace: 0.
+    """
+    if not getattr(layer, "tie_weights", False):
+        return 0
+    uses = 0
+    for node in getattr(layer, "_inbound_nodes", ()):
+        if not node.arguments.kwargs.get("reverse"):
+            continue
+        shape = tuple(node.arguments.args[0].shape)[1:-1]
+        if per_position:
+            shape = tuple(d or 1 for d in shape)
+        if None in shape:
+            return None
+        uses += int(math.prod(shape))
+    return uses
 
 
 def _producer_macs_per_channel(layer):

@@ -265,22 +265,28 @@ def iter_layers(model):
 
     In model order, depth first; a layer that holds sublayers
     (`MultiHeadAttention`'s projections) comes before them; models
-    themselves are not yielded.
+    themselves are not yielded. A layer held in two places (a causal LM's
+    tied embedding, in the task and in its backbone) is yielded once.
     """
+    seen = set()
     if isinstance(model, keras.Model):
-        yield from _iter_sublayers(model)
+        yield from _iter_sublayers(model, seen)
     elif isinstance(model, keras.layers.Layer):
         # A single layer stands for itself.
+        seen.add(id(model))
         yield model
-        yield from _iter_sublayers(model)
+        yield from _iter_sublayers(model, seen)
 
 
-def _iter_sublayers(layer):
+def _iter_sublayers(layer, seen):
     children = layer.layers if isinstance(layer, keras.Model) else layer._layers
     for child in children:
+        if id(child) in seen:
+            continue
+        seen.add(id(child))
         if not isinstance(child, keras.Model):
             yield child
-        yield from _iter_sublayers(child)
+        yield from _iter_sublayers(child, seen)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 from keras import ops
 
 from keras_str.forward_pass import current_forward_pass
+from keras_str.host import to_numpy
 from keras_str.methods.quantile import kth_smallest
 from keras_str.methods.quantile import SELECTIONS
 from keras_str.methods.quantile import weighted_kth_smallest
@@ -351,4 +352,4 @@ def _concrete_bool(value):
         # PyTorch: Keras's cond is a Python branch already; torch.compile
         # traces through it.
         return None
-    return bool(keras.ops.convert_to_numpy(value))
+    return bool(to_numpy(value))

@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_str.host import to_numpy
 from keras_str.methods.base import SparsityMethod
 from keras_str.methods.base import check_channel_multiple
 from keras_str.methods.base import check_fraction
@@ -149,7 +150,7 @@ class GMP(SparsityMethod):
             return {layer.name: self.layer_target(layer) for layer in layers}
         kept = [0.0] * len(layers)
         for group in self._channel_groups(layers):
-            pruned = float(ops.convert_to_numpy(self._pruned_channels(group, layers, 1.0)))
+            pruned = float(to_numpy(self._pruned_channels(group, layers, 1.0)))
             for index, _ in group.members:
                 kept[index] += group.width - pruned
         return {

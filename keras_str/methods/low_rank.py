@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_str.host import to_numpy
 from keras_str.methods.base import SparsityMethod
 from keras_str.methods.str import DEFAULT_THRESHOLD_INIT
 from keras_str.methods.threshold_fns import get_threshold_fn
@@ -174,13 +175,13 @@ class LowRankSTR(SparsityMethod):
 
     def rank(self, layer):
         """The rank `layer`'s kernel keeps: its nonzero thresholded singular values (host side)."""
-        return int(np.count_nonzero(ops.convert_to_numpy(self.singular_values(layer))))
+        return int(np.count_nonzero(to_numpy(self.singular_values(layer))))
 
     def factors(self, layer):
-        sigma = ops.convert_to_numpy(self.singular_values(layer))
+        sigma = to_numpy(self.singular_values(layer))
         kept = np.flatnonzero(sigma)
-        u = ops.convert_to_numpy(layer.sparsity_state["u"])[:, kept]
-        v = ops.convert_to_numpy(layer.sparsity_state["v"])[:, kept]
+        u = to_numpy(layer.sparsity_state["u"])[:, kept]
+        v = to_numpy(layer.sparsity_state["v"])[:, kept]
         # sqrt(|sigma|) on both sides keeps the two matrices on one scale
         # (what int8 quantization of the thin layers wants).
         root = np.sqrt(np.abs(sigma[kept]))

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_str.host import to_numpy
 from keras_str.methods.base import SparsityMethod
 from keras_str.methods.base import check_budget
 from keras_str.methods.base import check_fraction
@@ -138,7 +139,7 @@ class ST3(SparsityMethod):
 
     def final_layer_sparsity(self, layers):
         values = [
-            np.abs(keras.ops.convert_to_numpy(layer.raw_kernel)) / self.layer_scale(layer)
+            np.abs(to_numpy(layer.raw_kernel)) / self.layer_scale(layer)
             for layer in layers
         ]
         return zero_fractions_at_quantile(

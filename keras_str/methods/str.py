@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_str.host import to_numpy
 from keras_str.methods.base import SparsityMethod
 from keras_str.methods.base import check_budget
 from keras_str.methods.base import check_quantile
@@ -234,7 +235,7 @@ class STR(SparsityMethod):
     def final_layer_sparsity(self, layers):
         if not self.scheduled:
             return None
-        values = [ops.convert_to_numpy(self._critical_values(layer)) for layer in layers]
+        values = [to_numpy(self._critical_values(layer)) for layer in layers]
         return zero_fractions_at_quantile(
             layers, values, self.target_sparsity, self.budget
         )

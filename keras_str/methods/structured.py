@@ -13,6 +13,7 @@ import warnings
 import keras
 from keras import ops
 
+from keras_str.host import to_numpy
 from keras_str.methods.channel_macs import ChannelMacs
 from keras_str.methods.channel_macs import output_channel_count
 from keras_str.methods.str import STR
@@ -270,7 +271,7 @@ class StructuredSTR(STR):
             ]
             value, _ = counter.select(channel_values, self.target_sparsity)
             fractions = {
-                layer.name: float((ops.convert_to_numpy(values) <= float(value)).mean())
+                layer.name: float((to_numpy(values) <= float(value)).mean())
                 for layer, values in zip(layers, channel_values)
             }
         # A target the floors make unreachable stops at each floor.

@@ -34,6 +34,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_str.host import to_numpy
 from keras_str.methods.base import check_channel_multiple
 from keras_str.transforms.cloning import check_clonable
 from keras_str.transforms.cloning import clone_with
@@ -293,9 +294,9 @@ def _kind(layer, rank):
 
 
 def _kernel_and_bias(layer):
-    kernel = keras.ops.convert_to_numpy(layer.kernel).astype(np.float64)
+    kernel = to_numpy(layer.kernel).astype(np.float64)
     bias = (
-        keras.ops.convert_to_numpy(layer.bias).astype(np.float64)
+        to_numpy(layer.bias).astype(np.float64)
         if getattr(layer, "use_bias", False)
         else np.zeros(kernel.shape[-1])
     )
@@ -312,7 +313,7 @@ def _folds_exactly(layer):
 def _apply(function, values):
     """`function` on a (1, C) batch of constants; NaN channels stay NaN."""
     known = np.nan_to_num(values)
-    result = keras.ops.convert_to_numpy(
+    result = to_numpy(
         function(keras.ops.convert_to_tensor(known[None, :].astype("float32")))
     )[0].astype(np.float64)
     return np.where(np.isnan(values), np.nan, result)
@@ -393,7 +394,7 @@ def _depthwise_constants(layer, inputs):
 
 def _batch_norm_constants(layer, inputs):
     def numpy(variable):
-        return keras.ops.convert_to_numpy(variable).astype(np.float64)
+        return to_numpy(variable).astype(np.float64)
 
     scale = 1.0 / np.sqrt(numpy(layer.moving_variance) + layer.epsilon)
     if layer.scale:
@@ -540,7 +541,7 @@ def _absorb_rule(node, removal, constants, limit):
     """A kernel layer's input channel can go if unused by its kept outputs, or constant and foldable."""
     layer = node.layer
     source, out = node.inputs[0], node.outputs[0]
-    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    kernel = to_numpy(layer.kernel)
     kept_outputs = sorted(set(range(kernel.shape[-1])) - removal[out])
     spatial = tuple(range(kernel.ndim - 2))
     used = np.any(kernel[..., kept_outputs] != 0, axis=spatial + (kernel.ndim - 1,))
@@ -564,7 +565,7 @@ def _warn_about_kept_dead_channels(graph, removal, causes):
         layer = node.layer
         if not _is_kernel_producer(layer) or len(node.outputs) != 1:
             continue
-        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        kernel = to_numpy(layer.kernel)
         if _is_depthwise(layer):
             dead = ~np.any(kernel.reshape(-1, kernel.shape[-2]) != 0, axis=0)
         else:
@@ -638,7 +639,7 @@ class _Plan:
 def _slicer(kept):
     def copy(old, new):
         new.set_weights(
-            [keras.ops.convert_to_numpy(w)[kept] for w in old.weights]
+            [to_numpy(w)[kept] for w in old.weights]
         )
 
     return copy
@@ -646,7 +647,7 @@ def _slicer(kept):
 
 def _depthwise_slicer(kept):
     def copy(old, new):
-        weights = [keras.ops.convert_to_numpy(w) for w in old.weights]
+        weights = [to_numpy(w) for w in old.weights]
         new.set_weights(
             [w[..., kept, :] if w.ndim > 1 else w[kept] for w in weights]
         )
@@ -673,7 +674,7 @@ def _same_outputs(model, shrunk):
     before = keras.tree.flatten(model(inputs if len(inputs) > 1 else inputs[0]))
     after = keras.tree.flatten(shrunk(inputs if len(inputs) > 1 else inputs[0]))
     for a, b in zip(before, after):
-        a, b = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
+        a, b = to_numpy(a), to_numpy(b)
         if a.shape != b.shape:
             return False
         scale = max(float(np.max(np.abs(a))), 1e-6)

@@ -5,6 +5,7 @@ import warnings
 
 import keras
 
+from keras_str.host import to_numpy
 from keras_str.layers.batch_norm import STRBatchNormalization
 from keras_str.layers.registry import bias_variable
 from keras_str.layers.registry import block_spec_for_keras_layer
@@ -412,7 +413,7 @@ def _check_training_reaches(model, method):
             values = [v.value if new is None else new for v, new in zip(variables, values)]
     steps = {id(layer.sparsity_step) for layer in method.layers}
     advanced = {
-        id(v): int(keras.ops.convert_to_numpy(new)) > int(keras.ops.convert_to_numpy(v.value))
+        id(v): int(to_numpy(new)) > int(to_numpy(v.value))
         for v, new in zip(variables, values)
         if id(v) in steps
     }

@@ -5,6 +5,7 @@ import warnings
 import keras
 from keras import ops
 
+from keras_str.host import to_numpy
 from keras_str.layers.base import SPARSE_CONFIG_KEYS
 from keras_str.layers.batch_norm import STRBatchNormalization
 from keras_str.layers.registry import bias_variable
@@ -314,7 +315,7 @@ def _float32_config(config):
 def _copy_as_float32(old, new):
     new.set_weights(
         [
-            ops.convert_to_numpy(value).astype(variable.dtype)
+            to_numpy(value).astype(variable.dtype)
             for value, variable in zip(old.get_weights(), new.weights)
         ]
     )
