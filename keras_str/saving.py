@@ -1,16 +1,24 @@
 """Loading `.keras` files with errors that say what is wrong with them."""
 
+import json
 import os
+import warnings
 import zipfile
 
 import keras
+
+from keras_str.transforms.recipe import ARCHIVE_MEMBER
+from keras_str.transforms.recipe import Recipe
 
 
 def load_model(path):
     """Loads a `.keras` model (STR layers included) or says why it cannot.
 
     Keras reports a truncated or corrupt file as "File not found"; this
-    names the real problem.
+    names the real problem. A model sparsified in place (a subclassed or
+    keras-hub model, whose config rebuilds it dense) is rebuilt from its
+    config, sparsified again as the file records, then given its weights:
+    `keras.saving.load_model` cannot load such a file.
 
     Args:
         path: A `.keras` file.
@@ -55,8 +63,39 @@ def load_model(path):
             "config.json)."
         )
     try:
+        if ARCHIVE_MEMBER in names:
+            return _load_rewritten_in_place(path)
         return keras.saving.load_model(path)
     except Exception as error:
         raise ValueError(
             f"Keras could not load {path!r}: {type(error).__name__}: {error}"
         ) from error
+
+
+def _load_rewritten_in_place(path):
+    """Rebuilds the dense model from the file's config, redoes its in-place `sparsify`, loads the weights."""
+    from keras_str.transforms.sparsify import sparsify
+
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+        recipe = Recipe.from_json(archive.read(ARCHIVE_MEMBER), path)
+    # Compiled after the rewrite: the optimizer's slots follow the sparse
+    # variables, as when the model was saved.
+    compile_config = config.pop("compile_config", None)
+    model = keras.saving.deserialize_keras_object(config)
+    with warnings.catch_warnings():
+        # `sparsify` warned when the model was first rewritten.
+        warnings.simplefilter("ignore")
+        sparsify(
+            model,
+            method=recipe.method,
+            weight_decay=recipe.weight_decay,
+            keep_dense=recipe.replayer(),
+            in_place=True,
+        )
+    if compile_config is not None:
+        model.compile_from_config(compile_config)
+        if model.optimizer is not None:
+            model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+    return model

@@ -4,6 +4,11 @@ Small random-weight backbones built offline (no presets, no downloads):
 one encoder (BERT) and one decoder LM (GPT-2) run by default.
 """
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import keras
@@ -321,3 +326,177 @@ def test_report_names_an_untied_output_projection():
     row = rows["token_embedding.reverse_embeddings"]
     assert row.params == VOCABULARY * 64 and row.sparsity == 0
     assert "no sparse version" in row.note
+
+
+def trained_causal_lm(steps=4):
+    keras.utils.set_random_seed(0)
+    model = causal_lm()
+    keras_str.sparsify(
+        model,
+        method=keras_str.ST3(TARGET, keras_str.PolynomialSchedule(0, steps - 2)),
+        keep_dense=lambda layer: layer.name == "attention_output",
+        in_place=True,
+    )
+    x = token_inputs(model.backbone, n=BATCH * steps)
+    x.pop("segment_ids", None)
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(x, x["token_ids"], batch_size=BATCH, verbose=0)
+    return model, {k: v[:2] for k, v in x.items()}
+
+
+def test_a_model_sparsified_in_place_saves_and_reloads(tmp_path):
+    model, sample = trained_causal_lm()
+    path = tmp_path / "sparse.keras"
+    model.save(path)
+
+    reloaded = keras_str.load_model(path)
+
+    assert type(reloaded) is type(model)
+    assert variable_paths(reloaded) == variable_paths(model)
+    assert [type(l).__name__ for l in sparse_layers(reloaded)] == [
+        type(l).__name__ for l in sparse_layers(model)
+    ]
+    # keep_dense was replayed: the attention output projections stay plain.
+    assert not any(l.name == "attention_output" for l in sparse_layers(reloaded))
+    np.testing.assert_allclose(to_numpy(reloaded(sample)), to_numpy(model(sample)), atol=1e-6)
+    np.testing.assert_array_equal(
+        to_numpy(reloaded.backbone.token_embedding.sparsity_step),
+        to_numpy(model.backbone.token_embedding.sparsity_step),
+    )
+    # Training goes on from the saved optimizer state.
+    reloaded.fit(sample, sample["token_ids"], verbose=0)
+
+
+# A fresh process imports Keras, keras-hub and keras-str again: ~20 s, run
+# by default where that is cheapest.
+@slow_on("tensorflow", "jax")
+def test_saved_sparse_and_stripped_models_reload_in_a_fresh_process(tmp_path):
+    model, sample = trained_causal_lm()
+    expected = to_numpy(model(sample))
+    model.save(tmp_path / "sparse.keras")
+    keras_str.strip(model, in_place=True)
+    np.testing.assert_allclose(to_numpy(model(sample)), expected, atol=1e-5)
+    model.save(tmp_path / "stripped.keras")
+    np.savez(tmp_path / "sample.npz", **sample)
+
+    # The stripped model loads with Keras and keras-hub alone.
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import keras, numpy as np
+        sample = dict(np.load({str(tmp_path / "sample.npz")!r}))
+        stripped = keras.saving.load_model({str(tmp_path / "stripped.keras")!r})
+        plain = "keras_str" not in sys.modules
+        import keras_str
+        sparse = keras_str.load_model({str(tmp_path / "sparse.keras")!r})
+        out = {{
+            "class": type(stripped).__name__,
+            "plain": plain,
+            "stripped": keras.ops.convert_to_numpy(stripped(sample)).tolist(),
+            "sparse": keras.ops.convert_to_numpy(sparse(sample)).tolist(),
+        }}
+        print(json.dumps(out))
+        """
+    )
+    env = {**os.environ, "KERAS_BACKEND": keras.backend.backend()}
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["class"] == "GPT2CausalLM" and out["plain"]
+    np.testing.assert_allclose(np.array(out["sparse"]), expected, atol=1e-6)
+    np.testing.assert_allclose(np.array(out["stripped"]), expected, atol=1e-5)
+
+
+def zoo():
+    """Every model family of the issue, small and random (built offline)."""
+    gemma = dict(
+        vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=2,
+        num_key_value_heads=1, hidden_dim=64, intermediate_dim=128, head_dim=32,
+    )
+    vit = dict(
+        image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2,
+        hidden_dim=64, mlp_dim=128,
+    )
+    return {
+        "bert_backbone": small_bert,
+        "bert_text_classifier": text_classifier,
+        "gpt2_backbone": small_gpt2,
+        "gpt2_causal_lm": causal_lm,
+        "gemma_backbone": lambda: keras_hub.models.GemmaBackbone(**gemma),
+        "gemma_causal_lm": lambda: keras_hub.models.GemmaCausalLM(
+            backbone=keras_hub.models.GemmaBackbone(**gemma), preprocessor=None
+        ),
+        "gemma3_backbone": lambda: keras_hub.models.Gemma3Backbone(
+            **gemma, image_size=None, vision_encoder=None
+        ),
+        "llama3_causal_lm": small_llama3_lm,
+        "vit_backbone": lambda: keras_hub.models.ViTBackbone(**vit),
+        "vit_image_classifier": lambda: keras_hub.models.ViTImageClassifier(
+            backbone=keras_hub.models.ViTBackbone(**vit), num_classes=3,
+            preprocessor=None,
+        ),
+    }
+
+
+def zoo_inputs(model, n):
+    backbone = getattr(model, "backbone", model)
+    if isinstance(backbone, keras_hub.models.ViTBackbone):
+        return np.random.default_rng(0).normal(size=(n, 32, 32, 3)).astype("float32")
+    inputs = token_inputs(backbone, n=n)
+    return {k: v for k, v in inputs.items() if k in backbone._inputs_struct}
+
+
+def zoo_targets(model, x, n):
+    """Targets and a loss that keras-hub's task models accept (they add their metrics)."""
+    if isinstance(model, keras_hub.models.CausalLM):
+        return x["token_ids"], keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if isinstance(model, keras_hub.models.Task):
+        # The classifiers: 3 classes.
+        return np.arange(n) % 3, keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    outputs = model(keras.tree.map_structure(lambda v: v[:1], x))
+    y = keras.tree.map_structure(
+        lambda t: np.zeros((n,) + tuple(t.shape[1:]), "float32"), outputs
+    )
+    return y, "mse"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(zoo()))
+def test_zoo_trains_sparse_strips_and_reloads(name, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = zoo()[name]()
+    steps = 6
+    keras_str.sparsify(
+        model, method=keras_str.ST3(TARGET, keras_str.PolynomialSchedule(0, steps - 2)),
+        in_place=True,
+    )
+    layers = sparse_layers(model)
+    x = zoo_inputs(model, BATCH * steps)
+    y, loss = zoo_targets(model, x, BATCH * steps)
+    model.compile(keras.optimizers.Adam(1e-3), loss)
+    model.fit(x, y, batch_size=BATCH, verbose=0)
+
+    assert {int(to_numpy(l.sparsity_step)) for l in layers} == {steps}
+    fractions = [np.mean(to_numpy(l.thresholded_kernel()) == 0) for l in layers]
+    sizes = [int(np.prod(l.raw_kernel.shape)) for l in layers]
+    assert abs(np.average(fractions, weights=sizes) - TARGET) < 0.01
+
+    sample = keras.tree.map_structure(lambda v: v[:2], x)
+    expected = keras.tree.map_structure(to_numpy, model(sample))
+    model.save(tmp_path / "sparse.keras")
+    reloaded = keras_str.load_model(tmp_path / "sparse.keras")
+    keras.tree.map_structure(
+        lambda a, b: np.testing.assert_allclose(to_numpy(a), b, atol=1e-6),
+        reloaded(sample), expected,
+    )
+    plain = keras_str.strip(model, in_place=True)
+    assert not sparse_layers(plain)
+    keras.tree.map_structure(
+        lambda a, b: np.testing.assert_allclose(to_numpy(a), b, atol=1e-5),
+        plain(sample), expected,
+    )

@@ -26,6 +26,8 @@ from keras_str.transforms.cloning import check_rewritable
 from keras_str.transforms.cloning import clone_with
 from keras_str.transforms.cloning import copy_other_variables
 from keras_str.transforms.cloning import rewrite_in_place
+from keras_str.transforms.recipe import Recipe
+from keras_str.transforms.recipe import attach as attach_recipe
 from keras_str.transforms.separable import SEPARABLE_CONVS
 from keras_str.transforms.separable import separable_as_two_layers
 
@@ -86,6 +88,8 @@ def sparsify(
             `True` replaces their layers inside `model` itself, wherever the
             model or its layers hold them (attributes and lists), and returns
             `model`. Sequential and functional models are always rebuilt.
+            The rewrite is saved with the model (`model.save`); load it
+            with `keras_str.load_model`, which redoes it.
 
     Returns:
         A new Keras model (`model` itself is not changed), or `model`
@@ -108,6 +112,12 @@ def sparsify(
         threshold_granularity=threshold_granularity,
     )
 
+    recipe = None
+    if in_place:
+        # A model rewritten in place keeps its config: the rewrite is saved
+        # with it, so that `keras_str.load_model` can redo it.
+        recipe = Recipe(shared_method, weight_decay=weight_decay)
+        should_keep_dense = recipe.recorder(should_keep_dense)
     scaled_by_batch_norm = _batch_norm_scales(model, shared_method, should_keep_dense)
 
     def replace(layer):
@@ -150,6 +160,7 @@ def sparsify(
                 f"method={shared_method!r}"
             )
         sparse_model = rewrite_in_place(model, replace)
+        attach_recipe(sparse_model, recipe)
         if shared_method.scheduled:
             _check_training_reaches(sparse_model, shared_method)
     else:

@@ -22,6 +22,7 @@ from keras_str.transforms.cloning import check_rewritable
 from keras_str.transforms.cloning import clone_with
 from keras_str.transforms.cloning import copy_other_variables
 from keras_str.transforms.cloning import rewrite_in_place
+from keras_str.transforms.recipe import detach as detach_recipe
 from keras_str.transforms.shrink import shrink_channels
 
 
@@ -108,6 +109,7 @@ def strip(model, *, in_place=False, shrink=None, channel_multiple=None):
 
     if in_place:
         plain = rewrite_in_place(model, replace)
+        detach_recipe(plain)
     else:
         plain = clone_with(model, replace)
     _warn_about_empty_kernels(plain)

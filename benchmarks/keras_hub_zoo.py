@@ -1,0 +1,201 @@
+"""keras-hub transformers through sparsify, training, strip and reload: one row per model and method.
+
+    KERAS_BACKEND=torch python -m benchmarks.keras_hub_zoo [--models gpt2_causal_lm,...]
+        [--methods st3,st3_sigma,gmp,str_target,str] [--steps 16] [--resume]
+        [--out benchmarks/results/keras_hub_zoo]
+
+Small random-weight keras-hub 0.32 models built offline (the zoo of
+`tests/test_keras_hub.py`: BERT, GPT-2, Gemma, Gemma 3, Llama 3, ViT;
+backbones and task models). Each row: `sparsify(in_place=True)` with the
+method (targets 90 % over `--steps` steps, cubic schedule ending 4 steps
+before; plain STR with `threshold_init=-6`, weight decay 5e-3), `--steps`
+Adam steps on random data, then
+- the share of the model's parameters in sparse kernels,
+- the reached sparsity over those kernels and its per-layer min / max,
+- strip parity (max |stripped - sparse|) and save + `keras_str.load_model`
+  parity (max |reloaded - sparse|, same process).
+Rows go to `<out>_<backend>.jsonl` as they finish (`--resume` skips the
+ones there); `<out>_<backend>.md` is generated from it, with the command,
+commit and machine.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+METHODS = ("st3", "st3_sigma", "gmp", "str_target", "str")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", None, "Models to run (default: all of the zoo).")
+flags.DEFINE_list("methods", list(METHODS), f"Methods, of {METHODS}.")
+flags.DEFINE_integer("steps", 16, "Training steps.")
+flags.DEFINE_bool("resume", False, "Skip rows already in the results file.")
+flags.DEFINE_string("out", "benchmarks/results/keras_hub_zoo", "Output prefix.")
+
+TARGET = 0.9
+BATCH = 8
+
+
+def method_for(name, steps):
+    import keras_str
+
+    schedule = keras_str.PolynomialSchedule(0, steps - 4)
+    if name == "st3":
+        return keras_str.ST3(TARGET, schedule), None
+    if name == "st3_sigma":
+        return keras_str.ST3(TARGET, schedule, scope="sigma"), None
+    if name == "gmp":
+        return keras_str.GMP(TARGET, schedule), None
+    if name == "str_target":
+        return keras_str.STR(TARGET, schedule, threshold_init=-5.0), None
+    if name == "str":
+        return keras_str.STR(threshold_init=-6.0), 5e-3
+    raise ValueError(f"Unknown method {name!r}; known: {METHODS}")
+
+
+def run_row(model_name, method_name, steps, workdir):
+    import keras
+    import numpy as np
+
+    import keras_str
+    from keras_str.host import to_numpy
+    from tests import test_keras_hub as zoo
+
+    keras.utils.set_random_seed(0)
+    model = zoo.zoo()[model_name]()
+    method, weight_decay = method_for(method_name, steps)
+    start = time.time()
+    keras_str.sparsify(model, method=method, weight_decay=weight_decay, in_place=True)
+    layers = zoo.sparse_layers(model)
+    share = sum(int(np.prod(l.raw_kernel.shape)) for l in layers) / model.count_params()
+    x = zoo.zoo_inputs(model, BATCH * steps)
+    y, loss = zoo.zoo_targets(model, x, BATCH * steps)
+    model.compile(keras.optimizers.Adam(1e-3), loss)
+    model.fit(x, y, batch_size=BATCH, verbose=0)
+    fractions = [float(np.mean(to_numpy(l.thresholded_kernel()) == 0)) for l in layers]
+    sizes = [int(np.prod(l.raw_kernel.shape)) for l in layers]
+
+    def max_diff(a, b):
+        diffs = keras.tree.map_structure(
+            lambda u, v: float(np.max(np.abs(to_numpy(u) - to_numpy(v)))), a, b
+        )
+        return max(keras.tree.flatten(diffs))
+
+    sample = keras.tree.map_structure(lambda v: v[:2], x)
+    sparse_out = model(sample)
+    path = os.path.join(workdir, f"{model_name}_{method_name}.keras")
+    model.save(path)
+    reload_diff = max_diff(keras_str.load_model(path)(sample), sparse_out)
+    plain = keras_str.strip(model, in_place=True)
+    strip_diff = max_diff(plain(sample), sparse_out)
+    return {
+        "model": model_name,
+        "method": method_name,
+        "sparse_share": share,
+        "sparsity": float(np.average(fractions, weights=sizes)),
+        "layer_min": min(fractions),
+        "layer_max": max(fractions),
+        "strip_diff": strip_diff,
+        "reload_diff": reload_diff,
+        "seconds": time.time() - start,
+    }
+
+
+def provenance():
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True, text=True,
+    ).stdout.strip()
+    return {
+        "command": " ".join(["python -m benchmarks.keras_hub_zoo"] + sys.argv[1:]),
+        "commit": commit + ("+uncommitted" if dirty else ""),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
+    }
+
+
+def read_rows(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as file:
+        return [json.loads(line) for line in file if line.strip()]
+
+
+def table(rows):
+    columns = ("model", "method", "sparse share", "sparsity", "per-layer min / max",
+               "strip diff", "reload diff", "s", "commit")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['model']} | {row['method']} | {row['error']} |" + " |" * 6)
+            continue
+        lines.append(
+            f"| {row['model']} | {row['method']} | {row['sparse_share']:.1%} "
+            f"| {row['sparsity']:.1%} | {row['layer_min']:.1%} / {row['layer_max']:.1%} "
+            f"| {row['strip_diff']:.1e} | {row['reload_diff']:.1e} | {row['seconds']:.1f} "
+            f"| {row['commit']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    import keras
+
+    from keras_str.io_utils import write_text_atomic
+    from tests import test_keras_hub as zoo
+
+    known = zoo.zoo()
+    models = FLAGS.models or list(known)
+    unknown = sorted(set(models) - set(known)) + sorted(set(FLAGS.methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"Unknown --models / --methods {unknown}; known: "
+                         f"{sorted(known)}, {METHODS}")
+    backend = keras.backend.backend()
+    jsonl = f"{FLAGS.out}_{backend}.jsonl"
+    rows = read_rows(jsonl) if FLAGS.resume else []
+    done = {(r["model"], r["method"]) for r in rows}
+    if not FLAGS.resume and os.path.exists(jsonl):
+        os.remove(jsonl)
+    meta = provenance()
+    with tempfile.TemporaryDirectory() as workdir:
+        for model_name in models:
+            for method_name in FLAGS.methods:
+                if (model_name, method_name) in done:
+                    continue
+                try:
+                    row = run_row(model_name, method_name, FLAGS.steps, workdir)
+                except Exception as error:  # noqa: BLE001 - the table reports it
+                    traceback.print_exc()
+                    row = {"model": model_name, "method": method_name,
+                           "error": f"{type(error).__name__}: {str(error)[:100]}"}
+                row.update(meta)
+                rows.append(row)
+                with open(jsonl, "a") as file:
+                    file.write(json.dumps(row) + "\n")
+                print(table([row]).splitlines()[-1], flush=True)
+    header = (
+        f"# keras-hub zoo, {backend} backend (`benchmarks/keras_hub_zoo.py`)\n\n"
+        f"Generated from `{os.path.basename(jsonl)}`. Command: `{meta['command']}` "
+        f"(KERAS_BACKEND={backend}); machine: {meta['machine']}. Targets {TARGET:.0%} "
+        f"over {FLAGS.steps} steps (plain STR: weight decay only). `sparse share`: "
+        "parameters in sparse kernels over all parameters; `sparsity` over those "
+        "kernels; diffs are max |x - sparse model|.\n\n"
+    )
+    write_text_atomic(f"{FLAGS.out}_{backend}.md", header + table(rows) + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)
