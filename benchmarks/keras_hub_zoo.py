@@ -10,13 +10,15 @@ backbones and task models). Each row: `sparsify(in_place=True)` with the
 method (targets 90 % over `--steps` steps, cubic schedule ending 4 steps
 before; plain STR with `threshold_init=-6`, weight decay 5e-3), `--steps`
 Adam steps on random data, then
-- the share of the model's parameters in sparse kernels,
+- the share of the model's deployed parameters (not the methods' state)
+  in sparse kernels,
 - the reached sparsity over those kernels and its per-layer min / max,
 - strip parity (max |stripped - sparse|) and save + `keras_str.load_model`
   parity (max |reloaded - sparse|, same process).
-Rows go to `<out>_<backend>.jsonl` as they finish (`--resume` skips the
-ones there); `<out>_<backend>.md` is generated from it, with the command,
-commit and machine.
+Rows go to `<out>_<backend>.jsonl` as they finish, each with its command,
+commit and machine (`--resume` skips the rows there; otherwise the rows asked
+for are measured again and the others kept); `<out>_<backend>.md` is
+generated from it.
 """
 
 import json
@@ -77,7 +79,9 @@ def run_row(model_name, method_name, steps, workdir):
     start = time.time()
     keras_str.sparsify(model, method=method, weight_decay=weight_decay, in_place=True)
     layers = zoo.sparse_layers(model)
-    share = sum(int(np.prod(l.raw_kernel.shape)) for l in layers) / model.count_params()
+    # Over the deployed parameters: not the methods' state (GMP's masks).
+    deployed = keras_str.sparsity_report(model).totals["all_params"]
+    share = sum(int(np.prod(l.raw_kernel.shape)) for l in layers) / deployed
     x = zoo.zoo_inputs(model, BATCH * steps)
     y, loss = zoo.zoo_targets(model, x, BATCH * steps)
     model.compile(keras.optimizers.Adam(1e-3), loss)
@@ -165,10 +169,13 @@ def main(argv):
                          f"{sorted(known)}, {METHODS}")
     backend = keras.backend.backend()
     jsonl = f"{FLAGS.out}_{backend}.jsonl"
-    rows = read_rows(jsonl) if FLAGS.resume else []
+    asked = {(m, method) for m in models for method in FLAGS.methods}
+    rows = read_rows(jsonl)
+    if not FLAGS.resume:
+        # Measured again: the rows asked for; the others are kept.
+        rows = [r for r in rows if (r["model"], r["method"]) not in asked]
+        write_text_atomic(jsonl, "".join(json.dumps(r) + "\n" for r in rows))
     done = {(r["model"], r["method"]) for r in rows}
-    if not FLAGS.resume and os.path.exists(jsonl):
-        os.remove(jsonl)
     meta = provenance()
     with tempfile.TemporaryDirectory() as workdir:
         for model_name in models:
@@ -188,12 +195,15 @@ def main(argv):
                 print(table([row]).splitlines()[-1], flush=True)
     header = (
         f"# keras-hub zoo, {backend} backend (`benchmarks/keras_hub_zoo.py`)\n\n"
-        f"Generated from `{os.path.basename(jsonl)}`. Command: `{meta['command']}` "
+        f"Generated from `{os.path.basename(jsonl)}` (each row keeps its command, commit and machine). Last command: `{meta['command']}` "
         f"(KERAS_BACKEND={backend}); machine: {meta['machine']}. Targets {TARGET:.0%} "
         f"over {FLAGS.steps} steps (plain STR: weight decay only). `sparse share`: "
         "parameters in sparse kernels over all parameters; `sparsity` over those "
         "kernels; diffs are max |x - sparse model|.\n\n"
     )
+    order = {(m, method): i for i, (m, method) in enumerate(
+        (m, method) for m in known for method in METHODS)}
+    rows.sort(key=lambda r: order.get((r["model"], r["method"]), len(order)))
     write_text_atomic(f"{FLAGS.out}_{backend}.md", header + table(rows) + "\n")
 
 

@@ -206,20 +206,27 @@ def test_task_model_trains_sparse_with_its_tied_embedding(name):
     np.testing.assert_allclose(to_numpy(plain(sample)), sparse_outputs, atol=1e-5)
 
 
-def test_untied_output_projection_is_kept_and_named():
+def test_untied_output_projection_is_sparse_and_copied():
     keras.utils.set_random_seed(0)
     model = small_llama3_lm()
     sample = {k: v[:2] for k, v in token_inputs(model.backbone).items()}
     dense_outputs = to_numpy(model(sample))
+    dense_paths = variable_paths(model)
 
-    with pytest.warns(UserWarning, match=r"token_embedding .*reverse_embeddings"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # nothing is left dense
         keras_str.sparsify(
             model, method=keras_str.ST3(0.0, keras_str.ConstantSchedule()), in_place=True
         )
+    embedding = model.backbone.token_embedding
+    assert is_sparse_layer(embedding.reverse_projection)
+    assert parameter_share(sparse_layers(model), model) > 0.95
+    assert dense_paths <= variable_paths(model)
     # Nothing pruned yet: the copied model (reverse_embeddings included)
     # computes what the dense one did.
     np.testing.assert_allclose(to_numpy(model(sample)), dense_outputs, atol=1e-5)
     plain = keras_str.strip(model, in_place=True)
+    assert variable_paths(plain) == dense_paths
     np.testing.assert_allclose(to_numpy(plain(sample)), dense_outputs, atol=1e-5)
 
 
@@ -322,10 +329,11 @@ def test_report_names_an_untied_output_projection():
     keras_str.sparsify(
         model, method=keras_str.ST3(TARGET, keras_str.ConstantSchedule()), in_place=True
     )
+    model(keras.tree.map_structure(lambda v: v[:1], token_inputs(model.backbone)), training=True)
     rows = {row.name: row for row in keras_str.sparsity_report(model).rows}
-    row = rows["token_embedding.reverse_embeddings"]
-    assert row.params == VOCABULARY * 64 and row.sparsity == 0
-    assert "no sparse version" in row.note
+    row = rows["token_embedding/reverse_embeddings"]
+    assert row.layer_class == "STRKernelWeight"
+    assert row.params == VOCABULARY * 64 and row.sparsity > 0.5
 
 
 def trained_causal_lm(steps=4):

@@ -86,12 +86,37 @@ def test_tied_table_trains_sparse_and_strips_exactly(embedding_class, tmp_path):
     np.testing.assert_allclose(to_numpy(plain(x)), to_numpy(model(x)), atol=1e-5)
 
 
-def test_untied_reverse_matrix_stays_dense():
-    layer = keras_str.STRReversibleEmbedding(
-        VOCABULARY, HIDDEN, tie_weights=False, method=keras_str.ST3(0.9, keras_str.ConstantSchedule())
-    )
+def test_untied_output_projection_is_a_sparse_kernel_of_its_own(tmp_path):
+    method = keras_str.ST3(0.5, keras_str.ConstantSchedule())
+    layer = keras_str.STRReversibleEmbedding(VOCABULARY, HIDDEN, tie_weights=False, method=method)
     layer.build()
-    assert tuple(layer.reverse_embeddings.shape) == (HIDDEN, VOCABULARY)
-    config = layer.get_config()
-    restored = keras_str.STRReversibleEmbedding.from_config(config)
+    projection = layer.reverse_projection
+    assert isinstance(projection, keras_str.layers.STRKernelWeight)
+    assert projection.raw_kernel.path == f"{layer.path}/reverse_embeddings"
+    # Saved once, by its sublayer.
+    assert sum(v is projection.raw_kernel for v in layer.weights) == 1
+
+    hidden = np.random.default_rng(0).normal(size=(1, 3, HIDDEN)).astype("float32")
+    layer(np.array([[1, 2, 3]]), training=True)
+    reverse = to_numpy(layer.reverse_embeddings)
+    assert np.mean(reverse == 0) == pytest.approx(0.5, abs=0.05)
+    np.testing.assert_allclose(
+        to_numpy(layer(hidden, reverse=True)), hidden @ reverse, rtol=1e-5, atol=1e-6
+    )
+    assert int(to_numpy(projection.sparsity_step)) == 1
+
+    restored = keras_str.STRReversibleEmbedding.from_config(layer.get_config())
     assert restored.tie_weights is False
+
+    inputs = keras.Input((3,), dtype="int32")
+    model = keras.Model(inputs, layer(layer(inputs), reverse=True))
+    path = str(tmp_path / "untied.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    ids = np.array([[4, 5, 6]])
+    np.testing.assert_allclose(to_numpy(reloaded(ids)), to_numpy(model(ids)), atol=1e-6)
+    plain = keras_str.strip(model)
+    np.testing.assert_array_equal(
+        to_numpy(plain.layers[1].reverse_embeddings), reverse
+    )
+    np.testing.assert_allclose(to_numpy(plain(ids)), to_numpy(model(ids)), atol=1e-5)

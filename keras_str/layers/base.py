@@ -203,17 +203,22 @@ class SparseKernelLayer:
     # extra variables. Every variable is saved under its own name, so W and
     # the method's state round-trip exactly whatever their order.
     def save_own_variables(self, store):
-        for variable in self.variables:
+        for variable in self._own_variables():
             store[variable.name] = variable
 
     def load_own_variables(self, store):
-        variables = self.variables
+        variables = self._own_variables()
         names = [variable.name for variable in variables]
         if all(name in store for name in names):
             for variable in variables:
                 variable.assign(store[variable.name])
             return
         keras.layers.Layer.load_own_variables(self, store)
+
+    def _own_variables(self):
+        # Not a sparse sublayer's (an untied output projection): it saves
+        # its own, and its names would collide with these.
+        return list(self._trainable_variables) + list(self._non_trainable_variables)
 
     def get_config(self):
         base_config = super().get_config()

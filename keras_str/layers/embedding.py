@@ -7,6 +7,7 @@ deviation (Keras: uniform in +-0.05), not by fans.
 import keras
 
 from keras_str.layers.base import SparseKernelLayer
+from keras_str.layers.recurrent import STRKernelWeight
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
@@ -46,14 +47,15 @@ class STREmbedding(SparseKernelLayer, keras.layers.Embedding):
 
 @keras.saving.register_keras_serializable(package="keras_str")
 class STRReversibleEmbedding(SparseKernelLayer, keras.layers.ReversibleEmbedding):
-    """`keras.layers.ReversibleEmbedding` whose tied table is soft-thresholded.
+    """`keras.layers.ReversibleEmbedding` whose tables are soft-thresholded.
 
-    One sparse table serves both uses of a tied embedding: the token
+    Tied (`tie_weights=True`), one sparse table serves both uses: the token
     lookup and, with `reverse=True`, the projection to vocabulary logits
     (`x @ table.T`), so the zeros are the same in both and a forward pass
-    that uses the layer twice counts one training step. With
-    `tie_weights=False` the separate `reverse_embeddings` matrix stays
-    dense (the report lists it).
+    that uses the layer twice counts one training step. Untied, the output
+    projection `reverse_embeddings` is a sparse kernel of its own (a
+    `keras_str.layers.STRKernelWeight` sublayer with the same method, its
+    variable at the path the dense one had), and both count every step.
 
     Args:
         input_dim: Size of the vocabulary.
@@ -81,7 +83,51 @@ class STRReversibleEmbedding(SparseKernelLayer, keras.layers.ReversibleEmbedding
     def embeddings(self, value):
         self._embeddings = value
 
+    @property
+    def reverse_projection(self):
+        """The untied output projection's sparse sublayer, or `None` (tied)."""
+        # Not a class attribute: PyTorch keeps sublayers out of `__dict__`.
+        return getattr(self, "_reverse_projection", None)
+
+    def add_weight(self, *args, **kwargs):
+        if kwargs.get("name") != "reverse_embeddings":
+            return super().add_weight(*args, **kwargs)
+        # The untied output projection: a sparse kernel of its own.
+        projection = STRKernelWeight(
+            kwargs["shape"],
+            kernel_initializer=kwargs.get("initializer") or self.embeddings_initializer,
+            method=self.method,
+            name="reverse_embeddings",
+            dtype=self.dtype_policy,
+        )
+        projection.build()
+        # Keras names it `<layer>/reverse_embeddings/kernel`; keep the dense
+        # layer's path, which layouts and checkpoints know.
+        projection.raw_kernel._path = f"{self.path}/reverse_embeddings"
+        self._reverse_projection = projection
+        return projection.raw_kernel
+
+    @property
+    def reverse_embeddings(self):
+        """The effective output projection (untied), in the compute dtype."""
+        if self.reverse_projection is None:
+            return getattr(self, "_reverse_embeddings", None)
+        return self.reverse_projection.kernel
+
+    @reverse_embeddings.setter
+    def reverse_embeddings(self, value):
+        if self.reverse_projection is not None and value is self.reverse_projection.raw_kernel:
+            # The parent's build storing what `add_weight` returned: the
+            # sublayer owns it (tracked once, saved once).
+            self._tracker.untrack(value)
+            return
+        self._reverse_embeddings = value
+
     def call(self, inputs, reverse=False, training=None):
         if training and self.method.scheduled:
             self.method.advance(self)
+            if self.reverse_projection is not None:
+                # Counted whether or not this pass projects to logits (a
+                # backbone alone never does).
+                self.method.advance(self.reverse_projection)
         return keras.layers.ReversibleEmbedding.call(self, inputs, reverse=reverse)

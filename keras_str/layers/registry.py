@@ -372,6 +372,11 @@ def _register_builtin_layers():
         output_channel_ndim=2,
     )
     transposed = dict(channel_axes=conv_transpose.transpose_channel_axes)
+    table = dict(
+        kernel_attribute="embeddings",
+        regularizer_attribute="embeddings_regularizer",
+        initializer_attribute="embeddings_initializer",
+    )
     for spec in (
         SparseLayerSpec(keras.layers.Dense, STRDense),
         SparseLayerSpec(keras.layers.Conv1D, conv.STRConv1D),
@@ -398,19 +403,9 @@ def _register_builtin_layers():
             channel_axes=einsum_dense.einsum_channel_axes,
             fans=einsum_dense.einsum_fans,
         ),
+        SparseLayerSpec(keras.layers.Embedding, embedding.STREmbedding, **table),
         SparseLayerSpec(
-            keras.layers.Embedding,
-            embedding.STREmbedding,
-            kernel_attribute="embeddings",
-            regularizer_attribute="embeddings_regularizer",
-            initializer_attribute="embeddings_initializer",
-        ),
-        SparseLayerSpec(
-            keras.layers.ReversibleEmbedding,
-            embedding.STRReversibleEmbedding,
-            kernel_attribute="embeddings",
-            regularizer_attribute="embeddings_regularizer",
-            initializer_attribute="embeddings_initializer",
+            keras.layers.ReversibleEmbedding, embedding.STRReversibleEmbedding, **table
         ),
         SparseLayerSpec(recurrent.KernelWeight, recurrent.STRKernelWeight),
         SparseLayerSpec(

@@ -21,6 +21,7 @@ from keras_str.transforms.cloning import check_clonable
 from keras_str.transforms.cloning import check_rewritable
 from keras_str.transforms.cloning import clone_with
 from keras_str.transforms.cloning import copy_other_variables
+from keras_str.transforms.cloning import own_variables
 from keras_str.transforms.cloning import rewrite_in_place
 from keras_str.transforms.recipe import detach as detach_recipe
 from keras_str.transforms.shrink import shrink_channels
@@ -196,6 +197,13 @@ def _copy_thresholded(str_layer, plain_layer):
     copy_other_variables(
         str_layer, plain_layer, {kernel.name} | ({bias.name} if bias is not None else set())
     )
+    # Matrices the sparse layer trains in sparse sublayers of their own
+    # (an untied output projection): the plain layer's variable of that name.
+    targets = {v.name: v for v in own_variables(plain_layer)}
+    for sublayer in str_layer._layers:
+        target = targets.get(sublayer.name)
+        if is_sparse_layer(sublayer) and target is not None:
+            target.assign(ops.cast(sublayer.thresholded_kernel(), target.dtype))
 
 
 def _copy_batch_norm_thresholded(str_layer, plain_layer):
