@@ -62,6 +62,10 @@ def load_model(path):
             f"{path!r} is a zip archive but not a .keras model (no "
             "config.json)."
         )
+    with zipfile.ZipFile(path) as archive:
+        if b"keras_str>STRPositionEmbedding" in archive.read("config.json"):
+            # Sparse keras-hub layers register when keras-hub is loaded.
+            import keras_str.layers.keras_hub_layers  # noqa: F401
     try:
         if ARCHIVE_MEMBER in names:
             return _load_rewritten_in_place(path)

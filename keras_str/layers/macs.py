@@ -44,6 +44,9 @@ def uses_per_weight(layer, per_position=False):
     """
     if isinstance(layer, keras.layers.Embedding):
         return _reverse_uses(layer, per_position)
+    spec = spec_for_layer(layer)
+    if spec is not None and spec.adds_only:
+        return 0
     if isinstance(layer, keras.layers.BatchNormalization):
         return _producer_macs_per_channel(layer)
     if isinstance(layer, KernelWeight):

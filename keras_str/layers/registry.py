@@ -9,6 +9,7 @@ the methods all read this table; supporting a new layer type is one entry
 
 import dataclasses
 import math
+import sys
 
 import keras
 
@@ -83,6 +84,8 @@ class SparseLayerSpec:
             method asks for it (`BatchNormalization`, whose channel scales
             channel STR thresholds), rather than every layer of the class.
             A plain layer of such a class is not a kernel layer.
+        adds_only: Whether the layer adds its kernel to its input instead of
+            multiplying (a position embedding): it costs no multiply-adds.
     """
 
     keras_class: type
@@ -95,6 +98,7 @@ class SparseLayerSpec:
     initializer_attribute: str = "kernel_initializer"
     init_scale: object = None
     on_request: bool = False
+    adds_only: bool = False
 
     def output_axes(self, layer):
         """The kernel axes that index output channels, ascending."""
@@ -167,6 +171,9 @@ def spec_for_keras_layer(layer, on_request=False):
 
     Entries converted only on request count only with `on_request=True`.
     """
+    if type(layer).__module__.startswith("keras_hub.") and "keras_hub" in sys.modules:
+        # keras-hub is loaded: its layers' sparse versions can be registered.
+        import keras_str.layers.keras_hub_layers  # noqa: F401
     keras_class = _ALIASES.get(_full_name(type(layer)), type(layer))
     for spec in _REGISTRY:
         if keras_class is spec.keras_class and (on_request or not spec.on_request):
