@@ -169,6 +169,8 @@ def main(argv):
                          f"{sorted(known)}, {METHODS}")
     backend = keras.backend.backend()
     jsonl = f"{FLAGS.out}_{backend}.jsonl"
+    # Before this run touches the results file (it would read as uncommitted).
+    meta = provenance()
     asked = {(m, method) for m in models for method in FLAGS.methods}
     rows = read_rows(jsonl)
     if not FLAGS.resume:
@@ -176,7 +178,6 @@ def main(argv):
         rows = [r for r in rows if (r["model"], r["method"]) not in asked]
         write_text_atomic(jsonl, "".join(json.dumps(r) + "\n" for r in rows))
     done = {(r["model"], r["method"]) for r in rows}
-    meta = provenance()
     with tempfile.TemporaryDirectory() as workdir:
         for model_name in models:
             for method_name in FLAGS.methods:
