@@ -46,7 +46,7 @@ class STREmbedding(SparseKernelLayer, keras.layers.Embedding):
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
-class STRReversibleEmbedding(SparseKernelLayer, keras.layers.ReversibleEmbedding):
+class STRReversibleEmbedding(STREmbedding, keras.layers.ReversibleEmbedding):
     """`keras.layers.ReversibleEmbedding` whose tables are soft-thresholded.
 
     Tied (`tie_weights=True`), one sparse table serves both uses: the token
@@ -73,15 +73,6 @@ class STRReversibleEmbedding(SparseKernelLayer, keras.layers.ReversibleEmbedding
     >>> layer(hidden, reverse=True).shape
     (1, 3, 100)
     """
-
-    @property
-    def embeddings(self):
-        """The effective table, cast to the layer's compute dtype."""
-        return self.kernel
-
-    @embeddings.setter
-    def embeddings(self, value):
-        self._embeddings = value
 
     @property
     def reverse_projection(self):

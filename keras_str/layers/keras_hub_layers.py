@@ -10,6 +10,8 @@ import keras
 from keras_hub.layers import PositionEmbedding
 
 from keras_str.layers.base import SparseKernelLayer
+from keras_str.layers.registry import SparseLayerSpec
+from keras_str.layers.registry import register_sparse_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
@@ -58,9 +60,6 @@ class STRPositionEmbedding(SparseKernelLayer, PositionEmbedding):
 
 
 def register():
-    from keras_str.layers.registry import SparseLayerSpec
-    from keras_str.layers.registry import register_sparse_layer
-
     register_sparse_layer(
         SparseLayerSpec(
             PositionEmbedding,

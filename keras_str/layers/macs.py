@@ -68,7 +68,6 @@ def uses_per_weight(layer, per_position=False):
     if any(dim is None for dim in output_shape):
         return None
     # Each output entry takes one kernel column: outputs / output channels.
-    spec = spec_for_layer(layer)
     kernel_shape = tuple(raw_kernel_variable(layer).shape)
     channels = math.prod(kernel_shape[axis] for axis in spec.output_axes(layer))
     return int(math.prod(output_shape)) // channels

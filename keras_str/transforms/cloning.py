@@ -124,19 +124,19 @@ def copy_other_variables(old, new, copied):
     targets = {v.name: v for v in own_variables(new)}
     # A sparse layer may train such a matrix in a sublayer of its own, named
     # like the variable (`STRReversibleEmbedding`'s `reverse_embeddings`).
-    targets.update(
-        {sub.name: sub.raw_kernel for sub in new._layers if hasattr(sub, "raw_kernel")}
-    )
+    sparse_sublayers = {
+        sub.name: sub for sub in new._layers if hasattr(sub, "raw_kernel")
+    }
     for variable in own_variables(old):
         if variable.name in copied:
             continue
-        target = targets.get(variable.name)
-        if target is not None and tuple(target.shape) == tuple(variable.shape):
-            assign_copy(target, variable)
-            if target is not getattr(new, "raw_kernel", None):
-                for sub in new._layers:
-                    if getattr(sub, "raw_kernel", None) is target:
-                        sub.method.kernel_assigned(sub)
+        sublayer = sparse_sublayers.get(variable.name)
+        target = sublayer.raw_kernel if sublayer is not None else targets.get(variable.name)
+        if target is None or tuple(target.shape) != tuple(variable.shape):
+            continue
+        assign_copy(target, variable)
+        if sublayer is not None:
+            sublayer.method.kernel_assigned(sublayer)
 
 
 def own_variables(layer):
