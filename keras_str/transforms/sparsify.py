@@ -4,6 +4,7 @@ import math
 import warnings
 
 import keras
+import numpy as np
 
 from keras_str.host import to_numpy
 from keras_str.layers.batch_norm import STRBatchNormalization
@@ -95,6 +96,11 @@ def sparsify(
         A new Keras model (`model` itself is not changed), or `model`
         rewritten in place.
 
+    Raises:
+        ValueError: if `model` already has sparse layers (sparsify the dense
+            original instead, or `keras_str.strip` it first), or holds NaN
+            or inf in a weight (named in the message).
+
     Example:
 
     >>> dense = keras.applications.MobileNet(weights=None, input_shape=(96, 96, 3))
@@ -104,6 +110,8 @@ def sparsify(
     ...     dense, method=keras_str.ST3(0.9, keras_str.PolynomialSchedule(0, 5000)))
     """
     check_rewritable(model, in_place)
+    _check_not_sparse(model)
+    _check_finite_weights(model)
     should_keep_dense = _keep_dense_predicate(model, keep_dense)
     shared_method = _model_method(
         method,
@@ -181,6 +189,47 @@ def sparsify(
             stacklevel=2,
         )
     return sparse_model
+
+
+def _check_not_sparse(model):
+    """Refuses a model that already has sparse layers: a second method would split the budget."""
+    sparse = [layer.name for layer in iter_layers(model) if is_sparse_layer(layer)]
+    if not sparse:
+        return
+    listed = ", ".join(sparse[:5]) + (f" and {len(sparse) - 5} more" if len(sparse) > 5 else "")
+    raise ValueError(
+        f"Model {model.name!r} already has {len(sparse)} sparse layers "
+        f"({listed}): it was sparsified before, or built from keras-str "
+        "layers. Train it as it is. To sparsify it again with other "
+        "settings, sparsify the dense original; to freeze its zeros into "
+        "plain layers first, call `keras_str.strip(model)`. "
+        f"Received: model={model.name!r}"
+    )
+
+
+def _check_finite_weights(model):
+    """Refuses a model holding NaN or inf: every threshold would inherit them."""
+    owners = {
+        id(variable): layer
+        for layer in iter_layers(model)
+        for variable in layer._trainable_variables + layer._non_trainable_variables
+    }
+    for variable in model.weights:
+        if "float" not in str(variable.dtype):
+            continue
+        if bool(to_numpy(keras.ops.all(keras.ops.isfinite(variable)))):
+            continue
+        layer = owners.get(id(variable), model)
+        values = to_numpy(variable)
+        raise ValueError(
+            f"Layer {layer.name!r} holds non-finite values in its weight "
+            f"{variable.name!r} ({int(np.isnan(values).sum())} NaN, "
+            f"{int(np.isinf(values).sum())} inf, of {values.size}); "
+            "sparsify copies weights as they are, and thresholds computed "
+            "from them would be non-finite too. Fix or reload the weights "
+            "(was the dense model trained into NaN?). Received: "
+            f"model={model.name!r} with weight {variable.path!r} non-finite"
+        )
 
 
 def _model_method(method, **str_settings):
