@@ -43,6 +43,7 @@ from keras_str.methods.schedules import PolynomialSchedule
 from keras_str.saving import load_model
 from keras_str.training.budget import layer_budget
 from keras_str.training.callbacks import SparsityMonitor
+from keras_str.training.checks import SparsityChecks
 from keras_str.training.callbacks import UpdateSparsity
 from keras_str.training.weight_decay import apply_weight_decay
 from keras_str.transforms.shrink import shrink_channels

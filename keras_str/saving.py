@@ -7,6 +7,8 @@ import zipfile
 
 import keras
 
+from keras_str.analysis.health import sparse_layers
+from keras_str.training.checks import check_during_fit
 from keras_str.transforms.recipe import ARCHIVE_MEMBER
 from keras_str.transforms.recipe import Recipe
 
@@ -69,11 +71,14 @@ def load_model(path):
     try:
         if ARCHIVE_MEMBER in names:
             return _load_rewritten_in_place(path)
-        return keras.saving.load_model(path)
+        model = keras.saving.load_model(path)
     except Exception as error:
         raise ValueError(
             f"Keras could not load {path!r}: {type(error).__name__}: {error}"
         ) from error
+    if isinstance(model, keras.Model) and sparse_layers(model):
+        check_during_fit(model)
+    return model
 
 
 def _load_rewritten_in_place(path):

@@ -30,9 +30,10 @@ class STRBatchNormalizationTest(testing.TestCase):
             init_kwargs={"method": channel_method()},
             input_shape=(2, 4, 4, 3),
             expected_output_shape=(2, 4, 4, 3),
-            # gamma, beta, s; the moving statistics.
+            # gamma, beta, s; the moving statistics, the step and
+            # non-finite counters.
             expected_num_trainable_weights=3,
-            expected_num_non_trainable_weights=2,
+            expected_num_non_trainable_weights=4,
             expected_num_seed_generators=0,
             expected_num_losses=0,
             supports_masking=True,

@@ -186,7 +186,8 @@ class STRLayerTest(testing.TestCase):
             input_shape=input_shape,
             expected_output_shape=output_shape,
             expected_num_trainable_weights=3,
-            expected_num_non_trainable_weights=0,
+            # The step and non-finite counters.
+            expected_num_non_trainable_weights=2,
             expected_num_seed_generators=0,
             expected_num_losses=0,
             supports_masking=cls is keras_str.STRDense,

@@ -47,7 +47,8 @@ class SparseRecurrentTest(testing.TestCase):
             expected_output_shape=(2, 3),
             # Bias, and a kernel and a threshold for each of the two kernels.
             expected_num_trainable_weights=5,
-            expected_num_non_trainable_weights=0,
+            # Each kernel's step and non-finite counters.
+            expected_num_non_trainable_weights=4,
             supports_masking=True,
         )
 

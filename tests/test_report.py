@@ -84,14 +84,19 @@ def test_table_and_json_render_the_same_data(tmp_path):
     table = report.table()
     for row in report.rows:
         assert row.name in table
-    assert table.splitlines()[-2].startswith("total")
-    assert table.splitlines()[-1].startswith("all parameters")
+    # An untrained sparse model: the report says so below the totals.
+    assert len(report.warnings) == 1
+    lines = table.splitlines()
+    assert lines[-3].startswith("total")
+    assert lines[-2].startswith("all parameters")
+    assert lines[-1] == f"warning: {report.warnings[0]}"
     path = tmp_path / "report.json"
     text = report.to_json(path)
     data = json.loads(path.read_text())
     assert data == json.loads(text)
     assert [layer["name"] for layer in data["layers"]] == [r.name for r in report.rows]
     assert data["totals"]["params"] == report.totals["params"]
+    assert data["warnings"] == report.warnings
     assert list(tmp_path.iterdir()) == [path]
 
 

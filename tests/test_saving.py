@@ -67,7 +67,7 @@ def test_sparse_layers_save_their_variables_by_name():
     layer.build((None, 4))
     store = {}
     layer.save_own_variables(store)
-    assert sorted(store) == ["bias", "kernel", "sparsity_step", "threshold"]
+    assert sorted(store) == ["bias", "kernel", "nonfinite_step", "sparsity_step", "threshold"]
     twin = keras_str.STRDense(3, method=keras_str.ST3(0.5, keras_str.PolynomialSchedule(0, 4)))
     twin.build((None, 4))
     # Keys in any order load by name.
@@ -75,3 +75,18 @@ def test_sparse_layers_save_their_variables_by_name():
     for a, b in zip(layer.variables, twin.variables):
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
+def test_files_without_step_counters_load():
+    # Files saved before the layers counted plain STR's steps and faults.
+    layer = keras_str.STRDense(3)
+    layer.build((None, 4))
+    store = {}
+    layer.save_own_variables(store)
+    del store["sparsity_step"], store["nonfinite_step"]
+    twin = keras_str.STRDense(3)
+    twin.build((None, 4))
+    twin.load_own_variables(store)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(twin.raw_kernel), keras.ops.convert_to_numpy(layer.raw_kernel))
+    assert int(keras.ops.convert_to_numpy(twin.nonfinite_step)) == -1

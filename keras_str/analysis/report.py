@@ -7,6 +7,10 @@ import math
 import keras
 import numpy as np
 
+from keras_str.analysis.health import NEVER_TRAINED
+from keras_str.analysis.health import never_trained
+from keras_str.analysis.health import nonfinite_layers
+from keras_str.analysis.health import unfinished_schedules
 from keras_str.host import to_numpy
 from keras_str.io_utils import write_text_atomic
 from keras_str.layers.base import SparseKernelLayer
@@ -66,15 +70,22 @@ class LayerSparsity:
 
 @dataclasses.dataclass
 class SparsityReport:
-    """Per-layer rows and model totals; render with `table()` or `to_json()`."""
+    """Per-layer rows, model totals and warnings; render with `table()` or `to_json()`.
+
+    `warnings` says what makes the numbers misleading: sparse layers holding
+    NaN or inf, a schedule that has not reached its end step, sparse layers
+    that never trained.
+    """
 
     rows: list
     totals: dict
+    warnings: list = dataclasses.field(default_factory=list)
 
     def to_dict(self):
         return {
             "layers": [dataclasses.asdict(row) for row in self.rows],
             "totals": dict(self.totals),
+            "warnings": list(self.warnings),
         }
 
     def to_json(self, path=None, indent=2):
@@ -154,7 +165,8 @@ class SparsityReport:
 
         rule = "-" * len(render(header))
         body = [render(line) for line in lines]
-        return "\n".join([render(header), rule] + body[:-2] + [rule] + body[-2:])
+        warned = [f"warning: {warning}" for warning in self.warnings]
+        return "\n".join([render(header), rule] + body[:-2] + [rule] + body[-2:] + warned)
 
     def __str__(self):
         return self.table()
@@ -245,6 +257,7 @@ def sparsity_report(model):
                 rows.append(row)
                 counted.update(id(v) for v in matrices)
     _relative_names(rows, model)
+    warnings = _health_warnings(model, rows)
     params = sum(row.params for row in rows)
     nonzeros = sum(row.nonzeros for row in rows)
     known_macs = all(row.dense_macs is not None for row in rows)
@@ -278,7 +291,23 @@ def sparsity_report(model):
             "position" if any(row.macs_per == "position" for row in rows) else "example"
         ),
     }
-    return SparsityReport(rows=rows, totals=totals)
+    return SparsityReport(rows=rows, totals=totals, warnings=warnings)
+
+
+def _health_warnings(model, rows):
+    """What makes the rows misleading; non-finite rows get a note too."""
+    nonfinite = nonfinite_layers(model, check_values=True)
+    by_name = {row.name: row for row in rows}
+    for layer in nonfinite:
+        row = by_name.get(layer.name)
+        if row is not None:
+            row.note = "; ".join(filter(None, [row.note, "NaN or inf"]))
+    warnings = [layer.describe() for layer in nonfinite]
+    if never_trained(model):
+        warnings.append(NEVER_TRAINED)
+    else:
+        warnings.extend(unfinished.describe() for unfinished in unfinished_schedules(model))
+    return warnings
 
 
 def _relative_names(rows, model):

@@ -51,8 +51,8 @@ class SparseKernelLayer:
     computes with; the parent's `call()` reads it through the `kernel`
     property, computed in the variable dtype (float32 under
     `mixed_float16`) and then cast to the compute dtype. The method's state
-    lives in the layer's variables (`sparsity_state`, plus a
-    `sparsity_step` counter for scheduled methods) and is updated inside
+    lives in the layer's variables (`sparsity_state`, plus the
+    `sparsity_step` and `nonfinite_step` counters) and is updated inside
     `call(..., training=True)`, like `BatchNormalization`'s statistics, so
     it advances inside the compiled train step on every backend.
 
@@ -107,21 +107,29 @@ class SparseKernelLayer:
         # `None` as in the parents that need no shape (`Embedding`).
         super().build(input_shape)
         self.sparsity_state = self.method.build(self)
-        if self.method.scheduled:
-            # int32: JAX stores int64 as int32 anyway; 2^31 steps suffice.
-            self.sparsity_step = self.add_weight(
-                name="sparsity_step",
-                shape=(),
-                initializer="zeros",
-                dtype="int32",
-                trainable=False,
-                autocast=False,
-                aggregation="only_first_replica",
-            )
+        # Training steps this layer has run (a scheduled method's clock),
+        # and the step count at which its trained values were first seen
+        # NaN or inf (-1: never); both counted in-step by `method.advance`.
+        # int32: JAX stores int64 as int32 anyway; 2^31 steps suffice.
+        self.sparsity_step = self._add_step_counter("sparsity_step", "zeros")
+        self.nonfinite_step = self._add_step_counter(
+            "nonfinite_step", keras.initializers.Constant(-1)
+        )
         self.method.attach(self)
 
+    def _add_step_counter(self, name, initializer):
+        return self.add_weight(
+            name=name,
+            shape=(),
+            initializer=initializer,
+            dtype="int32",
+            trainable=False,
+            autocast=False,
+            aggregation="only_first_replica",
+        )
+
     def call(self, inputs, training=None):
-        if training and self.method.scheduled:
+        if training:
             self.method.advance(self)
         return super().call(inputs)
 
@@ -208,10 +216,13 @@ class SparseKernelLayer:
 
     def load_own_variables(self, store):
         variables = self._own_variables()
-        names = [variable.name for variable in variables]
-        if all(name in store for name in names):
+        # Files from keras-str versions that counted no steps for plain STR
+        # and no faults lack these; they keep their initial values.
+        counters = ("sparsity_step", "nonfinite_step")
+        if all(v.name in store for v in variables if v.name not in counters):
             for variable in variables:
-                variable.assign(store[variable.name])
+                if variable.name in store:
+                    variable.assign(store[variable.name])
             return
         keras.layers.Layer.load_own_variables(self, store)
 

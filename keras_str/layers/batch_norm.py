@@ -78,7 +78,7 @@ class STRBatchNormalization(SparseKernelLayer, keras.layers.BatchNormalization):
             threshold.trainable = False
 
     def call(self, inputs, training=None, mask=None):
-        if training and self.method.scheduled:
+        if training:
             self.method.advance(self)
         return keras.layers.BatchNormalization.call(
             self, inputs, training=training, mask=mask

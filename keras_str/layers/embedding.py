@@ -115,7 +115,7 @@ class STRReversibleEmbedding(STREmbedding, keras.layers.ReversibleEmbedding):
         self._reverse_embeddings = value
 
     def call(self, inputs, reverse=False, training=None):
-        if training and self.method.scheduled:
+        if training:
             self.method.advance(self)
             if self.reverse_projection is not None:
                 # Counted whether or not this pass projects to logits (a

@@ -52,7 +52,7 @@ class STRPositionEmbedding(SparseKernelLayer, PositionEmbedding):
         self._position_embeddings = value
 
     def call(self, inputs, start_index=0, positions=None, training=None):
-        if training and self.method.scheduled:
+        if training:
             self.method.advance(self)
         return PositionEmbedding.call(
             self, inputs, start_index=start_index, positions=positions

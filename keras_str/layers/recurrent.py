@@ -113,7 +113,7 @@ class STRKernelWeight(SparseKernelLayer, KernelWeight):
     """
 
     def call(self, inputs=None, training=None):
-        if training and self.method.scheduled:
+        if training:
             self.method.advance(self)
         return self.kernel
 
@@ -160,7 +160,7 @@ class SparseCell:
     def use_kernels(self, training):
         """Advances the methods and thresholds both kernels for one sequence."""
         for weight in self.kernel_layers():
-            if training and weight.method.scheduled:
+            if training:
                 weight.method.advance(weight)
         for name, weight in self._kernel_layers.items():
             self._kernels_in_use[name] = weight.kernel

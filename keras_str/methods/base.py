@@ -119,8 +119,10 @@ class SparsityMethod:
       train step, so it must not read values into Python.
 
     Layers call `advance(layer)` from `call(..., training=True)`: the
-    group's first layer runs `update` once for the step, then each layer
-    counts the step in its own `sparsity_step` variable.
+    group's first layer runs `update` once for the step (scheduled
+    methods), then each layer notes whether its trained values are still
+    finite (`nonfinite_step`) and counts the step in its own
+    `sparsity_step` variable.
 
     Methods that train other variables in place of the raw kernel (low-rank
     factors) also implement `kernel_variables(layer)` (they take the
@@ -202,7 +204,7 @@ class SparsityMethod:
         """Sets the state of `layers` for training step `step` (in-step)."""
 
     def advance(self, layer):
-        """Runs one training step's update; called by `layer.call(training=True)`.
+        """Counts one training step of `layer`; called by `layer.call(training=True)`.
 
         The first of the method's layers that a forward pass reaches makes
         the group's update, so the update never depends on one particular
@@ -220,9 +222,30 @@ class SparsityMethod:
         first = not self._advanced
         self._advanced.append(layer)
         step = ops.convert_to_tensor(layer.sparsity_step)
-        if first:
+        if first and self.scheduled:
             self.update(self.layers, step)
+        self._record_nonfinite(layer, step)
         layer.sparsity_step.assign(step + 1)
+
+    def _record_nonfinite(self, layer, step):
+        """Keeps in `layer.nonfinite_step` the step count at which its trained values were first NaN or inf.
+
+        One reduction per variable and no host read, so the step stays
+        compiled; `keras_str.SparsityChecks` reads the counter at epoch
+        ends. Checked after the group's update, so a non-finite quantile
+        shows in the thresholds it set.
+        """
+        trained = list(self.kernel_variables(layer)) + [
+            v for v in layer.sparsity_state.values() if "float" in str(v.dtype)
+        ]
+        finite = ops.all(ops.isfinite(ops.convert_to_tensor(trained[0])))
+        for variable in trained[1:]:
+            finite = ops.logical_and(
+                finite, ops.all(ops.isfinite(ops.convert_to_tensor(variable)))
+            )
+        seen = ops.convert_to_tensor(layer.nonfinite_step)
+        first_time = ops.logical_and(ops.less(seen, 0), ops.logical_not(finite))
+        layer.nonfinite_step.assign(ops.where(first_time, step, seen))
 
     budget = "weights"
     quantile = "auto"

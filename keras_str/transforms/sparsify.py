@@ -20,6 +20,7 @@ from keras_str.layers.registry import weight_matrices
 from keras_str.methods import copy_method
 from keras_str.methods import get_method
 from keras_str.methods.structured import StructuredSTR
+from keras_str.training.checks import check_during_fit
 from keras_str.training.weight_decay import apply_weight_decay
 from keras_str.transforms.cloning import assign_copy
 from keras_str.transforms.cloning import block_copier
@@ -55,7 +56,8 @@ def sparsify(
     model's outputs up to the initial threshold (`~4.5e-5` for plain STR by
     default; with `threshold_init=-100` the outputs are identical). The
     rewrite knows nothing of training: methods advance themselves inside
-    `fit`.
+    `fit`, and the new model's `fit` warns when its sparse layers go NaN or
+    inf or its schedule cannot finish (`keras_str.SparsityChecks`).
 
     With `StructuredSTR("channel")`, a layer whose one consumer is a
     `BatchNormalization` (channels last, `scale=True`) stays plain and the
@@ -173,6 +175,7 @@ def sparsify(
             _check_training_reaches(sparse_model, shared_method)
     else:
         sparse_model = clone_with(model, replace)
+    check_during_fit(sparse_model)
     _warn_about_dense_matrices(sparse_model)
     _warn_about_emptied_layers(shared_method)
     _warn_about_channel_str_before_batch_norm(shared_method)
