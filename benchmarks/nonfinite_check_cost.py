@@ -50,12 +50,33 @@ def unchecked(method):
     return without.from_config(method.get_config())
 
 
+def seconds_per_step(keras, model, x, y, steps):
+    """Seconds per step between the ends of the first and the last batch of one epoch."""
+    import time
+
+    marks = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch in (0, steps - 1):
+                # Reading the loss waits for the step to finish.
+                float(keras.ops.convert_to_numpy(logs["loss"]))
+                marks.append(time.perf_counter())
+
+    import keras_str
+
+    # The same callbacks for every variant (sparse models add the checks by
+    # themselves; their epoch-end read is outside the timer).
+    model.fit(x, y, batch_size=len(x) // steps, epochs=1, verbose=0, shuffle=False,
+              callbacks=[Timer(), keras_str.SparsityChecks()])
+    return (marks[-1] - marks[0]) / (steps - 1)
+
+
 def worker(backend, model_name):
     import keras
     import numpy as np
 
     import keras_str
-    from benchmarks.train_overhead import StepTimer
     from examples import models
 
     assert keras.backend.backend() == backend
@@ -88,12 +109,7 @@ def worker(backend, model_name):
     y = rng.integers(0, 10, size=(n,))
 
     def epoch(model):
-        timer = StepTimer(keras, FLAGS.steps)
-        # The same callbacks for every variant (sparse models add the
-        # checks by themselves; their epoch-end read is outside the timer).
-        model.fit(x, y, batch_size=FLAGS.batch_size, epochs=1, verbose=0,
-                  shuffle=False, callbacks=[timer.callback, keras_str.SparsityChecks()])
-        return timer.seconds_per_step()
+        return seconds_per_step(keras, model, x, y, FLAGS.steps)
 
     for model in variants.values():  # compile outside the timing
         epoch(model)
