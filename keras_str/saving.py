@@ -65,9 +65,13 @@ def load_model(path):
             "config.json)."
         )
     with zipfile.ZipFile(path) as archive:
-        if b"keras_str>STRPositionEmbedding" in archive.read("config.json"):
-            # Sparse keras-hub layers register when keras-hub is loaded.
-            import keras_str.layers.keras_hub_layers  # noqa: F401
+        config_text = archive.read("config.json")
+    if b'"keras_hub>' in config_text:
+        # keras-hub's classes register when it is imported.
+        _import_keras_hub(path)
+    if b"keras_str>STRPositionEmbedding" in config_text:
+        # Sparse keras-hub layers register when keras-hub is loaded.
+        import keras_str.layers.keras_hub_layers  # noqa: F401
     try:
         if ARCHIVE_MEMBER in names:
             return _load_rewritten_in_place(path)
@@ -79,6 +83,16 @@ def load_model(path):
     if isinstance(model, keras.Model) and sparse_layers(model):
         check_during_fit(model)
     return model
+
+
+def _import_keras_hub(path):
+    try:
+        import keras_hub  # noqa: F401
+    except ImportError as error:
+        raise ValueError(
+            f"{path!r} holds a keras-hub model; install keras-hub to load it "
+            "(`pip install keras-hub`)."
+        ) from error
 
 
 def _load_rewritten_in_place(path):

@@ -29,6 +29,10 @@ flags.DEFINE_bool("sparse", True, "Store weights with exact zeros sparse.")
 flags.DEFINE_bool(
     "per_channel", True, "int8: one scale per output channel (else per tensor)."
 )
+flags.DEFINE_integer(
+    "sequence_length", None,
+    "For inputs of unknown length (a transformer's token ids): the length to build the file for.",
+)
 flags.DEFINE_string("json", None, "Also write the export report as JSON here.")
 
 
@@ -49,6 +53,7 @@ def main(argv):
             ),
             sparse=FLAGS.sparse,
             per_channel=FLAGS.per_channel,
+            sequence_length=FLAGS.sequence_length,
         )
     except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -62,9 +62,10 @@ def test_float32_export_checks_integer_inputs_with_valid_ids(tmp_path):
     # Without representative data the file is checked on random inputs:
     # ids inside every Embedding's vocabulary, not floats cast to 0.
     from keras_str.export.tflite import _check_inputs
+    from keras_str.export.tflite import _input_specs
 
     model = token_classifier()
-    ids = _check_inputs(model, None)
+    ids = _check_inputs(model, None, _input_specs(model))
     assert ids.dtype == np.int32 and ids.shape == (8, 16)
     assert ids.min() >= 0 and ids.max() < VOCABULARY and len(np.unique(ids)) > 2
     path = tmp_path / "tokens.tflite"

@@ -540,3 +540,17 @@ def test_zoo_trains_sparse_strips_and_reloads(name, tmp_path):
         lambda a, b: np.testing.assert_allclose(to_numpy(a), b, atol=1e-5),
         plain(sample), expected,
     )
+
+
+def test_strip_without_in_place_copies_a_model_sparsified_in_place():
+    model = small_gpt2()
+    method = keras_str.GMP(0.8, keras_str.ConstantSchedule())
+    keras_str.sparsify(model, method=method, in_place=True)
+    x = token_inputs(model, n=2)
+    model(x, training=True)
+    plain = keras_str.strip(model)
+    assert plain is not model
+    assert not sparse_layers(plain)
+    assert sparse_layers(model)
+    np.testing.assert_allclose(to_numpy(plain(x)), to_numpy(model(x)), atol=1e-5)
+    assert keras_str.sparsity_report(plain).totals["sparsity"] == pytest.approx(0.8, abs=0.01)

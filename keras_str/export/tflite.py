@@ -2,9 +2,11 @@
 
 import contextlib
 import dataclasses
+import functools
 import io
 import os
 import re
+import tempfile
 
 import keras
 import numpy as np
@@ -22,6 +24,8 @@ from keras_str.export.runtime import layer_runtime
 from keras_str.export.xnnpack_rules import check_xnnpack_sparse
 from keras_str.transforms.cloning import clone_with
 from keras_str.transforms.cloning import copy_all_weights
+from keras_str.transforms.cloning import has_layer_graph
+from keras_str.transforms.cloning import is_clonable
 from keras_str.transforms.strip import as_float32
 
 # A file is checked on this many inputs against the same model converted
@@ -167,6 +171,7 @@ def export_tflite(
     representative_data=None,
     sparse=True,
     per_channel=True,
+    sequence_length=None,
 ):
     """Writes a sparse-encoded `.tflite` of `model` and reports on it.
 
@@ -211,6 +216,12 @@ def export_tflite(
             tensor: smaller files (a float32 scale and an int64 zero point
             per channel add up in MobileNet-sized models) at some cost in
             accuracy, notably for depthwise convolutions.
+        sequence_length: For models whose inputs have a sequence axis of
+            unknown length (a keras-hub transformer's `token_ids` and
+            `padding_mask`, shape `(batch, None)`): the length the file is
+            built for (LiteRT runs fixed shapes; pad shorter sequences).
+            Integer inputs keep their dtype (int32 token ids) in every
+            precision.
 
     Returns:
         An `ExportReport`.
@@ -252,11 +263,12 @@ def export_tflite(
             f"Received: model={getattr(model, 'name', model)!r} (not built)"
         )
     model = _with_input_graph(model, representative_data)
+    specs = _input_specs(model, sequence_length)
     # Read against the user's model: its input names, as the user knows them.
     samples = (
         None
         if representative_data is None
-        else _representative_samples(model, representative_data)
+        else _representative_samples(model, representative_data, specs)
     )
     removed_channels = {}
     if any(is_str_layer(layer) for layer in iter_layers(model)):
@@ -271,9 +283,21 @@ def export_tflite(
             if name in after and after[name] < width
         }
     model = _unrolled(as_float32(model))
-    check_inputs = _check_inputs(model, samples)
+    _check_fixed(model, specs)
+    check_inputs = _check_inputs(model, samples, specs)
     samples = None if samples is None else _calibration_batches(model, samples)
-    dense_bytes = _convert(model, precision, samples, sparse=False, per_channel=per_channel)
+    # Keras's own graph conversion where it works; otherwise (keras-hub's
+    # models, inputs whose length the caller fixed) the model's call traced
+    # at fixed input shapes, through a SavedModel, as `model.export` does.
+    by_signature = not is_clonable(model) or sequence_length is not None
+
+    def convert(sparse):
+        return _convert(
+            model, precision, samples, sparse=sparse, per_channel=per_channel,
+            specs=specs if by_signature else None,
+        )
+
+    dense_bytes = convert(sparse=False)
     try:
         reference = run_tflite(dense_bytes, check_inputs)
     except LiteRTError as error:
@@ -281,9 +305,13 @@ def export_tflite(
             f"The model converted to {precision} does not run in LiteRT's "
             f"default interpreter even without sparse weights: {error}"
         ) from error
-    if sparse:
+    sparse_bytes = _sparsified(convert, model) if sparse else None
+    if isinstance(sparse_bytes, str):
+        # The converter could not encode this model's zeros at all.
+        content, stored_dense, difference = dense_bytes, {"(every tensor)": sparse_bytes}, 0.0
+    elif sparse:
         content, stored_dense, difference = _loadable_sparse(
-            _convert(model, precision, samples, sparse=True, per_channel=per_channel),
+            sparse_bytes,
             reference,
             check_inputs,
             precision,
@@ -338,6 +366,34 @@ def export_tflite(
     )
 
 
+def _sparsified(convert, model):
+    """The sparse-encoded conversion, or why the converter could not make one (a str).
+
+    TF 2.21's sparsifier fails with a bare RuntimeError ("operand does not
+    dominate this use") on a sparse weight that two ops read: a tied
+    embedding's table, read by the token lookup (GATHER) and by the
+    projection to logits (FULLY_CONNECTED). The plain file is kept then,
+    and the report says why.
+    """
+    try:
+        return convert(sparse=True)
+    except RuntimeError as error:
+        if "ConverterError" in type(error).__name__:
+            raise
+        tied = [
+            layer.name for layer in iter_layers(model)
+            if isinstance(layer, keras.layers.ReversibleEmbedding) and layer.tie_weights
+        ]
+        cause = (
+            f"the tied embedding {tied} (its table is read by the token lookup "
+            "and by the projection to logits; keep it dense, `keep_dense=` in "
+            "`sparsify`, to store the other weights sparse)"
+            if tied
+            else f"{type(error).__name__}: {str(error)[:300]}"
+        )
+        return f"TFLite's sparsifier failed on {cause}"
+
+
 def _output_widths(model):
     """Output channels (filters, units) of each kernel layer, by name."""
     return {
@@ -353,9 +409,7 @@ def _with_input_graph(model, representative_data):
     Its input comes from the shape it was built with; integer token ids keep
     their dtype when the representative data has it.
     """
-    from keras_str.transforms.cloning import is_clonable
-
-    if not isinstance(model, keras.Model) or is_clonable(model):
+    if not isinstance(model, keras.Model) or is_clonable(model) or has_layer_graph(model):
         return model
     shapes = getattr(model, "_build_shapes_dict", None) or {}
     shape = next(iter(shapes.values()), None) if len(shapes) == 1 else None
@@ -424,12 +478,55 @@ def _loadable_sparse(content, reference, check_inputs, precision):
     )
 
 
-def _input_specs(model):
-    """`(name, shape without the batch axis, dtype)` for each model input."""
-    return [
-        (tensor.name, tuple(tensor.shape[1:]), keras.backend.standardize_dtype(tensor.dtype))
-        for tensor in model.inputs
-    ]
+def _input_specs(model, sequence_length=None):
+    """`(name, shape without the batch axis, dtype)` for each model input.
+
+    An unknown sequence axis (axis 1) takes `sequence_length`; other
+    unknown dimensions stay `None` (`_check_fixed` refuses them).
+    """
+    if sequence_length is not None and (
+        isinstance(sequence_length, bool)
+        or not isinstance(sequence_length, int)
+        or sequence_length < 1
+    ):
+        raise ValueError(
+            "Invalid value for argument `sequence_length`. Expected a positive "
+            f"integer. Received: sequence_length={sequence_length!r}"
+        )
+    specs, filled = [], False
+    for tensor in model.inputs:
+        shape = list(tensor.shape[1:])
+        if sequence_length is not None and shape and shape[0] is None:
+            shape[0], filled = sequence_length, True
+        specs.append(
+            (tensor.name, tuple(shape), keras.backend.standardize_dtype(tensor.dtype))
+        )
+    if sequence_length is not None and not filled:
+        raise ValueError(
+            "`sequence_length` fixes an input's unknown sequence axis, but "
+            f"every input of model {model.name!r} has a fixed shape: "
+            f"{[tuple(t.shape) for t in model.inputs]}. Received: "
+            f"sequence_length={sequence_length}"
+        )
+    return specs
+
+
+def _check_fixed(model, specs):
+    """Refuses inputs with unknown dimensions besides the batch, naming the input."""
+    for tensor, (name, shape, _) in zip(model.inputs, specs):
+        if not any(dim is None for dim in shape):
+            continue
+        which = f" for input {name!r}" if len(model.inputs) > 1 else ""
+        hint = (
+            " Pass `sequence_length=` (the token length the file is built "
+            "for) or build the model on a fixed shape."
+            if shape[0] is None and all(dim is not None for dim in shape[1:])
+            else ""
+        )
+        raise ValueError(
+            "Export needs a fixed input shape (no None besides the batch)."
+            f"{hint} Received: model input shape {tuple(tensor.shape)}{which}"
+        )
 
 
 def _model_batch_size(model):
@@ -446,30 +543,45 @@ def _named(model, arrays):
     return {tensor.name: array for tensor, array in zip(model.inputs, arrays)}
 
 
-def _check_inputs(model, samples):
+def _check_inputs(model, samples, specs):
     """The inputs a converted file is checked on (see `_named`)."""
     if samples is not None:
         return _named(model, [array[:CHECK_EXAMPLES] for array in samples])
     rng = np.random.default_rng(0)
+    bounds = _token_bounds(model)
     arrays = []
-    for tensor, (name, shape, dtype) in zip(model.inputs, _input_specs(model)):
-        if any(dim is None for dim in shape):
-            raise ValueError(
-                "Export needs a fixed input shape (no None besides the batch). "
-                f"Received: model input shape {tuple(tensor.shape)}"
-                + (f" for input {name!r}" if len(model.inputs) > 1 else "")
-            )
+    for tensor, (name, shape, dtype) in zip(model.inputs, specs):
         shape = (CHECK_EXAMPLES,) + shape
         kind = np.dtype(dtype).kind
         if kind == "f":
             arrays.append(rng.uniform(size=shape).astype(dtype))
-        elif kind in "iu":
+        elif kind in "iu" and id(tensor) in bounds:
+            # Valid ids for the Embedding that reads them.
+            arrays.append(rng.integers(0, bounds[id(tensor)], size=shape).astype(dtype))
+        elif kind in "iu" and not bounds:
             # Valid ids for every Embedding in the model.
             bound = _integer_input_bound(model)
             arrays.append(rng.integers(0, bound, size=shape).astype(dtype))
+        elif kind in "iu":
+            # An integer input no Embedding reads (a padding mask): all ones.
+            arrays.append(np.ones(shape, dtype))
         else:
             arrays.append((rng.uniform(size=shape) < 0.5).astype(dtype))
     return _named(model, arrays)
+
+
+def _token_bounds(model):
+    """`{id(input tensor): vocabulary size}` for inputs an Embedding reads directly."""
+    bounds = {}
+    for tensor in model.inputs:
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            continue
+        for node in getattr(history.operation, "_outbound_nodes", ()):
+            if isinstance(node.operation, keras.layers.Embedding):
+                size = node.operation.input_dim
+                bounds[id(tensor)] = min(bounds.get(id(tensor), size), size)
+    return bounds
 
 
 def _integer_input_bound(model):
@@ -481,12 +593,11 @@ def _integer_input_bound(model):
     return max(1, min(sizes, default=2))
 
 
-def _representative_samples(model, representative_data):
+def _representative_samples(model, representative_data, specs):
     """Checks `representative_data`; returns all its examples, one array per input.
 
     Each input is cast to its own dtype (integer inputs stay integers).
     """
-    specs = _input_specs(model)
     data = representative_data
     if callable(data):
         # TFLite's convention: a function returning an iterable of lists.
@@ -689,10 +800,50 @@ def _set_unroll(config):
     return config
 
 
-def _convert(model, precision, samples, sparse, per_channel=True):
+@contextlib.contextmanager
+def _converter_for(model, specs):
+    """A TFLite converter of `model`: from Keras's graph, or from its call traced at `specs`.
+
+    With `specs` (`_input_specs`), the model's `call` is traced at those
+    input shapes and dtypes and written as a SavedModel, which the
+    converter reads (Keras's `model.export(format="litert")` route; it
+    converts keras-hub models, whose graphs `from_keras_model` cannot).
+    """
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if specs is None:
+        yield tf.lite.TFLiteConverter.from_keras_model(model)
+        return
+    by_name = {
+        name: tf.TensorSpec((tensor.shape[0],) + shape, dtype, name=name)
+        for tensor, (name, shape, dtype) in zip(model.inputs, specs)
+    }
+    # The structure `call` takes: keras-hub's backbones take a dict.
+    structure = getattr(model, "_inputs_struct", None)
+    if structure is None:
+        structure = model.inputs[0] if len(model.inputs) == 1 else list(model.inputs)
+    signature = keras.tree.map_structure(lambda tensor: by_name[tensor.name], structure)
+    with tempfile.TemporaryDirectory() as directory:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "serve",
+            functools.partial(model.__call__, training=False),
+            input_signature=[signature],
+        )
+        with contextlib.redirect_stdout(io.StringIO()):
+            archive.write_out(directory, verbose=False)
+        yield tf.lite.TFLiteConverter.from_saved_model(directory)
+
+
+def _convert(model, precision, samples, sparse, per_channel=True, specs=None):
+    with _converter_for(model, specs) as converter:
+        return _configured_conversion(converter, model, precision, samples, sparse, per_channel)
+
+
+def _configured_conversion(converter, model, precision, samples, sparse, per_channel):
+    import tensorflow as tf
+
     optimizations = []
     if precision != "float32":
         optimizations.append(tf.lite.Optimize.DEFAULT)

@@ -2,6 +2,10 @@
 
 import keras
 
+# Keras's switch for its attribute tracking (`Layer.__setattr__`); no public
+# form.
+from keras.src.utils.tracking import DotNotTrackScope
+
 
 def check_rewritable(model, in_place, argument="model"):
     """Raises a clear `ValueError` unless `model` can be rewritten as asked.
@@ -249,19 +253,34 @@ def rewrite_in_place(model, replace):
                     layer._tracker.untrack(value)
                     setattr(layer, name, new)
             elif isinstance(value, list) and value is not layer._layers:
-                for i, item in enumerate(list(value)):
+                items, changed = list(value), False
+                for i, item in enumerate(items):
                     if isinstance(item, keras.layers.Layer) and id(item) in tracked:
                         new = new_for(item)
                         if new is not None:
                             layer._tracker.untrack(item)
-                            value[i] = new
+                            items[i], changed = new, True
                             layer._tracker.track(new)
+                if changed:
+                    replace_list(layer, name, items)
 
     visit(model)
     for layer in visited:
         if has_layer_graph(layer):
             rewire_graph(layer, replaced_layers)
     return model
+
+
+def replace_list(owner, name, items):
+    """Sets `owner.<name>` to a new list of `items`.
+
+    Not item by item: TensorFlow's object tracking marks a list changed
+    other than by appending, and then refuses to write a SavedModel of the
+    model (which TFLite export goes through). The layers in it are tracked
+    already.
+    """
+    with DotNotTrackScope():
+        setattr(owner, name, items)
 
 
 def has_layer_graph(layer):
@@ -296,7 +315,6 @@ def rewire_graph(model, replacements):
     for old, new in moved.values():
         new._inbound_nodes = list(old._inbound_nodes)
         new._outbound_nodes = list(old._outbound_nodes)
-    # In place: the model tracks these containers.
-    model._operations[:] = [replacements.get(id(op), op) for op in model._operations]
+    replace_list(model, "_operations", [replacements.get(id(op), op) for op in model._operations])
     for operations in model._operations_by_depth.values():
         operations[:] = [replacements.get(id(op), op) for op in operations]

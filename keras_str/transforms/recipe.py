@@ -105,6 +105,11 @@ def attach(model, recipe):
     object.__setattr__(model, "_keras_str_recipe", recipe)
 
 
+def recipe_of(model):
+    """The `Recipe` of a model `sparsify(..., in_place=True)` rewrote, or `None`."""
+    return vars(model).get("_keras_str_recipe") if isinstance(model, keras.Model) else None
+
+
 def detach(model):
     """Forgets the rewrite (`strip(model, in_place=True)` made the model plain again)."""
     for name in ("save_assets", "_keras_str_recipe"):

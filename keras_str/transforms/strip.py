@@ -1,5 +1,7 @@
 """Sparse-trainable model -> plain Keras model whose kernels hold exact zeros."""
 
+import os
+import tempfile
 import warnings
 
 import keras
@@ -24,6 +26,7 @@ from keras_str.transforms.cloning import copy_other_variables
 from keras_str.transforms.cloning import own_variables
 from keras_str.transforms.cloning import rewrite_in_place
 from keras_str.transforms.recipe import detach as detach_recipe
+from keras_str.transforms.recipe import recipe_of
 from keras_str.transforms.shrink import shrink_channels
 
 
@@ -43,7 +46,10 @@ def strip(model, *, in_place=False, shrink=None, channel_multiple=None):
 
     Args:
         model: A built model with sparse layers. Subclassed models need
-            `in_place=True`.
+            `in_place=True`, except those `sparsify(..., in_place=True)`
+            rewrote (keras-hub's): without it, they are copied (saved to a
+            temporary `.keras` file and reloaded with
+            `keras_str.load_model`) and the copy is stripped.
         in_place: For subclassed models: replace the sparse layers inside
             `model` itself and return it (the trained sparse layers are
             gone afterwards: save the model first if you need them).
@@ -68,6 +74,12 @@ def strip(model, *, in_place=False, shrink=None, channel_multiple=None):
     >>> plain = keras_str.strip(sparse_model)
     >>> plain.save("model_stripped.keras")
     """
+    if not in_place and recipe_of(model) is not None:
+        # Sparsified in place (a keras-hub model): its config rebuilds it
+        # dense, so the copy is the model saved, reloaded and stripped.
+        return strip(
+            _reloaded_copy(model), in_place=True, shrink=shrink, channel_multiple=channel_multiple
+        )
     check_rewritable(model, in_place)
     if shrink not in (None, True, False):
         raise ValueError(
@@ -117,6 +129,19 @@ def strip(model, *, in_place=False, shrink=None, channel_multiple=None):
     if shrink:
         plain = shrink_channels(plain, channel_multiple=channel_multiple)
     return plain
+
+
+def _reloaded_copy(model):
+    """A copy of a model sparsified in place: saved and loaded back, rewrite replayed."""
+    from keras_str.saving import load_model
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "model.keras")
+        model.save(path)
+        with warnings.catch_warnings():
+            # Said when the model was first sparsified.
+            warnings.simplefilter("ignore")
+            return load_model(path)
 
 
 def removes_channels(method):
