@@ -198,3 +198,30 @@ def test_functional_encoder_of_unknown_length_exports_at_the_given_length(tmp_pa
     assert report.sparse_tensors
     expected = keras.ops.convert_to_numpy(model(x))
     np.testing.assert_allclose(keras_str.predict_tflite(str(path), x), expected, atol=1e-4)
+
+
+def test_block_sparse_feed_forward_keeps_the_sparse_kernel(tmp_path):
+    model = small_gpt2()
+    method = keras_str.StructuredSTR(
+        "block", block_size=4, target_sparsity=0.9, schedule=keras_str.ConstantSchedule()
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras_str.sparsify(
+            model, method=method, in_place=True,
+            keep_dense=lambda layer: type(layer) is not keras.layers.Dense,
+        )
+        model(token_inputs(model, n=2), training=True)
+    path = tmp_path / "model.tflite"
+    report = keras_str.export_tflite(model, path, sequence_length=SEQUENCE)
+    # Both feed-forward layers of both blocks: 1x4 blocks, no DENSIFY.
+    assert len(report.sparse_tensors) == 4 and report.densify_ops == 0
+    feed_forward = {
+        name: statement for name, statement in report.layer_runtime.items()
+        if name.startswith("feedforward")
+    }
+    assert feed_forward and all(
+        "sparse FULLY_CONNECTED kernel (blocks 4)" in statement
+        for statement in feed_forward.values()
+    )
+    assert max_litert_difference(path, model, token_inputs(model)) <= 1e-4
