@@ -172,13 +172,24 @@ def test_task_model_exports_sparse_with_parity(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_tied_embedding_the_sparsifier_fails_on_is_named(tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "float16"])
+def test_a_tied_embedding_the_sparsifier_fails_on_gives_the_plain_file(precision, tmp_path):
     model = stripped_sparse(small_gpt2_lm)
-    report = keras_str.export_tflite(model, tmp_path / "model.tflite", sequence_length=SEQUENCE)
+    report = keras_str.export_tflite(
+        model, tmp_path / "model.tflite", precision=precision, sequence_length=SEQUENCE
+    )
     [reason] = report.stored_dense.values()
-    assert "tied embedding ['token_embedding']" in reason
+    if precision == "float32":
+        # TF 2.21's sparsifier fails outright.
+        assert "tied embedding ['token_embedding']" in reason
+    else:
+        # It writes a float16 file whose outputs are NaN.
+        assert "outputs nan away from the non-sparse file" in reason
     assert report.size_bytes == report.dense_size_bytes
-    assert max_litert_difference(tmp_path / "model.tflite", model, token_inputs(model.backbone)) <= 1e-4
+    scale = float(np.max(np.abs(keras.ops.convert_to_numpy(model(token_inputs(model.backbone))))))
+    tolerance = 1e-4 if precision == "float32" else 1e-2 * scale
+    assert max_litert_difference(
+        tmp_path / "model.tflite", model, token_inputs(model.backbone)) <= tolerance
 
 
 def test_functional_encoder_of_unknown_length_exports_at_the_given_length(tmp_path):

@@ -316,7 +316,9 @@ def export_tflite(
             check_inputs,
             precision,
         )
-        if len(content) >= len(dense_bytes):
+        if content is None:
+            content = dense_bytes
+        elif len(content) >= len(dense_bytes):
             # Sparse encodings cost index arrays (int8 weights gain least):
             # never ship a file larger than the plain one.
             stored_dense = {
@@ -438,7 +440,9 @@ def _tolerance(precision, reference):
 def _loadable_sparse(content, reference, check_inputs, precision):
     """Stores dense whatever LiteRT cannot load or computes wrongly.
 
-    Returns `(content, {tensor name: reason}, max |sparse - non-sparse|)`.
+    Returns `(content, {tensor name: reason}, max |sparse - non-sparse|)`;
+    `content` is `None` when no sparse file runs correctly (the caller
+    keeps the plain file, which did, and reports the reason).
     """
     stored_dense = {}
     for _ in range(4):
@@ -447,10 +451,7 @@ def _loadable_sparse(content, reference, check_inputs, precision):
         except LiteRTError as error:
             op_name = error.op_name
             if op_name is None:
-                raise RuntimeError(
-                    f"The sparse {precision} .tflite does not load in LiteRT: "
-                    f"{error}"
-                ) from error
+                return None, {"(every tensor)": f"the sparse file does not load in LiteRT: {error}"}, 0.0
             reason = (
                 f"XNNPACK cannot prepare {op_name} with sparse {precision} "
                 "weights"
@@ -467,15 +468,9 @@ def _loadable_sparse(content, reference, check_inputs, precision):
             pick = lambda row: not row.densified
         content, names = store_dense(content, pick)
         if not names:
-            raise RuntimeError(
-                f"The sparse {precision} .tflite cannot be made to run "
-                f"correctly in LiteRT ({reason}); no file was written."
-            )
+            return None, {"(every tensor)": f"{reason}, in no tensor it could store dense"}, 0.0
         stored_dense.update({name: reason for name in names})
-    raise RuntimeError(
-        f"The sparse {precision} .tflite still fails in LiteRT after storing "
-        f"{len(stored_dense)} tensors dense; no file was written."
-    )
+    return None, {"(every tensor)": f"{reason} after storing {len(stored_dense)} tensors dense"}, 0.0
 
 
 def _input_specs(model, sequence_length=None):
