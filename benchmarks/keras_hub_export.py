@@ -19,8 +19,6 @@ and runs only missing ones; the table (`.md`) is generated from the rows.
 
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +30,8 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+from benchmarks.provenance import provenance  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", None, "Zoo models (default: all).")
@@ -124,26 +124,6 @@ def run_row(name, precision):
     }
 
 
-def provenance():
-    def git(*args):
-        return subprocess.run(["git", *args], capture_output=True, text=True,
-                              cwd=ROOT).stdout.strip()
-
-    cpu = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as file:
-            cpu = next(line.split(":", 1)[1].strip() for line in file
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "command": " ".join(["python -m benchmarks.keras_hub_export"] + sys.argv[1:]),
-        "commit": git("rev-parse", "--short", "HEAD") + ("+uncommitted" if dirty else ""),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu}",
-    }
-
-
 def table(rows):
     lines = [
         "keras-hub models (small, random weights) at 90 % zeros (GMP on every layer "
@@ -190,7 +170,7 @@ def main(argv):
     elif os.path.exists(path):
         os.remove(path)
     done = {(r["model"], r["precision"]) for r in rows}
-    stamp = provenance()
+    stamp = provenance("benchmarks.keras_hub_export")
     for name in names:
         for precision in FLAGS.precisions:
             if (name, precision) in done:

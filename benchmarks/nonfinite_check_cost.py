@@ -19,7 +19,6 @@ table (`.md`) is generated from the rows.
 
 import json
 import os
-import platform
 import subprocess
 import sys
 
@@ -27,6 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+from benchmarks.provenance import provenance  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("backends", ["tensorflow", "jax", "torch"], "Keras backends, one process each.")
@@ -131,26 +132,6 @@ def worker(backend, model_name):
     print("RESULT " + json.dumps(row), flush=True)
 
 
-def provenance():
-    def git(*args):
-        return subprocess.run(["git", *args], capture_output=True, text=True,
-                              cwd=ROOT).stdout.strip()
-
-    cpu = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as file:
-            cpu = next(line.split(":", 1)[1].strip() for line in file
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "command": " ".join(["python -m benchmarks.nonfinite_check_cost"] + sys.argv[1:]),
-        "commit": git("rev-parse", "--short", "HEAD") + ("+uncommitted" if dirty else ""),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu}",
-    }
-
-
 def read_rows(path):
     if not os.path.exists(path):
         return []
@@ -192,7 +173,7 @@ def main(argv):
     if not FLAGS.resume and os.path.exists(path):
         os.remove(path)
     done = {(r["backend"], r["model"]) for r in rows}
-    stamp = provenance()
+    stamp = provenance("benchmarks.nonfinite_check_cost")
     for backend in FLAGS.backends:
         for model_name in FLAGS.models:
             if (backend, model_name) in done:

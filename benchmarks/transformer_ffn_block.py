@@ -22,9 +22,7 @@ commit and machine; the table (`.md`) is generated from them.
 
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -34,6 +32,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+from benchmarks.provenance import provenance  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("layers", 4, "Transformer layers.")
@@ -45,7 +45,6 @@ flags.DEFINE_integer("rounds", 7, "Alternating timing rounds.")
 flags.DEFINE_integer("runs", 30, "Timed invocations per file per round.")
 flags.DEFINE_string("out_dir", "benchmarks/results", "Where rows and table go.")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = "transformer_ffn_block"
 
 
@@ -82,26 +81,6 @@ def pruned(method):
         return keras_str.strip(model, in_place=True)
 
 
-def provenance():
-    def git(*args):
-        return subprocess.run(["git", *args], capture_output=True, text=True,
-                              cwd=ROOT).stdout.strip()
-
-    cpu = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as file:
-            cpu = next(line.split(":", 1)[1].strip() for line in file
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "command": " ".join(["python -m benchmarks.transformer_ffn_block"] + sys.argv[1:]),
-        "commit": git("rev-parse", "--short", "HEAD") + ("+uncommitted" if dirty else ""),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu}",
-    }
-
-
 def table(rows):
     lines = [
         "LiteRT float32 latency of a GPT-2-style backbone whose feed-forward Dense "
@@ -136,7 +115,7 @@ def main(argv):
         ),
         "unstructured GMP": keras_str.GMP(FLAGS.target, schedule),
     }
-    stamp = provenance()
+    stamp = provenance("benchmarks.transformer_ffn_block")
     with tempfile.TemporaryDirectory() as directory:
         files = {}
         for name, method in variants.items():

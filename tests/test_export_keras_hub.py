@@ -9,24 +9,13 @@ import pytest
 import keras_str
 
 keras_hub = pytest.importorskip("keras_hub")
+from tests.test_keras_hub import VOCABULARY  # noqa: E402
+from tests.test_keras_hub import small_bert  # noqa: E402
+from tests.test_keras_hub import small_gpt2  # noqa: E402
+
 pytestmark = pytest.mark.tensorflow
 
-VOCABULARY = 1000
 SEQUENCE = 16
-
-
-def small_bert():
-    return keras_hub.models.BertBackbone(
-        vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=64,
-        intermediate_dim=128, max_sequence_length=32,
-    )
-
-
-def small_gpt2():
-    return keras_hub.models.GPT2Backbone(
-        vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=64,
-        intermediate_dim=128, max_sequence_length=32,
-    )
 
 
 def token_inputs(model, n=4, length=SEQUENCE, seed=0):

@@ -1,0 +1,36 @@
+"""Where a benchmark's rows come from: its command, commit and machine."""
+
+import os
+import platform
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def provenance(module):
+    """`{"command", "commit", "machine"}` for rows written by `python -m <module>` now.
+
+    The commit is marked `+uncommitted` when tracked files differ from it;
+    the machine names the CPU model (`/proc/cpuinfo`) where there is one.
+    """
+
+    def git(*args):
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as file:
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in file if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        pass
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "command": " ".join([f"python -m {module}"] + sys.argv[1:]),
+        "commit": git("rev-parse", "--short", "HEAD") + ("+uncommitted" if dirty else ""),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu}",
+    }
