@@ -31,7 +31,9 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from benchmarks.provenance import provenance  # noqa: E402
+from benchmarks.rows import append_row  # noqa: E402
+from benchmarks.rows import provenance  # noqa: E402
+from benchmarks.rows import read_rows  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", None, "Zoo models (default: all).")
@@ -163,11 +165,8 @@ def main(argv):
     names = FLAGS.models or sorted(zoo.zoo())
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     path = os.path.join(FLAGS.out_dir, f"{RESULTS}.jsonl")
-    rows = []
-    if FLAGS.resume and os.path.exists(path):
-        with open(path) as file:
-            rows = [json.loads(line) for line in file if line.strip()]
-    elif os.path.exists(path):
+    rows = read_rows(path) if FLAGS.resume else []
+    if not FLAGS.resume and os.path.exists(path):
         os.remove(path)
     done = {(r["model"], r["precision"]) for r in rows}
     stamp = provenance("benchmarks.keras_hub_export")
@@ -183,8 +182,7 @@ def main(argv):
                        "error": f"{type(error).__name__}: {str(error)[:200]}"}
             row.update(stamp)
             rows.append(row)
-            with open(path, "a") as file:
-                file.write(json.dumps(row) + "\n")
+            append_row(path, row)
             print(json.dumps(row), flush=True)
     text = table(rows)
     write_text_atomic(os.path.join(FLAGS.out_dir, f"{RESULTS}.md"), text + "\n")

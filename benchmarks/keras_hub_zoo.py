@@ -23,9 +23,6 @@ generated from it.
 
 import json
 import os
-import platform
-import subprocess
-import sys
 import tempfile
 import time
 import traceback
@@ -34,6 +31,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+from benchmarks.rows import append_row  # noqa: E402
+from benchmarks.rows import provenance  # noqa: E402
+from benchmarks.rows import read_rows  # noqa: E402
 
 METHODS = ("st3", "st3_sigma", "gmp", "str_target", "str")
 
@@ -115,28 +116,6 @@ def run_row(model_name, method_name, steps, workdir):
     }
 
 
-def provenance():
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True, text=True,
-    ).stdout.strip()
-    return {
-        "command": " ".join(["python -m benchmarks.keras_hub_zoo"] + sys.argv[1:]),
-        "commit": commit + ("+uncommitted" if dirty else ""),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
-    }
-
-
-def read_rows(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as file:
-        return [json.loads(line) for line in file if line.strip()]
-
-
 def table(rows):
     columns = ("model", "method", "sparse share", "sparsity", "per-layer min / max",
                "strip diff", "reload diff", "s", "commit")
@@ -170,7 +149,7 @@ def main(argv):
     backend = keras.backend.backend()
     jsonl = f"{FLAGS.out}_{backend}.jsonl"
     # Before this run touches the results file (it would read as uncommitted).
-    meta = provenance()
+    meta = provenance("benchmarks.keras_hub_zoo")
     asked = {(m, method) for m in models for method in FLAGS.methods}
     rows = read_rows(jsonl)
     if not FLAGS.resume:
@@ -191,8 +170,7 @@ def main(argv):
                            "error": f"{type(error).__name__}: {str(error)[:100]}"}
                 row.update(meta)
                 rows.append(row)
-                with open(jsonl, "a") as file:
-                    file.write(json.dumps(row) + "\n")
+                append_row(jsonl, row)
                 print(table([row]).splitlines()[-1], flush=True)
     header = (
         f"# keras-hub zoo, {backend} backend (`benchmarks/keras_hub_zoo.py`)\n\n"

@@ -27,7 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from benchmarks.provenance import provenance  # noqa: E402
+from benchmarks.rows import append_row  # noqa: E402
+from benchmarks.rows import provenance  # noqa: E402
+from benchmarks.rows import read_rows  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("backends", ["tensorflow", "jax", "torch"], "Keras backends, one process each.")
@@ -132,13 +134,6 @@ def worker(backend, model_name):
     print("RESULT " + json.dumps(row), flush=True)
 
 
-def read_rows(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as file:
-        return [json.loads(line) for line in file if line.strip()]
-
-
 def table(rows):
     lines = [
         "Cost of the in-step NaN/inf check: median over alternating rounds of "
@@ -189,8 +184,7 @@ def main(argv):
                        if line.startswith("RESULT "))
             row.update(stamp)
             rows.append(row)
-            with open(path, "a") as file:
-                file.write(json.dumps(row) + "\n")
+            append_row(path, row)
             print(json.dumps(row), flush=True)
     from keras_str.io_utils import write_text_atomic
 

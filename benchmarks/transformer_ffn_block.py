@@ -23,7 +23,6 @@ commit and machine; the table (`.md`) is generated from them.
 import json
 import os
 import statistics
-import sys
 import tempfile
 import warnings
 
@@ -33,7 +32,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from benchmarks.provenance import provenance  # noqa: E402
+from benchmarks.rows import provenance  # noqa: E402
+from benchmarks.rows import read_rows  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("layers", 4, "Transformer layers.")
@@ -151,10 +151,7 @@ def main(argv):
         })
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     path = os.path.join(FLAGS.out_dir, f"{RESULTS}.jsonl")
-    previous = []
-    if os.path.exists(path):
-        with open(path) as file:
-            previous = [json.loads(line) for line in file if line.strip()]
+    previous = read_rows(path)
     # A rerun of the same configuration replaces its rows.
     key = lambda r: (r["layers"], r["hidden"], r["intermediate"], r["sequence_length"],
                      r["target"], r["variant"])

@@ -2,7 +2,6 @@
 
 import json
 import os
-import warnings
 import zipfile
 
 import keras
@@ -97,25 +96,15 @@ def _import_keras_hub(path):
 
 def _load_rewritten_in_place(path):
     """Rebuilds the dense model from the file's config, redoes its in-place `sparsify`, loads the weights."""
-    from keras_str.transforms.sparsify import sparsify
+    from keras_str.transforms.sparsify import replay
 
     with zipfile.ZipFile(path) as archive:
         config = json.loads(archive.read("config.json"))
         recipe = Recipe.from_json(archive.read(ARCHIVE_MEMBER), path)
+    model = replay(config, recipe)
     # Compiled after the rewrite: the optimizer's slots follow the sparse
     # variables, as when the model was saved.
-    compile_config = config.pop("compile_config", None)
-    model = keras.saving.deserialize_keras_object(config)
-    with warnings.catch_warnings():
-        # `sparsify` warned when the model was first rewritten.
-        warnings.simplefilter("ignore")
-        sparsify(
-            model,
-            method=recipe.method,
-            weight_decay=recipe.weight_decay,
-            keep_dense=recipe.replayer(),
-            in_place=True,
-        )
+    compile_config = config.get("compile_config")
     if compile_config is not None:
         model.compile_from_config(compile_config)
         if model.optimizer is not None:

@@ -95,12 +95,6 @@ def _count(variable):
     return None if variable is None else int(to_numpy(variable))
 
 
-def _trained_values(layer):
-    return list(layer.method.kernel_variables(layer)) + [
-        v for v in (layer.sparsity_state or {}).values() if "float" in str(v.dtype)
-    ]
-
-
 def nonfinite_layers(model, check_values=False):
     """The sparse layers of `model` whose trained values went NaN or inf.
 
@@ -114,7 +108,7 @@ def nonfinite_layers(model, check_values=False):
         bad = []
         if check_values or (after is not None and after >= 0):
             bad = [
-                v.name for v in _trained_values(layer)
+                v.name for v in layer.method.trained_values(layer)
                 if not bool(to_numpy(ops.all(ops.isfinite(v))))
             ]
         if after is not None and after >= 0:

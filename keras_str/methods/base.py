@@ -182,6 +182,12 @@ class SparsityMethod:
         """The trained variables the effective kernel is made of; they take the kernel's weight decay."""
         return [layer.raw_kernel]
 
+    def trained_values(self, layer):
+        """The variables whose values must stay finite: the kernel's (or its factors) and the float state."""
+        return list(self.kernel_variables(layer)) + [
+            v for v in layer.sparsity_state.values() if "float" in str(v.dtype)
+        ]
+
     def kernel_assigned(self, layer):
         """Called after `layer`'s raw kernel was set from outside (`sparsify` copies a trained one in).
 
@@ -235,9 +241,7 @@ class SparsityMethod:
         ends. Checked after the group's update, so a non-finite quantile
         shows in the thresholds it set.
         """
-        trained = list(self.kernel_variables(layer)) + [
-            v for v in layer.sparsity_state.values() if "float" in str(v.dtype)
-        ]
+        trained = self.trained_values(layer)
         # A sum is NaN or inf iff an element is (finite weights summing past
         # 3e38 do not occur), and costs fewer ops than `all(isfinite(.))`.
         total = ops.sum(trained[0])

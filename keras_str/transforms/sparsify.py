@@ -194,6 +194,29 @@ def sparsify(
     return sparse_model
 
 
+def replay(config, recipe):
+    """A model rebuilt from an in-place-sparsified model's `config`, sparsified again as `recipe` records.
+
+    The config of a model rewritten in place is still its own class's, so
+    it rebuilds the dense model; the recorded rewrite (method, layers kept
+    dense, weight decay) makes it sparse again, with fresh weights. A
+    `compile_config` in `config` is left out (the caller compiles after the
+    rewrite, so that the optimizer's slots follow the sparse variables).
+    """
+    config = {key: value for key, value in config.items() if key != "compile_config"}
+    model = keras.saving.deserialize_keras_object(config)
+    with warnings.catch_warnings():
+        # `sparsify` warned when the model was first rewritten.
+        warnings.simplefilter("ignore")
+        return sparsify(
+            model,
+            method=recipe.method,
+            weight_decay=recipe.weight_decay,
+            keep_dense=recipe.replayer(),
+            in_place=True,
+        )
+
+
 def _check_not_sparse(model):
     """Refuses a model that already has sparse layers: a second method would split the budget."""
     sparse = [layer.name for layer in iter_layers(model) if is_sparse_layer(layer)]

@@ -1,7 +1,5 @@
 """Sparse-trainable model -> plain Keras model whose kernels hold exact zeros."""
 
-import os
-import tempfile
 import warnings
 
 import keras
@@ -47,9 +45,9 @@ def strip(model, *, in_place=False, shrink=None, channel_multiple=None):
     Args:
         model: A built model with sparse layers. Subclassed models need
             `in_place=True`, except those `sparsify(..., in_place=True)`
-            rewrote (keras-hub's): without it, they are copied (saved to a
-            temporary `.keras` file and reloaded with
-            `keras_str.load_model`) and the copy is stripped.
+            rewrote (keras-hub's): without it, they are copied (rebuilt
+            from their config, sparsified again as recorded, given the
+            model's variables) and the copy is stripped.
         in_place: For subclassed models: replace the sparse layers inside
             `model` itself and return it (the trained sparse layers are
             gone afterwards: save the model first if you need them).
@@ -76,9 +74,9 @@ def strip(model, *, in_place=False, shrink=None, channel_multiple=None):
     """
     if not in_place and recipe_of(model) is not None:
         # Sparsified in place (a keras-hub model): its config rebuilds it
-        # dense, so the copy is the model saved, reloaded and stripped.
+        # dense, so the copy is rebuilt, sparsified again and stripped.
         return strip(
-            _reloaded_copy(model), in_place=True, shrink=shrink, channel_multiple=channel_multiple
+            _rebuilt_copy(model), in_place=True, shrink=shrink, channel_multiple=channel_multiple
         )
     check_rewritable(model, in_place)
     if shrink not in (None, True, False):
@@ -131,17 +129,26 @@ def strip(model, *, in_place=False, shrink=None, channel_multiple=None):
     return plain
 
 
-def _reloaded_copy(model):
-    """A copy of a model sparsified in place: saved and loaded back, rewrite replayed."""
-    from keras_str.saving import load_model
+def _rebuilt_copy(model):
+    """A copy of a model sparsified in place: rebuilt from its config and recipe, given its variables."""
+    from keras_str.transforms.sparsify import replay
 
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "model.keras")
-        model.save(path)
-        with warnings.catch_warnings():
-            # Said when the model was first sparsified.
-            warnings.simplefilter("ignore")
-            return load_model(path)
+    copy = replay(keras.saving.serialize_keras_object(model), recipe_of(model))
+    # Built by the same config and rewrite: the same variables, in order.
+    pairs = list(zip(copy.weights, model.weights))
+    if len(copy.weights) != len(model.weights) or any(
+        target.name != source.name or tuple(target.shape) != tuple(source.shape)
+        for target, source in pairs
+    ):
+        raise ValueError(
+            f"Cannot copy {type(model).__name__} {model.name!r}: rebuilt from "
+            "its config and sparsified again, it does not have the same "
+            "variables. Strip it in place instead: "
+            "`keras_str.strip(model, in_place=True)`."
+        )
+    for target, source in pairs:
+        assign_copy(target, source)
+    return copy
 
 
 def removes_channels(method):

@@ -1,5 +1,6 @@
-"""Where a benchmark's rows come from: its command, commit and machine."""
+"""Benchmark result rows: where they come from (command, commit, machine), and the .jsonl that keeps them."""
 
+import json
 import os
 import platform
 import subprocess
@@ -34,3 +35,17 @@ def provenance(module):
         "commit": git("rev-parse", "--short", "HEAD") + ("+uncommitted" if dirty else ""),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu}",
     }
+
+
+def read_rows(path):
+    """The rows of a `.jsonl` results file, or `[]` when there is none."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as file:
+        return [json.loads(line) for line in file if line.strip()]
+
+
+def append_row(path, row):
+    """Appends `row` to a `.jsonl` results file as soon as it is measured (`--resume` keeps it)."""
+    with open(path, "a") as file:
+        file.write(json.dumps(row) + "\n")
