@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from keras_str.export.tflite import _convert
+from keras_str.export.tflite import _sparsified
 from keras_str.export.xnnpack_rules import check_xnnpack_sparse
 
 pytestmark = pytest.mark.tensorflow
@@ -51,7 +52,7 @@ def zero_pointwise(model, fraction, seed=0):
 
 def verdict(model, precision="float32"):
     return check_xnnpack_sparse(
-        _convert(model, precision, None, sparse=True),
+        _sparsified(_convert(model, precision, None)),
         precision,
         [layer.name for layer in model.layers],
         [(layer.name, tuple(layer.kernel.shape)) for layer in model.layers

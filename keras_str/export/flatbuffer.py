@@ -50,6 +50,15 @@ def parse(model_content):
     return fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(model_content, 0))
 
 
+def serialize(model, size_hint=0):
+    """The `.tflite` bytes of a `ModelT` tree (`parse`'s inverse)."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size_hint + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 @functools.cache
 def _builtin_names():
     return {
@@ -165,11 +174,14 @@ def decode_sparse(tensor, values):
 
     Args:
         tensor: A `TensorT` with `sparsity` set.
-        values: The stored values (numpy, 1-D), in traversal order.
+        values: The stored values (numpy, 1-D), in traversal order, or
+            `None` for a tensor with no nonzero (its buffer is empty).
 
     Returns:
         The dense array, shaped `tensor.shape`.
     """
+    if values is None:
+        values = np.zeros(0, dtype=tensor_dtype(tensor) or np.float32)
     sparsity = tensor.sparsity
     shape = [int(d) for d in tensor.shape]
     rank = len(shape)
@@ -181,37 +193,35 @@ def decode_sparse(tensor, values):
         dim: int(metadata[traversal.index(rank + j)].denseSize)
         for j, dim in enumerate(block_map)
     }
-    dense = np.zeros(shape, dtype=values.dtype)
-    coordinate = [0] * len(traversal)
-    cursor = [0]
-
-    def place(level, parent):
-        if level == len(traversal):
-            index = []
-            for dim in range(rank):
-                outer = coordinate[traversal.index(dim)]
-                if dim in block_sizes:
-                    inner = coordinate[traversal.index(rank + block_map.index(dim))]
-                    index.append(outer * block_sizes[dim] + inner)
-                else:
-                    index.append(outer)
-            dense[tuple(index)] = values[cursor[0]]
-            cursor[0] += 1
-            return
-        meta = metadata[level]
+    # Walk the levels breadth-first with one row per node, so that the
+    # nodes stay in traversal order (the order of `values`).
+    coordinates = np.zeros((1, 0), dtype=np.int64)
+    positions = np.zeros((1,), dtype=np.int64)
+    for meta in metadata:
         if meta.format == dense_format:
             size = int(meta.denseSize)
-            for i in range(size):
-                coordinate[traversal[level]] = i
-                place(level + 1, parent * size + i)
+            children = np.tile(np.arange(size, dtype=np.int64), len(positions))
+            parents = np.repeat(np.arange(len(positions)), size)
+            positions = positions[parents] * size + children
         else:
             segments = _index_vector(meta.arraySegments)
             indices = _index_vector(meta.arrayIndices)
-            for i in range(segments[parent], segments[parent + 1]):
-                coordinate[traversal[level]] = int(indices[i])
-                place(level + 1, i)
-
-    place(0, 0)
+            starts = segments[positions]
+            counts = segments[positions + 1] - starts
+            parents = np.repeat(np.arange(len(positions)), counts)
+            offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+            positions = starts[parents] + offsets
+            children = indices[positions]
+        coordinates = np.concatenate([coordinates[parents], children[:, None]], axis=1)
+    index = []
+    for dim in range(rank):
+        outer = coordinates[:, traversal.index(dim)]
+        if dim in block_sizes:
+            inner = coordinates[:, traversal.index(rank + block_map.index(dim))]
+            outer = outer * block_sizes[dim] + inner
+        index.append(outer)
+    dense = np.zeros(shape, dtype=values.dtype)
+    dense[tuple(index)] = values
     return dense
 
 
@@ -233,10 +243,12 @@ def store_dense(model_content, should_store_dense):
         `(new_content, names)`: the rewritten bytes and the names of the
         tensors now stored dense.
     """
-    import flatbuffers
-
     rows = {t.name: t for t in inspect_tflite(model_content).sparse_tensors}
     model = parse(model_content)
+    readers = {}
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            readers[tensor.buffer] = readers.get(tensor.buffer, 0) + 1
     stored_dense = []
     for subgraph in model.subgraphs:
         for index, tensor in enumerate(subgraph.tensors):
@@ -245,9 +257,13 @@ def store_dense(model_content, should_store_dense):
             if tensor.sparsity is None or row is None or not should_store_dense(row):
                 continue
             dense = decode_sparse(tensor, buffer_values(model, tensor))
-            model.buffers[tensor.buffer].data = np.frombuffer(
-                dense.tobytes(), dtype=np.uint8
-            )
+            data = np.frombuffer(dense.tobytes(), dtype=np.uint8)
+            if readers[tensor.buffer] > 1:
+                # Another tensor keeps reading the sparse values.
+                model.buffers.append(schema().BufferT())
+                tensor.buffer = len(model.buffers) - 1
+                readers[tensor.buffer] = 1
+            model.buffers[tensor.buffer].data = data
             tensor.sparsity = None
             stored_dense.append(name)
         renamed = {}
@@ -275,6 +291,4 @@ def store_dense(model_content, should_store_dense):
             )
     if not stored_dense:
         return model_content, []
-    builder = flatbuffers.Builder(len(model_content) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), stored_dense
+    return serialize(model, len(model_content)), stored_dense

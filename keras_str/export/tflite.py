@@ -21,6 +21,7 @@ from keras_str.layers.registry import raw_kernel_variable
 from keras_str.export.flatbuffer import inspect_tflite
 from keras_str.export.flatbuffer import store_dense
 from keras_str.export.runtime import layer_runtime
+from keras_str.export.sparsifier import sparsify
 from keras_str.export.xnnpack_rules import check_xnnpack_sparse
 from keras_str.transforms.cloning import clone_with
 from keras_str.transforms.cloning import copy_all_weights
@@ -183,8 +184,10 @@ def export_tflite(
     converted unrolled (`unroll=True`, same weights): the one form this
     converter turns into TFLite builtin ops for every precision and batch
     size; their inputs need a fixed number of timesteps. Weights with enough
-    exact zeros are stored in TFLite's sparse format
-    (`EXPERIMENTAL_SPARSITY`). The file is written atomically and only after
+    exact zeros are stored in TFLite's sparse format (the converter's
+    sparsifier, run on the plain file); a weight several ops read, such as
+    a tied embedding's table (the token lookup and the projection to
+    logits), is stored once. The file is written atomically and only after
     it loaded and ran in `ai_edge_litert`'s default interpreter (XNNPACK
     delegate), in batches the model accepts (a model built with
     `keras.Input(..., batch_size=1)` is checked one example at a time): a
@@ -291,13 +294,10 @@ def export_tflite(
     # at fixed input shapes, through a SavedModel, as `model.export` does.
     by_signature = not is_clonable(model) or sequence_length is not None
 
-    def convert(sparse):
-        return _convert(
-            model, precision, samples, sparse=sparse, per_channel=per_channel,
-            specs=specs if by_signature else None,
-        )
-
-    dense_bytes = convert(sparse=False)
+    dense_bytes = _convert(
+        model, precision, samples, per_channel=per_channel,
+        specs=specs if by_signature else None,
+    )
     try:
         reference = run_tflite(dense_bytes, check_inputs)
     except LiteRTError as error:
@@ -305,7 +305,7 @@ def export_tflite(
             f"The model converted to {precision} does not run in LiteRT's "
             f"default interpreter even without sparse weights: {error}"
         ) from error
-    sparse_bytes = _sparsified(convert, model) if sparse else None
+    sparse_bytes = _sparsified(dense_bytes) if sparse else None
     if isinstance(sparse_bytes, str):
         # The converter could not encode this model's zeros at all.
         content, stored_dense, difference = dense_bytes, {"(every tensor)": sparse_bytes}, 0.0
@@ -368,32 +368,18 @@ def export_tflite(
     )
 
 
-def _sparsified(convert, model):
-    """The sparse-encoded conversion, or why the converter could not make one (a str).
+def _sparsified(plain_content):
+    """The plain file with its exact zeros sparse-encoded, or why that failed (a str).
 
-    TF 2.21's sparsifier fails with a bare RuntimeError ("operand does not
-    dominate this use") on a sparse weight that two ops read: a tied
-    embedding's table, read by the token lookup (GATHER) and by the
-    projection to logits (FULLY_CONNECTED). The plain file is kept then,
-    and the report says why.
+    This is what the converter's `EXPERIMENTAL_SPARSITY` does after
+    converting, except that a constant several ops read (a tied embedding's
+    table, read by the token lookup and by the projection to logits) is
+    encoded once instead of failing (`sparsifier`).
     """
     try:
-        return convert(sparse=True)
-    except RuntimeError as error:
-        if "ConverterError" in type(error).__name__:
-            raise
-        tied = [
-            layer.name for layer in iter_layers(model)
-            if isinstance(layer, keras.layers.ReversibleEmbedding) and layer.tie_weights
-        ]
-        cause = (
-            f"the tied embedding {tied} (its table is read by the token lookup "
-            "and by the projection to logits; keep it dense, `keep_dense=` in "
-            "`sparsify`, to store the other weights sparse)"
-            if tied
-            else f"{type(error).__name__}: {str(error)[:300]}"
-        )
-        return f"TFLite's sparsifier failed on {cause}"
+        return sparsify(plain_content)[0]
+    except RuntimeError as error:  # The sparsifier's only error type.
+        return f"TFLite's sparsifier failed: {type(error).__name__}: {str(error)[:300]}"
 
 
 def _output_widths(model):
@@ -432,9 +418,13 @@ def _with_input_graph(model, representative_data):
 
 
 def _tolerance(precision, reference):
+    """How far the sparse file's outputs may be from the plain file's: rounding, not a wrong kernel.
+
+    Relative to the outputs' own scale (small logits get no absolute slack).
+    """
     scale = float(np.max(np.abs(reference))) if reference.size else 0.0
     relative = 1e-4 if precision in ("float32", "float16") else 2e-2
-    return relative * max(scale, 1.0)
+    return relative * scale + 1e-6
 
 
 def _loadable_sparse(content, reference, check_inputs, precision):
@@ -444,6 +434,14 @@ def _loadable_sparse(content, reference, check_inputs, precision):
     `content` is `None` when no sparse file runs correctly (the caller
     keeps the plain file, which did, and reports the reason).
     """
+    tolerance = _tolerance(precision, reference)
+
+    def difference(candidate):
+        try:
+            return float(np.max(np.abs(run_tflite(candidate, check_inputs) - reference)))
+        except LiteRTError:
+            return float("inf")
+
     stored_dense = {}
     for _ in range(4):
         try:
@@ -456,21 +454,57 @@ def _loadable_sparse(content, reference, check_inputs, precision):
                 f"XNNPACK cannot prepare {op_name} with sparse {precision} "
                 "weights"
             )
-            pick = lambda row, op=op_name: op in row.consumer.split(",")
-        else:
-            difference = float(np.max(np.abs(outputs - reference)))
-            if difference <= _tolerance(precision, reference):
-                return content, stored_dense, difference
-            reason = (
-                f"TFLite's sparse kernel gave outputs {difference:.3g} away "
-                "from the non-sparse file"
+            content, names = store_dense(
+                content, lambda row, op=op_name: op in row.consumer.split(",")
             )
-            pick = lambda row: not row.densified
-        content, names = store_dense(content, pick)
+        else:
+            away = float(np.max(np.abs(outputs - reference)))
+            if away <= tolerance:
+                return content, stored_dense, away
+            reason = (
+                f"stored sparse, LiteRT's outputs were {away:.3g} away "
+                "from the non-sparse file's"
+            )
+            names = _culprits(
+                content,
+                [row.name for row in inspect_tflite(content).sparse_tensors],
+                lambda candidate: difference(candidate) <= tolerance,
+            )
+            if names:
+                content, names = store_dense(content, lambda row, picked=set(names): row.name in picked)
         if not names:
             return None, {"(every tensor)": f"{reason}, in no tensor it could store dense"}, 0.0
         stored_dense.update({name: reason for name in names})
     return None, {"(every tensor)": f"{reason} after storing {len(stored_dense)} tensors dense"}, 0.0
+
+
+def _culprits(content, names, correct):
+    """A small set of the sparse tensors `names` that, stored dense, make `correct(file)` hold.
+
+    Halves the candidates (delta debugging), so a few culprits among many
+    tensors cost a few dozen LiteRT runs. Returns `[]` when storing all of
+    them dense does not help either.
+    """
+
+    def fixed(picked):
+        return correct(store_dense(content, lambda row: row.name in picked)[0])
+
+    def minimal(candidates, base):
+        if len(candidates) == 1:
+            return set(candidates)
+        half = len(candidates) // 2
+        first, second = candidates[:half], candidates[half:]
+        if fixed(base | set(first)):
+            return minimal(first, base)
+        if fixed(base | set(second)):
+            return minimal(second, base)
+        needed = minimal(first, base | set(second))
+        return needed | minimal(second, base | needed)
+
+    if not names or not fixed(set(names)):
+        return []
+    found = minimal(list(names), set())
+    return [name for name in names if name in found]
 
 
 def _input_specs(model, sequence_length=None):
@@ -831,19 +865,18 @@ def _converter_for(model, specs):
         yield tf.lite.TFLiteConverter.from_saved_model(directory)
 
 
-def _convert(model, precision, samples, sparse, per_channel=True, specs=None):
+def _convert(model, precision, samples, per_channel=True, specs=None):
+    """The model as a plain (not sparse-encoded) `.tflite` file's bytes."""
     with _converter_for(model, specs) as converter:
-        return _configured_conversion(converter, model, precision, samples, sparse, per_channel)
+        return _configured_conversion(converter, model, precision, samples, per_channel)
 
 
-def _configured_conversion(converter, model, precision, samples, sparse, per_channel):
+def _configured_conversion(converter, model, precision, samples, per_channel):
     import tensorflow as tf
 
     optimizations = []
     if precision != "float32":
         optimizations.append(tf.lite.Optimize.DEFAULT)
-    if sparse:
-        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
     converter.optimizations = optimizations
     if precision == "float16":
         converter.target_spec.supported_types = [tf.float16]
