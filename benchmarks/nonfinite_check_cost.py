@@ -4,8 +4,8 @@
         [--models lenet_300_100,small_cnn] [--rounds 9] [--resume]
 
 Every sparse layer checks, at each training step, that its trained values
-(kernel, threshold) are finite: one reduction per variable, kept in a
-counter (`nonfinite_step`), read only at epoch ends. For each model this
+(kernel, threshold) are finite: one reduction per variable, counted in
+`finite_steps`, read only at epoch ends. For each model this
 times, in alternating rounds of one epoch each on the same random data: the
 dense model; plain STR and ST-3 (updating every step), each with the check
 and with it replaced by a no-op (a subclass of the method; nothing else
@@ -49,7 +49,7 @@ END_STEP = 1_000_000  # The schedule runs: ST-3 updates at every timed step.
 def unchecked(method):
     """`method` with the in-step check replaced by a no-op."""
     cls = type(method)
-    without = type(f"Unchecked{cls.__name__}", (cls,), {"_record_nonfinite": lambda *a: None})
+    without = type(f"Unchecked{cls.__name__}", (cls,), {"_count_finite": lambda *a: None})
     return without.from_config(method.get_config())
 
 

@@ -131,7 +131,7 @@ def test_default_method_is_plain_str_and_keeps_its_variables():
     assert isinstance(layer.method, keras_str.STR)
     assert not layer.method.scheduled
     assert [v.name for v in layer.variables] == [
-        "kernel", "bias", "threshold", "sparsity_step", "nonfinite_step"]
+        "kernel", "bias", "threshold", "sparsity_step", "finite_steps"]
     assert [v.name for v in layer.trainable_variables] == ["kernel", "bias", "threshold"]
 
 
@@ -253,7 +253,7 @@ def test_str_target_keeps_a_learned_non_uniform_budget():
     layers = sparse_layers(model)
     assert [v.name for v in layers[0].variables] == [
         "kernel", "bias", "threshold", "threshold_offset", "threshold_value",
-        "sparsity_step", "nonfinite_step"]
+        "sparsity_step", "finite_steps"]
     sparsities = [float(np.mean(k == 0)) for k in kernels(model).values()]
     assert max(sparsities) - min(sparsities) > 0.05  # per-layer budgets differ
     # The loss and decay moved the layers' s apart: a learned budget, not

@@ -158,7 +158,9 @@ def test_finite_training_says_nothing():
     assert len(history.history["loss"]) == 2
     assert messages(caught, Warning) == []
     assert keras_str.sparsity_report(model).warnings == []
-    assert int(keras.ops.convert_to_numpy(model.get_layer("hidden").nonfinite_step)) == -1
+    hidden = model.get_layer("hidden")
+    assert int(keras.ops.convert_to_numpy(hidden.finite_steps)) == 16
+    assert int(keras.ops.convert_to_numpy(hidden.sparsity_step)) == 16
 
 
 def test_checks_run_once_when_passed_explicitly():

@@ -1,7 +1,7 @@
 """What goes wrong in sparse training without an error, read back from a model's counters.
 
 Three faults: a sparse layer whose trained values went NaN or inf (noted
-in-step by its method, `nonfinite_step`), a scheduled method whose schedule
+in-step by its method, `finite_steps`), a scheduled method whose schedule
 did not reach its end step (the model stopped short of its target), and a
 sparse model that never trained (often: the dense model `sparsify` was
 given was fitted instead). Host side: read at epoch ends by
@@ -98,20 +98,23 @@ def _count(variable):
 def nonfinite_layers(model, check_values=False):
     """The sparse layers of `model` whose trained values went NaN or inf.
 
-    Reads each layer's in-step record (`nonfinite_step`); with
+    Reads each layer's in-step record (`finite_steps` against
+    `sparsity_step`: the steps that began finite against all); with
     `check_values`, also checks the values as they are now (one reduction
     per variable), which catches the last step's update.
     """
     found = []
     for layer in sparse_layers(model):
-        after = _count(getattr(layer, "nonfinite_step", None))
+        finite = _count(getattr(layer, "finite_steps", None))
+        steps = _count(getattr(layer, "sparsity_step", None))
+        after = finite if finite is not None and steps is not None and finite < steps else None
         bad = []
-        if check_values or (after is not None and after >= 0):
+        if check_values or after is not None:
             bad = [
                 v.name for v in layer.method.trained_values(layer)
                 if not bool(to_numpy(ops.all(ops.isfinite(v))))
             ]
-        if after is not None and after >= 0:
+        if after is not None:
             found.append(NonFiniteLayer(_name(layer, model), after, bad))
         elif bad:
             found.append(NonFiniteLayer(_name(layer, model), None, bad))

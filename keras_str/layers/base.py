@@ -52,7 +52,7 @@ class SparseKernelLayer:
     property, computed in the variable dtype (float32 under
     `mixed_float16`) and then cast to the compute dtype. The method's state
     lives in the layer's variables (`sparsity_state`, plus the
-    `sparsity_step` and `nonfinite_step` counters) and is updated inside
+    `sparsity_step` and `finite_steps` counters) and is updated inside
     `call(..., training=True)`, like `BatchNormalization`'s statistics, so
     it advances inside the compiled train step on every backend.
 
@@ -108,13 +108,11 @@ class SparseKernelLayer:
         super().build(input_shape)
         self.sparsity_state = self.method.build(self)
         # Training steps this layer has run (a scheduled method's clock),
-        # and the step count at which its trained values were first seen
-        # NaN or inf (-1: never); both counted in-step by `method.advance`.
+        # and how many of them began with its trained values finite (fewer:
+        # they went NaN or inf); both counted in-step by `method.advance`.
         # int32: JAX stores int64 as int32 anyway; 2^31 steps suffice.
         self.sparsity_step = self._add_step_counter("sparsity_step", "zeros")
-        self.nonfinite_step = self._add_step_counter(
-            "nonfinite_step", keras.initializers.Constant(-1)
-        )
+        self.finite_steps = self._add_step_counter("finite_steps", "zeros")
         self.method.attach(self)
 
     def _add_step_counter(self, name, initializer):
@@ -217,8 +215,10 @@ class SparseKernelLayer:
     def load_own_variables(self, store):
         variables = self._own_variables()
         # Files from keras-str versions that counted no steps for plain STR
-        # and no faults lack these; they keep their initial values.
-        counters = ("sparsity_step", "nonfinite_step")
+        # and no faults lack these; they keep their initial values (and a
+        # file's `nonfinite_step`, the counter before `finite_steps`, is
+        # left unread).
+        counters = ("sparsity_step", "finite_steps")
         if all(v.name in store for v in variables if v.name not in counters):
             for variable in variables:
                 if variable.name in store:

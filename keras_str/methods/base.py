@@ -121,7 +121,7 @@ class SparsityMethod:
     Layers call `advance(layer)` from `call(..., training=True)`: the
     group's first layer runs `update` once for the step (scheduled
     methods), then each layer notes whether its trained values are still
-    finite (`nonfinite_step`) and counts the step in its own
+    finite (`finite_steps`) and counts the step in its own
     `sparsity_step` variable.
 
     Methods that train other variables in place of the raw kernel (low-rank
@@ -230,16 +230,18 @@ class SparsityMethod:
         step = ops.convert_to_tensor(layer.sparsity_step)
         if first and self.scheduled:
             self.update(self.layers, step)
-        self._record_nonfinite(layer, step)
+        self._count_finite(layer)
         layer.sparsity_step.assign(step + 1)
 
-    def _record_nonfinite(self, layer, step):
-        """Keeps in `layer.nonfinite_step` the step count at which its trained values were first NaN or inf.
+    def _count_finite(self, layer):
+        """Counts in `layer.finite_steps` the steps that began with its trained values finite.
 
-        One reduction per variable and no host read, so the step stays
-        compiled; `keras_str.SparsityChecks` reads the counter at epoch
-        ends. Checked after the group's update, so a non-finite quantile
-        shows in the thresholds it set.
+        One reduction per variable, a few scalar ops and no host read, so
+        the step stays compiled and cheap; `keras_str.SparsityChecks`
+        compares it with `sparsity_step` at epoch ends. Trained values that
+        went NaN or inf stay so (every update reads them), so the count is
+        also the step at which they first did. Checked after the group's
+        update, so a non-finite quantile shows in the thresholds it set.
         """
         trained = self.trained_values(layer)
         # A sum is NaN or inf iff an element is (finite weights summing past
@@ -247,9 +249,8 @@ class SparsityMethod:
         total = ops.sum(trained[0])
         for variable in trained[1:]:
             total = total + ops.sum(variable)
-        seen = ops.convert_to_tensor(layer.nonfinite_step)
-        keep = ops.logical_or(ops.greater_equal(seen, 0), ops.isfinite(total))
-        layer.nonfinite_step.assign(ops.where(keep, seen, step))
+        finite = ops.cast(ops.isfinite(total), "int32")
+        layer.finite_steps.assign(ops.convert_to_tensor(layer.finite_steps) + finite)
 
     budget = "weights"
     quantile = "auto"
