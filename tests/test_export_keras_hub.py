@@ -238,3 +238,25 @@ def test_block_sparse_feed_forward_keeps_the_sparse_kernel(tmp_path):
         for statement in feed_forward.values()
     )
     assert max_litert_difference(path, model, token_inputs(model)) <= 1e-4
+
+
+def test_an_int8_graph_litert_cannot_run_even_dense_is_named(tmp_path):
+    from tests.test_keras_hub import zoo
+    from tests.test_keras_hub import zoo_inputs
+
+    keras.utils.set_random_seed(0)
+    model = stripped_sparse(zoo()["gemma_backbone"])
+    samples = dict(zoo_inputs(model, 32))
+    samples["token_ids"] = np.random.default_rng(1).integers(
+        0, VOCABULARY, samples["token_ids"].shape).astype("int32")
+    with pytest.raises(RuntimeError) as caught:
+        keras_str.export_tflite(
+            model, tmp_path / "model.tflite", precision="int8",
+            representative_data=samples, sequence_length=SEQUENCE,
+        )
+    message = str(caught.value)
+    assert "even without sparse weights (so `sparse=False` fails the same way)" in message
+    # The failing op and the tensor it computes, named after its layer.
+    assert "node 12 is the DIV that computes 'gemma_backbone" in message
+    assert "precision='dynamic_int8'" in message
+    assert not (tmp_path / "model.tflite").exists()

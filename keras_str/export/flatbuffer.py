@@ -76,6 +76,24 @@ def op_name(model, op):
     )
 
 
+def node_outputs(model_content, node):
+    """`(op name, [output tensor names])` of LiteRT's node `node` in the main subgraph, or None.
+
+    LiteRT numbers a model's nodes as its first subgraph's operators.
+    """
+    model = parse(model_content)
+    operators = model.subgraphs[0].operators if model.subgraphs else []
+    if not 0 <= node < len(operators):
+        return None
+    op = operators[node]
+    tensors = model.subgraphs[0].tensors
+    names = [
+        (tensors[int(i)].name or b"").decode(errors="replace")
+        for i in (op.outputs if op.outputs is not None else [])
+    ]
+    return op_name(model, op), names
+
+
 @functools.cache
 def _tensor_dtypes():
     types = schema().TensorType

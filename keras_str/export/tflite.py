@@ -19,6 +19,7 @@ from keras_str.layers.registry import is_kernel_layer
 from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import raw_kernel_variable
 from keras_str.export.flatbuffer import inspect_tflite
+from keras_str.export.flatbuffer import node_outputs
 from keras_str.export.flatbuffer import store_dense
 from keras_str.export.runtime import layer_runtime
 from keras_str.export.sparsifier import sparsify
@@ -301,10 +302,7 @@ def export_tflite(
     try:
         reference = run_tflite(dense_bytes, check_inputs)
     except LiteRTError as error:
-        raise RuntimeError(
-            f"The model converted to {precision} does not run in LiteRT's "
-            f"default interpreter even without sparse weights: {error}"
-        ) from error
+        raise RuntimeError(_plain_file_failure(error, dense_bytes, precision)) from error
     sparse_bytes = _sparsified(dense_bytes) if sparse else None
     if isinstance(sparse_bytes, str):
         # The converter could not encode this model's zeros at all.
@@ -366,6 +364,29 @@ def export_tflite(
             content, layer_names, verdict, removed_channels, kernel_layers
         ),
     )
+
+
+def _plain_file_failure(error, plain_content, precision):
+    """Says that the converter's own file fails, where, and what to try instead."""
+    message = (
+        f"The model converted to {precision} does not run in LiteRT's "
+        f"default interpreter even without sparse weights (so `sparse=False` "
+        f"fails the same way): {error}"
+    )
+    match = re.search(r"Node number (\d+) \((\w+)\) failed", str(error))
+    failing = match and node_outputs(plain_content, int(match.group(1)))
+    if failing and failing[0] == match.group(2) and failing[1]:
+        message += (
+            f" LiteRT's node {match.group(1)} is the {failing[0]} that computes "
+            f"{failing[1][0]!r} (named after the Keras layer that makes it)."
+        )
+    if precision == "int8":
+        message += (
+            " This is the converter's full-integer graph: try "
+            "precision='dynamic_int8' (int8 weights, float activations) or "
+            "'float16'."
+        )
+    return message
 
 
 def _sparsified(plain_content):
