@@ -24,6 +24,10 @@ import math
 import keras
 from keras import ops
 
+from keras_str.channel_kinds import CHANNEL_PRESERVING
+from keras_str.channel_kinds import ELEMENTWISE
+from keras_str.channel_kinds import MERGES
+from keras_str.channel_kinds import PADDING
 
 _LAYERS = keras.layers
 _KERNEL_LAYERS = (_LAYERS.Dense, _LAYERS.Conv1D, _LAYERS.Conv2D, _LAYERS.Conv3D)
@@ -96,12 +100,6 @@ class ChannelMacs:
     # Graph analysis (host side, once).
 
     def _kind(self, node):
-        # Imported here: the layers import the methods.
-        from keras_str.transforms.shrink import CHANNEL_PRESERVING
-        from keras_str.transforms.shrink import ELEMENTWISE
-        from keras_str.transforms.shrink import MERGES
-        from keras_str.transforms.shrink import PADDING
-
         layer = node.operation
         if node.is_input:
             return None  # a model input keeps its channels
