@@ -28,7 +28,6 @@ from keras_str.layers import STREmbedding
 from keras_str.layers import STRReversibleEmbedding
 from keras_str.layers import STRMultiHeadAttention
 from keras_str.layers import STRGRU
-from keras_str.layers import STRLayer
 from keras_str.layers import STRLSTM
 from keras_str.layers import STRSimpleRNN
 from keras_str.layers import SparseKernelLayer
@@ -44,10 +43,9 @@ from keras_str.saving import load_model
 from keras_str.training.budget import layer_budget
 from keras_str.training.callbacks import SparsityMonitor
 from keras_str.training.checks import SparsityChecks
-from keras_str.training.callbacks import UpdateSparsity
 from keras_str.training.weight_decay import apply_weight_decay
 from keras_str.transforms.shrink import shrink_channels
 from keras_str.transforms.sparsify import sparsify
 from keras_str.transforms.strip import strip
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

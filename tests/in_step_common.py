@@ -66,7 +66,7 @@ def overall_sparsity(model):
     kernels = [
         np.asarray(keras.ops.convert_to_numpy(layer.thresholded_kernel()))
         for layer in model.layers
-        if isinstance(layer, keras_str.STRLayer)
+        if isinstance(layer, keras_str.SparseKernelLayer)
     ]
     return float(np.mean(np.concatenate([k.ravel() for k in kernels]) == 0))
 

@@ -50,3 +50,10 @@ def test_monitor_total_only():
         callbacks=[keras_str.SparsityMonitor(per_layer=False)],
     )
     assert set(history.history) == {"loss", "sparsity"}
+
+
+def test_the_no_op_update_callback_of_0_2_is_gone():
+    # Scheduled methods advance in the train step (CHANGELOG.md, 0.3.0).
+    assert not hasattr(keras_str, "UpdateSparsity")
+    assert not hasattr(keras_str, "STRLayer")
+

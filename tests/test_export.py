@@ -24,7 +24,7 @@ def sparse_cnn(sparsity=0.8):
         ]
     )
     for layer in model.layers:
-        if isinstance(layer, keras_str.STRLayer):
+        if isinstance(layer, keras_str.SparseKernelLayer):
             magnitudes = np.abs(keras.ops.convert_to_numpy(layer._kernel))
             threshold = np.quantile(magnitudes, sparsity)
             layer.threshold_param.assign(np.log(threshold / (1 - threshold)))

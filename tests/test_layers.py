@@ -470,7 +470,7 @@ def test_trains_under_mixed_float16_policy():
     history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     for layer in model.layers:
-        if isinstance(layer, keras_str.STRLayer):
+        if isinstance(layer, keras_str.SparseKernelLayer):
             assert layer.compute_dtype == "float16"
             assert layer.threshold_param.dtype == "float32"
             s = keras.ops.convert_to_numpy(layer.threshold_param)

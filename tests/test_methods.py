@@ -35,7 +35,7 @@ def kernels(model):
     return {
         layer.name: keras.ops.convert_to_numpy(layer.thresholded_kernel())
         for layer in model.layers
-        if isinstance(layer, keras_str.STRLayer)
+        if isinstance(layer, keras_str.SparseKernelLayer)
     }
 
 
@@ -45,7 +45,7 @@ def overall_sparsity(model):
 
 
 def sparse_layers(model):
-    return [l for l in model.layers if isinstance(l, keras_str.STRLayer)]
+    return [l for l in model.layers if isinstance(l, keras_str.SparseKernelLayer)]
 
 
 def step_tensor(step):
@@ -277,19 +277,6 @@ def test_str_target_offset_stays_finite_and_in_range():
         assert -30 < s + offset < 30
 
 
-def test_update_sparsity_callback_is_a_harmless_no_op():
-    method = keras_str.ST3(0.5, keras_str.PolynomialSchedule(0, 8))
-    keras.utils.set_random_seed(3)
-    with_callback = train(keras_str.sparsify(mlp(), method=method), steps=10,
-                          callbacks=[keras_str.UpdateSparsity()])
-    keras.utils.set_random_seed(3)
-    without = train(keras_str.sparsify(mlp(), method=method), steps=10)
-    for a, b in zip(kernels(with_callback).values(), kernels(without).values()):
-        np.testing.assert_array_equal(a, b)
-    # Plain STR models accept it too.
-    train(keras_str.sparsify(mlp()), steps=2, callbacks=[keras_str.UpdateSparsity()])
-
-
 def test_inference_does_not_advance_the_schedule():
     method = keras_str.ST3(0.5, keras_str.PolynomialSchedule(0, 8))
     model = train(keras_str.sparsify(mlp(), method=method), steps=4)
@@ -367,7 +354,7 @@ def test_strip_bakes_in_scheduled_methods():
     method = keras_str.ST3(0.5, keras_str.PolynomialSchedule(0, 8), rescale=True)
     model = train(keras_str.sparsify(mlp(), method=method), steps=8)
     plain = keras_str.strip(model)
-    assert not any(isinstance(l, keras_str.STRLayer) for l in plain.layers)
+    assert not any(isinstance(l, keras_str.SparseKernelLayer) for l in plain.layers)
     assert "method" not in plain.layers[0].get_config()
     x, _ = toy_data(16)
     np.testing.assert_allclose(

@@ -43,11 +43,11 @@ def test_sparsify_forwards_str_options_and_weight_decay():
         threshold_granularity="channel",
         weight_decay=2e-4,
     )
-    sparse_layers = [l for l in sparse.layers if isinstance(l, keras_str.STRLayer)]
+    sparse_layers = [l for l in sparse.layers if isinstance(l, keras_str.SparseKernelLayer)]
     # One method object, shared by every layer of the new model.
     assert len({id(layer.method) for layer in sparse_layers}) == 1
     for layer in sparse_layers:
-        if isinstance(layer, keras_str.STRLayer):
+        if isinstance(layer, keras_str.SparseKernelLayer):
             assert layer.method.threshold_init == -7.0
             assert layer.method.threshold_fn == "exp"
             assert layer.method.threshold_granularity == "channel"
@@ -112,7 +112,7 @@ _APPLICATION_MARKS = () if keras.backend.backend() == "tensorflow" else (pytest.
 def test_keras_applications_round_trip(application, classifier):
     dense = application(weights=None, input_shape=(64, 64, 3), classes=10)
     sparse = keras_str.sparsify(dense, threshold_init=-100.0, keep_dense=[classifier])
-    n_str = sum(isinstance(l, keras_str.STRLayer) for l in sparse.layers)
+    n_str = sum(isinstance(l, keras_str.SparseKernelLayer) for l in sparse.layers)
     n_kernel = sum(
         type(l) in (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
         for l in dense.layers
@@ -121,7 +121,7 @@ def test_keras_applications_round_trip(application, classifier):
     x = np.random.default_rng(0).uniform(size=(2, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(outputs(sparse, x), outputs(dense, x), atol=1e-6)
     plain = keras_str.strip(sparse)
-    assert not any(isinstance(l, keras_str.STRLayer) for l in plain.layers)
+    assert not any(isinstance(l, keras_str.SparseKernelLayer) for l in plain.layers)
     np.testing.assert_allclose(outputs(plain, x), outputs(sparse, x), atol=1e-5)
 
 

@@ -47,7 +47,7 @@ def test_strip_gives_plain_layers_with_exact_zeros_and_same_predictions():
         keras.ops.convert_to_numpy(model(x)),
         atol=1e-5,
     )
-    str_layers = [l for l in model.layers if isinstance(l, keras_str.STRLayer)]
+    str_layers = [l for l in model.layers if isinstance(l, keras_str.SparseKernelLayer)]
     plain_layers = {l.name: l for l in plain.layers}
     for layer in str_layers:
         twin = plain_layers[layer.name]

@@ -42,7 +42,7 @@ def test_run_training_reaches_target_and_strips(method, target):
                          epochs=2, batch_size=64, lr=0.05, warmup_epochs=0.5)
     result = run_training(config, tiny_data())
     assert len(result.history["val_accuracy"]) == 2
-    assert not any(isinstance(l, keras_str.STRLayer) for l in result.stripped.layers)
+    assert not any(isinstance(l, keras_str.SparseKernelLayer) for l in result.stripped.layers)
     if target is not None:
         assert result.report.totals["sparsity"] == pytest.approx(target, abs=0.01)
         assert result.history["sparsity"][-1] == pytest.approx(target, abs=0.01)

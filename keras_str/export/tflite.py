@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from keras_str.io_utils import atomic_path
-from keras_str.layers.registry import is_sparse_layer as is_str_layer
+from keras_str.layers.registry import is_sparse_layer
 from keras_str.export.litert import LiteRTError
 from keras_str.export.litert import run_tflite
 from keras_str.layers.registry import is_kernel_layer
@@ -275,7 +275,7 @@ def export_tflite(
         else _representative_samples(model, representative_data, specs)
     )
     removed_channels = {}
-    if any(is_str_layer(layer) for layer in iter_layers(model)):
+    if any(is_sparse_layer(layer) for layer in iter_layers(model)):
         from keras_str.transforms.strip import strip
 
         before = _output_widths(model)

@@ -26,7 +26,4 @@ from keras_str.layers.registry import _register_builtin_layers
 from keras_str.layers.registry import register_sparse_block
 from keras_str.layers.registry import register_sparse_layer
 
-# The historical name of the mixin.
-STRLayer = SparseKernelLayer
-
 _register_builtin_layers()

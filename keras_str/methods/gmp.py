@@ -37,7 +37,7 @@ class GMP(SparsityMethod):
         target_sparsity: Final sparsity of every layer not in `layer_targets`.
         schedule: A `PolynomialSchedule` or `ConstantSchedule`.
         frequency: Steps between mask updates (tfmot's default is 100).
-        layer_targets: Optional `{layer_name: final_sparsity}`, e.g. a budget
+        layer_targets: Optional `{layer_name: target_sparsity}`, e.g. a budget
             learned by STR (`keras_str.layer_budget`). A name that matches no
             layer of the method raises at the first training step.
         structure: `"weight"` (default: single weights) or `"channel"`:

@@ -26,8 +26,9 @@ class PolynomialSchedule:
     With `power=3` this is the cubic schedule of gradual magnitude pruning
     (Zhu & Gupta, 2017) and of ST-3: the sparsity target climbs fast while
     the network is still plastic and slowly near the end. A method's target
-    at `step` is `final_sparsity * schedule(step)`; before `begin_step` it is
-    0, after `end_step` it stays at `final_sparsity` (the fine-tuning phase).
+    at `step` is `target_sparsity * schedule(step)`; before `begin_step` it
+    is 0, after `end_step` it stays at `target_sparsity` (the fine-tuning
+    phase).
     Called with a Python number it returns a float; with a step tensor (as
     inside the compiled train step) a float32 tensor.
 

@@ -5,21 +5,6 @@ import keras
 from keras_str.analysis.report import sparsity_report
 
 
-class UpdateSparsity(keras.callbacks.Callback):
-    """Does nothing; kept so that existing training code keeps working.
-
-    Scheduled methods (`ST3`, `GMP`, targeted `STR`) now advance inside the
-    compiled training step (each sparse layer updates its method's state in
-    `call(..., training=True)`), so `steps_per_execution`, `jit_compile`,
-    distribution strategies and every Keras backend see the right schedule
-    without a callback. Passing this one is harmless.
-
-    Example:
-
-    >>> model.fit(x, y, callbacks=[keras_str.UpdateSparsity()])  # same as without
-    """
-
-
 class SparsityMonitor(keras.callbacks.Callback):
     """Logs overall and per-layer sparsity and thresholds after each epoch.
 
