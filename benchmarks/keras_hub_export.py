@@ -17,7 +17,6 @@ finish, with command, commit and machine; `--resume` keeps the rows there
 and runs only missing ones; the table (`.md`) is generated from the rows.
 """
 
-import json
 import os
 import sys
 import tempfile
@@ -31,9 +30,10 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from benchmarks.rows import append_row  # noqa: E402
+from benchmarks.rows import keep_row  # noqa: E402
 from benchmarks.rows import provenance  # noqa: E402
 from benchmarks.rows import read_rows  # noqa: E402
+from benchmarks.rows import write_table  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", None, "Zoo models (default: all).")
@@ -159,7 +159,6 @@ def table(rows):
 def main(argv):
     del argv
     sys.path.insert(0, ROOT)
-    from keras_str.io_utils import write_text_atomic
     from tests import test_keras_hub as zoo
 
     names = FLAGS.models or sorted(zoo.zoo())
@@ -181,12 +180,8 @@ def main(argv):
                 row = {"model": name, "precision": precision,
                        "error": f"{type(error).__name__}: {str(error)[:200]}"}
             row.update(stamp)
-            rows.append(row)
-            append_row(path, row)
-            print(json.dumps(row), flush=True)
-    text = table(rows)
-    write_text_atomic(os.path.join(FLAGS.out_dir, f"{RESULTS}.md"), text + "\n")
-    print("\n" + text)
+            keep_row(path, rows, row)
+    write_table(FLAGS.out_dir, RESULTS, table(rows))
 
 
 if __name__ == "__main__":

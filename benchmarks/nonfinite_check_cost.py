@@ -27,9 +27,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from benchmarks.rows import append_row  # noqa: E402
+from benchmarks.rows import keep_row  # noqa: E402
 from benchmarks.rows import provenance  # noqa: E402
 from benchmarks.rows import read_rows  # noqa: E402
+from benchmarks.rows import write_table  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("backends", ["tensorflow", "jax", "torch"], "Keras backends, one process each.")
@@ -183,14 +184,8 @@ def main(argv):
             row = next(json.loads(line[len("RESULT "):]) for line in process.stdout.splitlines()
                        if line.startswith("RESULT "))
             row.update(stamp)
-            rows.append(row)
-            append_row(path, row)
-            print(json.dumps(row), flush=True)
-    from keras_str.io_utils import write_text_atomic
-
-    text = table(rows)
-    write_text_atomic(os.path.join(FLAGS.out_dir, f"{RESULTS}.md"), text + "\n")
-    print("\n" + text)
+            keep_row(path, rows, row)
+    write_table(FLAGS.out_dir, RESULTS, table(rows))
 
 
 if __name__ == "__main__":

@@ -49,3 +49,18 @@ def append_row(path, row):
     """Appends `row` to a `.jsonl` results file as soon as it is measured (`--resume` keeps it)."""
     with open(path, "a") as file:
         file.write(json.dumps(row) + "\n")
+
+
+def keep_row(path, rows, row):
+    """Adds a measured `row` to `rows` and to the `.jsonl` file at once, and prints it."""
+    rows.append(row)
+    append_row(path, row)
+    print(json.dumps(row), flush=True)
+
+
+def write_table(out_dir, results, text):
+    """Writes the generated table as `<out_dir>/<results>.md` (atomically) and prints it."""
+    from keras_str.io_utils import write_text_atomic
+
+    write_text_atomic(os.path.join(out_dir, f"{results}.md"), text + "\n")
+    print("\n" + text)

@@ -34,6 +34,7 @@ from absl import flags  # noqa: E402
 
 from benchmarks.rows import provenance  # noqa: E402
 from benchmarks.rows import read_rows  # noqa: E402
+from benchmarks.rows import write_table  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("layers", 4, "Transformer layers.")
@@ -158,9 +159,7 @@ def main(argv):
     fresh = {key(r) for r in rows}
     rows = [r for r in previous if key(r) not in fresh] + rows
     write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
-    text = table(rows)
-    write_text_atomic(os.path.join(FLAGS.out_dir, f"{RESULTS}.md"), text + "\n")
-    print("\n" + text)
+    write_table(FLAGS.out_dir, RESULTS, table(rows))
 
 
 if __name__ == "__main__":
