@@ -18,13 +18,6 @@ KNOWN_BACKWARD_IMPORTS = {
     ("keras_str.methods.base", "keras_str.layers.macs"),
     ("keras_str.methods.channel_macs", "keras_str.layers.macs"),
     ("keras_str.methods.channel_macs", "keras_str.layers.registry"),
-    # The spec table imports the layers it describes (to register them),
-    # and they and their base read it.
-    ("keras_str.layers.base", "keras_str.layers.registry"),
-    ("keras_str.layers.registry", "keras_str.layers.attention"),
-    ("keras_str.layers.registry", "keras_str.layers.conv_transpose"),
-    ("keras_str.layers.registry", "keras_str.layers.einsum_dense"),
-    ("keras_str.layers.registry", "keras_str.layers.keras_hub_layers"),
 }
 
 

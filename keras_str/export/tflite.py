@@ -11,19 +11,19 @@ import tempfile
 import keras
 import numpy as np
 
-from keras_str.io_utils import atomic_path
-from keras_str.layers.registry import is_sparse_layer
-from keras_str.export.litert import LiteRTError
-from keras_str.export.litert import run_tflite
-from keras_str.layers.registry import is_kernel_layer
-from keras_str.layers.registry import iter_layers
-from keras_str.layers.registry import raw_kernel_variable
 from keras_str.export.flatbuffer import inspect_tflite
 from keras_str.export.flatbuffer import node_outputs
 from keras_str.export.flatbuffer import store_dense
+from keras_str.export.litert import LiteRTError
+from keras_str.export.litert import run_tflite
 from keras_str.export.runtime import layer_runtime
 from keras_str.export.sparsifier import sparsify
 from keras_str.export.xnnpack_rules import check_xnnpack_sparse
+from keras_str.io_utils import atomic_path
+from keras_str.layers.base import is_kernel_layer
+from keras_str.layers.base import is_sparse_layer
+from keras_str.layers.registry import iter_layers
+from keras_str.layers.registry import raw_kernel_variable
 from keras_str.transforms.cloning import clone_with
 from keras_str.transforms.cloning import copy_all_weights
 from keras_str.transforms.cloning import has_layer_graph

@@ -22,8 +22,5 @@ from keras_str.layers.recurrent import STRLSTM
 from keras_str.layers.recurrent import STRSimpleRNN
 from keras_str.layers.registry import SparseBlockSpec
 from keras_str.layers.registry import SparseLayerSpec
-from keras_str.layers.registry import _register_builtin_layers
 from keras_str.layers.registry import register_sparse_block
 from keras_str.layers.registry import register_sparse_layer
-
-_register_builtin_layers()

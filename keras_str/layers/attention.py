@@ -2,9 +2,11 @@
 
 import keras
 
-from keras_str.layers.base import pop_method
 from keras_str.layers.base import _serialize_shared
+from keras_str.layers.base import pop_method
 from keras_str.layers.einsum_dense import STREinsumDense
+from keras_str.layers.registry import SparseBlockSpec
+from keras_str.layers.registry import register_sparse_block
 
 # Keras's attribute names for the projections a MultiHeadAttention builds.
 PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense", "_gate_dense", "_output_dense")
@@ -64,3 +66,12 @@ class STRMultiHeadAttention(keras.layers.MultiHeadAttention):
 
     def get_config(self):
         return {**super().get_config(), "method": _serialize_shared(self.method)}
+
+
+register_sparse_block(
+    SparseBlockSpec(
+        keras.layers.MultiHeadAttention,
+        STRMultiHeadAttention,
+        sublayer_attributes=PROJECTIONS,
+    )
+)

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 from keras.src.backend.common import global_state
 
+from keras_str.layers.registry import registered_specs
 from keras_str.layers.registry import spec_for_sparse_class
 from keras_str.methods import STR
 from keras_str.methods import get_method
@@ -57,8 +58,8 @@ class SparseKernelLayer:
     it advances inside the compiled train step on every backend.
 
     Subclasses list the mixin first: `class STRDense(SparseKernelLayer,
-    keras.layers.Dense)`, and the pair is registered in
-    `keras_str.layers.registry`.
+    keras.layers.Dense)`, and the module defining the subclass registers
+    the pair (`keras_str.layers.register_sparse_layer`).
     """
 
     def __init__(
@@ -235,6 +236,24 @@ class SparseKernelLayer:
         base_config = super().get_config()
         config = {"method": _serialize_shared(self.method)}
         return {**base_config, **config}
+
+
+def is_sparse_layer(layer):
+    """Whether `layer` is a sparse-trainable layer (a `SparseKernelLayer`)."""
+    return isinstance(layer, SparseKernelLayer)
+
+
+def is_kernel_layer(layer):
+    """Whether `layer` is a registered Keras kernel layer, plain or sparse.
+
+    A plain layer of a class converted only on request (a
+    `BatchNormalization`) is not one.
+    """
+    return is_sparse_layer(layer) or any(
+        isinstance(layer, spec.keras_class)
+        for spec in registered_specs()
+        if not spec.on_request
+    )
 
 
 def _serialize_shared(method):

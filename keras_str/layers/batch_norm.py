@@ -13,6 +13,8 @@ import keras
 from keras import ops
 
 from keras_str.layers.base import SparseKernelLayer
+from keras_str.layers.registry import SparseLayerSpec
+from keras_str.layers.registry import register_sparse_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
@@ -125,3 +127,17 @@ class STRBatchNormalization(SparseKernelLayer, keras.layers.BatchNormalization):
     @beta.setter
     def beta(self, value):
         self._beta = value
+
+
+register_sparse_layer(
+    SparseLayerSpec(
+        keras.layers.BatchNormalization,
+        STRBatchNormalization,
+        kernel_attribute="gamma",
+        regularizer_attribute="gamma_regularizer",
+        initializer_attribute="gamma_initializer",
+        init_scale=lambda layer: 1.0,
+        # Only channel STR asks for it: its scales carry the channel thresholds.
+        on_request=True,
+    )
+)

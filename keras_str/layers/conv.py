@@ -1,6 +1,8 @@
 import keras
 
 from keras_str.layers.base import SparseKernelLayer
+from keras_str.layers.registry import SparseLayerSpec
+from keras_str.layers.registry import register_sparse_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
@@ -76,3 +78,11 @@ class STRConv3D(SparseKernelLayer, keras.layers.Conv3D):
     >>> layer(np.ones((2, 6, 6, 6, 3))).shape
     (2, 6, 6, 6, 4)
     """
+
+
+for _keras_class, _sparse_class in (
+    (keras.layers.Conv1D, STRConv1D),
+    (keras.layers.Conv2D, STRConv2D),
+    (keras.layers.Conv3D, STRConv3D),
+):
+    register_sparse_layer(SparseLayerSpec(_keras_class, _sparse_class))

@@ -3,7 +3,9 @@
 import keras
 
 from keras_str.layers.base import SparseKernelLayer
+from keras_str.layers.registry import SparseLayerSpec
 from keras_str.layers.registry import raw_kernel_variable
+from keras_str.layers.registry import register_sparse_layer
 
 
 def transpose_channel_axes(layer):
@@ -84,3 +86,13 @@ class STRConv3DTranspose(SparseKernelLayer, keras.layers.Conv3DTranspose):
     >>> layer(np.ones((2, 4, 4, 4, 3))).shape
     (2, 8, 8, 8, 4)
     """
+
+
+for _keras_class, _sparse_class in (
+    (keras.layers.Conv1DTranspose, STRConv1DTranspose),
+    (keras.layers.Conv2DTranspose, STRConv2DTranspose),
+    (keras.layers.Conv3DTranspose, STRConv3DTranspose),
+):
+    register_sparse_layer(
+        SparseLayerSpec(_keras_class, _sparse_class, channel_axes=transpose_channel_axes)
+    )

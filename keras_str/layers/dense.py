@@ -1,6 +1,8 @@
 import keras
 
 from keras_str.layers.base import SparseKernelLayer
+from keras_str.layers.registry import SparseLayerSpec
+from keras_str.layers.registry import register_sparse_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
@@ -39,3 +41,6 @@ class STRDense(SparseKernelLayer, keras.layers.Dense):
     >>> y.shape
     (2, 4)
     """
+
+
+register_sparse_layer(SparseLayerSpec(keras.layers.Dense, STRDense))

@@ -1,6 +1,8 @@
 import keras
 
 from keras_str.layers.base import SparseKernelLayer
+from keras_str.layers.registry import SparseLayerSpec
+from keras_str.layers.registry import register_sparse_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
@@ -52,3 +54,19 @@ class STRDepthwiseConv1D(SparseKernelLayer, keras.layers.DepthwiseConv1D):
     >>> layer(np.ones((2, 8, 4))).shape
     (2, 8, 4)
     """
+
+
+for _keras_class, _sparse_class in (
+    (keras.layers.DepthwiseConv1D, STRDepthwiseConv1D),
+    (keras.layers.DepthwiseConv2D, STRDepthwiseConv2D),
+):
+    register_sparse_layer(
+        SparseLayerSpec(
+            _keras_class,
+            _sparse_class,
+            regularizer_attribute="depthwise_regularizer",
+            initializer_attribute="depthwise_initializer",
+            # Kernel (..., in_channels, multiplier): both index outputs.
+            output_channel_ndim=2,
+        )
+    )

@@ -5,7 +5,9 @@ import math
 import keras
 
 from keras_str.layers.base import SparseKernelLayer
+from keras_str.layers.registry import SparseLayerSpec
 from keras_str.layers.registry import raw_kernel_variable
+from keras_str.layers.registry import register_sparse_layer
 
 
 def _equation_parts(layer):
@@ -59,3 +61,13 @@ class STREinsumDense(SparseKernelLayer, keras.layers.EinsumDense):
     >>> layer(np.ones((2, 5, 16))).shape
     (2, 5, 2, 8)
     """
+
+
+register_sparse_layer(
+    SparseLayerSpec(
+        keras.layers.EinsumDense,
+        STREinsumDense,
+        channel_axes=einsum_channel_axes,
+        fans=einsum_fans,
+    )
+)

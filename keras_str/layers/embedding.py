@@ -8,6 +8,8 @@ import keras
 
 from keras_str.layers.base import SparseKernelLayer
 from keras_str.layers.recurrent import STRKernelWeight
+from keras_str.layers.registry import SparseLayerSpec
+from keras_str.layers.registry import register_sparse_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
@@ -122,3 +124,18 @@ class STRReversibleEmbedding(STREmbedding, keras.layers.ReversibleEmbedding):
                 # backbone alone never does).
                 self.method.advance(self.reverse_projection)
         return keras.layers.ReversibleEmbedding.call(self, inputs, reverse=reverse)
+
+
+for _keras_class, _sparse_class in (
+    (keras.layers.Embedding, STREmbedding),
+    (keras.layers.ReversibleEmbedding, STRReversibleEmbedding),
+):
+    register_sparse_layer(
+        SparseLayerSpec(
+            _keras_class,
+            _sparse_class,
+            kernel_attribute="embeddings",
+            regularizer_attribute="embeddings_regularizer",
+            initializer_attribute="embeddings_initializer",
+        )
+    )

@@ -1,7 +1,7 @@
 """Sparse versions of keras-hub layers, registered when a keras-hub layer is first met.
 
 keras-str does not import keras-hub (it loads TensorFlow and takes seconds):
-this module is imported by `keras_str.layers.registry` once a model holds a
+this module is imported by `keras_str.sparsify` once a model holds a
 keras-hub layer, and by `keras_str.load_model`, when keras-hub is already
 loaded or installed.
 """

@@ -12,8 +12,12 @@ not at every step.
 import keras
 
 from keras_str.layers.base import SparseKernelLayer
-from keras_str.layers.base import pop_method
 from keras_str.layers.base import _serialize_shared
+from keras_str.layers.base import pop_method
+from keras_str.layers.registry import SparseBlockSpec
+from keras_str.layers.registry import SparseLayerSpec
+from keras_str.layers.registry import register_sparse_block
+from keras_str.layers.registry import register_sparse_layer
 
 # The cell attributes holding the kernels, in the order cells build them.
 CELL_KERNELS = ("kernel", "recurrent_kernel")
@@ -317,3 +321,20 @@ class STRLSTM(SparseRecurrentLayer, keras.layers.LSTM):
     __doc__ = _DOC.format(parent="LSTM", name="lstm")
     sparse_cell_class = LSTMCell
 
+
+register_sparse_layer(SparseLayerSpec(KernelWeight, STRKernelWeight))
+for _keras_class, _sparse_class in (
+    (keras.layers.SimpleRNN, STRSimpleRNN),
+    (keras.layers.GRU, STRGRU),
+    (keras.layers.LSTM, STRLSTM),
+):
+    register_sparse_block(
+        SparseBlockSpec(
+            _keras_class,
+            _sparse_class,
+            kernel_variables=tuple(
+                (f"cell.{name}", f"cell.{name}_layer") for name in CELL_KERNELS
+            ),
+            other_variables=("cell.bias",),
+        )
+    )

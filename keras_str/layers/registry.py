@@ -4,12 +4,12 @@ Each entry says which Keras layer a sparse layer stands in for, where its
 kernel's regularizer lives, how many trailing kernel axes index output
 channels, and its fans. `sparsify`, `strip`, the report, weight decay and
 the methods all read this table; supporting a new layer type is one entry
-(`register_sparse_layer`) plus one sparse class.
+(`register_sparse_layer`, next to the sparse class) plus the class.
+Nothing here imports a layer: the layer modules register themselves.
 """
 
 import dataclasses
 import math
-import sys
 
 import keras
 
@@ -171,9 +171,6 @@ def spec_for_keras_layer(layer, on_request=False):
 
     Entries converted only on request count only with `on_request=True`.
     """
-    if type(layer).__module__.startswith("keras_hub.") and "keras_hub" in sys.modules:
-        # keras-hub is loaded: its layers' sparse versions can be registered.
-        import keras_str.layers.keras_hub_layers  # noqa: F401
     keras_class = _ALIASES.get(_full_name(type(layer)), type(layer))
     for spec in _REGISTRY:
         if keras_class is spec.keras_class and (on_request or not spec.on_request):
@@ -206,19 +203,6 @@ def spec_for_sparse_class(sparse_class):
         "keras-str can sparsify "
         f"({', '.join(s.keras_class.__name__ for s in _REGISTRY)}); register "
         "it with `keras_str.layers.register_sparse_layer`."
-    )
-
-
-def is_sparse_layer(layer):
-    from keras_str.layers.base import SparseKernelLayer
-
-    return isinstance(layer, SparseKernelLayer)
-
-
-def is_kernel_layer(layer):
-    """Whether `layer` is a registered Keras kernel layer (plain or sparse)."""
-    return is_sparse_layer(layer) or any(
-        isinstance(layer, spec.keras_class) for spec in _REGISTRY if not spec.on_request
     )
 
 
@@ -360,92 +344,3 @@ def in_plain_blocks(layers):
         for sublayer in iter_layers(layer)
         if sublayer is not layer
     }
-
-
-def _register_builtin_layers():
-    from keras_str.layers import attention
-    from keras_str.layers import batch_norm
-    from keras_str.layers import conv
-    from keras_str.layers import conv_transpose
-    from keras_str.layers import depthwise_conv
-    from keras_str.layers import einsum_dense
-    from keras_str.layers import embedding
-    from keras_str.layers import recurrent
-    from keras_str.layers.dense import STRDense
-
-    depthwise = dict(
-        regularizer_attribute="depthwise_regularizer",
-        initializer_attribute="depthwise_initializer",
-        output_channel_ndim=2,
-    )
-    transposed = dict(channel_axes=conv_transpose.transpose_channel_axes)
-    table = dict(
-        kernel_attribute="embeddings",
-        regularizer_attribute="embeddings_regularizer",
-        initializer_attribute="embeddings_initializer",
-    )
-    for spec in (
-        SparseLayerSpec(keras.layers.Dense, STRDense),
-        SparseLayerSpec(keras.layers.Conv1D, conv.STRConv1D),
-        SparseLayerSpec(keras.layers.Conv2D, conv.STRConv2D),
-        SparseLayerSpec(keras.layers.Conv3D, conv.STRConv3D),
-        SparseLayerSpec(
-            keras.layers.DepthwiseConv1D, depthwise_conv.STRDepthwiseConv1D, **depthwise
-        ),
-        SparseLayerSpec(
-            keras.layers.DepthwiseConv2D, depthwise_conv.STRDepthwiseConv2D, **depthwise
-        ),
-        SparseLayerSpec(
-            keras.layers.Conv1DTranspose, conv_transpose.STRConv1DTranspose, **transposed
-        ),
-        SparseLayerSpec(
-            keras.layers.Conv2DTranspose, conv_transpose.STRConv2DTranspose, **transposed
-        ),
-        SparseLayerSpec(
-            keras.layers.Conv3DTranspose, conv_transpose.STRConv3DTranspose, **transposed
-        ),
-        SparseLayerSpec(
-            keras.layers.EinsumDense,
-            einsum_dense.STREinsumDense,
-            channel_axes=einsum_dense.einsum_channel_axes,
-            fans=einsum_dense.einsum_fans,
-        ),
-        SparseLayerSpec(keras.layers.Embedding, embedding.STREmbedding, **table),
-        SparseLayerSpec(
-            keras.layers.ReversibleEmbedding, embedding.STRReversibleEmbedding, **table
-        ),
-        SparseLayerSpec(recurrent.KernelWeight, recurrent.STRKernelWeight),
-        SparseLayerSpec(
-            keras.layers.BatchNormalization,
-            batch_norm.STRBatchNormalization,
-            kernel_attribute="gamma",
-            regularizer_attribute="gamma_regularizer",
-            initializer_attribute="gamma_initializer",
-            init_scale=lambda layer: 1.0,
-            on_request=True,
-        ),
-    ):
-        register_sparse_layer(spec)
-    register_sparse_block(
-        SparseBlockSpec(
-            keras.layers.MultiHeadAttention,
-            attention.STRMultiHeadAttention,
-            sublayer_attributes=attention.PROJECTIONS,
-        )
-    )
-    cell_kernels = tuple(
-        (f"cell.{name}", f"cell.{name}_layer") for name in recurrent.CELL_KERNELS
-    )
-    for keras_class, sparse_class in (
-        (keras.layers.SimpleRNN, recurrent.STRSimpleRNN),
-        (keras.layers.GRU, recurrent.STRGRU),
-        (keras.layers.LSTM, recurrent.STRLSTM),
-    ):
-        register_sparse_block(
-            SparseBlockSpec(
-                keras_class,
-                sparse_class,
-                kernel_variables=cell_kernels,
-                other_variables=("cell.bias",),
-            )
-        )

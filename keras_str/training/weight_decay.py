@@ -4,8 +4,8 @@ import math
 
 import keras
 
-from keras_str.layers.registry import is_kernel_layer
-from keras_str.layers.registry import is_sparse_layer
+from keras_str.layers.base import is_kernel_layer
+from keras_str.layers.base import is_sparse_layer
 from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import kernel_regularizer_attribute
 from keras_str.layers.registry import raw_kernel_variable

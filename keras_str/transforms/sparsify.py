@@ -7,12 +7,12 @@ import keras
 import numpy as np
 
 from keras_str.host import to_numpy
+from keras_str.layers.base import is_kernel_layer
+from keras_str.layers.base import is_sparse_layer
 from keras_str.layers.batch_norm import STRBatchNormalization
 from keras_str.layers.registry import bias_variable
 from keras_str.layers.registry import block_spec_for_keras_layer
 from keras_str.layers.registry import in_plain_blocks
-from keras_str.layers.registry import is_kernel_layer
-from keras_str.layers.registry import is_sparse_layer
 from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import raw_kernel_variable
 from keras_str.layers.registry import spec_for_keras_layer
@@ -114,6 +114,7 @@ def sparsify(
     check_rewritable(model, in_place)
     _check_not_sparse(model)
     _check_finite_weights(model)
+    _register_keras_hub_layers(model)
     should_keep_dense = _keep_dense_predicate(model, keep_dense)
     shared_method = _model_method(
         method,
@@ -215,6 +216,13 @@ def replay(config, recipe):
             keep_dense=recipe.replayer(),
             in_place=True,
         )
+
+
+def _register_keras_hub_layers(model):
+    # keras-str does not import keras-hub; a model holding its layers has
+    # loaded it, and their sparse versions can register.
+    if any(type(layer).__module__.startswith("keras_hub.") for layer in iter_layers(model)):
+        import keras_str.layers.keras_hub_layers  # noqa: F401
 
 
 def _check_not_sparse(model):

@@ -7,11 +7,11 @@ from keras import ops
 
 from keras_str.host import to_numpy
 from keras_str.layers.base import SPARSE_CONFIG_KEYS
+from keras_str.layers.base import is_kernel_layer
+from keras_str.layers.base import is_sparse_layer
 from keras_str.layers.batch_norm import STRBatchNormalization
 from keras_str.layers.registry import bias_variable
 from keras_str.layers.registry import block_spec_for_sparse_layer
-from keras_str.layers.registry import is_kernel_layer
-from keras_str.layers.registry import is_sparse_layer
 from keras_str.layers.registry import iter_layers
 from keras_str.layers.registry import raw_kernel_variable
 from keras_str.methods.base import check_channel_multiple
