@@ -178,7 +178,7 @@ def test_trained_channels_are_removed_with_their_filters():
 
 
 def test_macs_per_channel_are_the_producing_filters():
-    from keras_str.layers.macs import uses_per_weight
+    from keras_str.core.macs import uses_per_weight
 
     sparse = keras_str.sparsify(conv_net(), method=channel_method(0.5), keep_dense=["logits"])
     layers = {layer.name: layer for layer in sparse.layers}

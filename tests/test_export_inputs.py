@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-import keras_str
-from keras_str.layers.registry import iter_layers
+from keras_str.core.layer_walk import iter_layers
 from keras_str.transforms.strip import as_float32
+import keras_str
 
 VOCABULARY = 50
 

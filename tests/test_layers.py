@@ -4,8 +4,8 @@ import pytest
 from absl.testing import parameterized
 from keras.src import testing
 
+from keras_str.core.kernel_specs import raw_kernel_variable
 import keras_str
-from keras_str.layers.registry import raw_kernel_variable
 from tests import numpy_reference
 from tests.backend_utils import BACKEND
 from tests.backend_utils import gradients

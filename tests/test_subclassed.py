@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from keras_str.core.layer_walk import iter_layers
 from keras_str.layers.base import is_sparse_layer
-from keras_str.layers.registry import iter_layers
 import keras_str
 from tests.backend_utils import BACKEND
 from tests.backend_utils import to_numpy

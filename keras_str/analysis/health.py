@@ -13,9 +13,9 @@ import dataclasses
 import numpy as np
 from keras import ops
 
+from keras_str.core.layer_walk import iter_layers
 from keras_str.host import to_numpy
 from keras_str.layers.base import SparseKernelLayer
-from keras_str.layers.registry import iter_layers
 
 
 @dataclasses.dataclass

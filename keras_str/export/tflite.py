@@ -11,6 +11,8 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_str.core.kernel_specs import raw_kernel_variable
+from keras_str.core.layer_walk import iter_layers
 from keras_str.export.flatbuffer import inspect_tflite
 from keras_str.export.flatbuffer import node_outputs
 from keras_str.export.flatbuffer import store_dense
@@ -22,8 +24,6 @@ from keras_str.export.xnnpack_rules import check_xnnpack_sparse
 from keras_str.io_utils import atomic_path
 from keras_str.layers.base import is_kernel_layer
 from keras_str.layers.base import is_sparse_layer
-from keras_str.layers.registry import iter_layers
-from keras_str.layers.registry import raw_kernel_variable
 from keras_str.transforms.cloning import clone_with
 from keras_str.transforms.cloning import copy_all_weights
 from keras_str.transforms.cloning import has_layer_graph

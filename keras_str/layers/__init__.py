@@ -1,5 +1,9 @@
 """Sparse-trainable Keras layers, and the registry of the layer types they replace."""
 
+from keras_str.core.kernel_specs import SparseBlockSpec
+from keras_str.core.kernel_specs import SparseLayerSpec
+from keras_str.core.kernel_specs import register_sparse_block
+from keras_str.core.kernel_specs import register_sparse_layer
 from keras_str.layers.attention import STRMultiHeadAttention
 from keras_str.layers.base import SparseKernelLayer
 from keras_str.layers.batch_norm import STRBatchNormalization
@@ -20,7 +24,3 @@ from keras_str.layers.recurrent import STRGRU
 from keras_str.layers.recurrent import STRKernelWeight
 from keras_str.layers.recurrent import STRLSTM
 from keras_str.layers.recurrent import STRSimpleRNN
-from keras_str.layers.registry import SparseBlockSpec
-from keras_str.layers.registry import SparseLayerSpec
-from keras_str.layers.registry import register_sparse_block
-from keras_str.layers.registry import register_sparse_layer

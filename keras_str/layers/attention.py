@@ -2,11 +2,11 @@
 
 import keras
 
+from keras_str.core.kernel_specs import SparseBlockSpec
+from keras_str.core.kernel_specs import register_sparse_block
 from keras_str.layers.base import _serialize_shared
 from keras_str.layers.base import pop_method
 from keras_str.layers.einsum_dense import STREinsumDense
-from keras_str.layers.registry import SparseBlockSpec
-from keras_str.layers.registry import register_sparse_block
 
 # Keras's attribute names for the projections a MultiHeadAttention builds.
 PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense", "_gate_dense", "_output_dense")

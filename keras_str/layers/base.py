@@ -4,8 +4,8 @@ import keras
 from keras import ops
 from keras.src.backend.common import global_state
 
-from keras_str.layers.registry import registered_specs
-from keras_str.layers.registry import spec_for_sparse_class
+from keras_str.core.kernel_specs import registered_specs
+from keras_str.core.kernel_specs import spec_for_sparse_class
 from keras_str.methods import STR
 from keras_str.methods import get_method
 

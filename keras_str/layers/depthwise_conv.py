@@ -1,8 +1,8 @@
 import keras
 
+from keras_str.core.kernel_specs import SparseLayerSpec
+from keras_str.core.kernel_specs import register_sparse_layer
 from keras_str.layers.base import SparseKernelLayer
-from keras_str.layers.registry import SparseLayerSpec
-from keras_str.layers.registry import register_sparse_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_str")

@@ -4,10 +4,10 @@ import math
 
 import keras
 
+from keras_str.core.kernel_specs import SparseLayerSpec
+from keras_str.core.kernel_specs import raw_kernel_variable
+from keras_str.core.kernel_specs import register_sparse_layer
 from keras_str.layers.base import SparseKernelLayer
-from keras_str.layers.registry import SparseLayerSpec
-from keras_str.layers.registry import raw_kernel_variable
-from keras_str.layers.registry import register_sparse_layer
 
 
 def _equation_parts(layer):

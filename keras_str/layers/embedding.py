@@ -6,10 +6,10 @@ deviation (Keras: uniform in +-0.05), not by fans.
 
 import keras
 
+from keras_str.core.kernel_specs import SparseLayerSpec
+from keras_str.core.kernel_specs import register_sparse_layer
 from keras_str.layers.base import SparseKernelLayer
 from keras_str.layers.recurrent import STRKernelWeight
-from keras_str.layers.registry import SparseLayerSpec
-from keras_str.layers.registry import register_sparse_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_str")

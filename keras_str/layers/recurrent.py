@@ -11,13 +11,13 @@ not at every step.
 
 import keras
 
+from keras_str.core.kernel_specs import SparseBlockSpec
+from keras_str.core.kernel_specs import SparseLayerSpec
+from keras_str.core.kernel_specs import register_sparse_block
+from keras_str.core.kernel_specs import register_sparse_layer
 from keras_str.layers.base import SparseKernelLayer
 from keras_str.layers.base import _serialize_shared
 from keras_str.layers.base import pop_method
-from keras_str.layers.registry import SparseBlockSpec
-from keras_str.layers.registry import SparseLayerSpec
-from keras_str.layers.registry import register_sparse_block
-from keras_str.layers.registry import register_sparse_layer
 
 # The cell attributes holding the kernels, in the order cells build them.
 CELL_KERNELS = ("kernel", "recurrent_kernel")

@@ -16,10 +16,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_str.core.macs import uses_per_weight
 from keras_str.forward_pass import current_forward_pass
 from keras_str.host import to_numpy
-from keras_str.methods.quantile import kth_smallest
 from keras_str.methods.quantile import SELECTIONS
+from keras_str.methods.quantile import kth_smallest
 from keras_str.methods.quantile import weighted_kth_smallest
 
 
@@ -86,8 +87,6 @@ def check_quantile(quantile):
 
 def macs_per_weight(layers):
     """Each layer's multiply-adds per kernel weight per example (Python floats)."""
-    from keras_str.layers.macs import uses_per_weight
-
     uses = []
     for layer in layers:
         count = uses_per_weight(layer)
@@ -262,7 +261,7 @@ class SparsityMethod:
         at or below the result). `budget="weights"` counts weights (the
         k-th smallest score, k = round(fraction * total)); `"macs"` weighs
         each weight by the multiply-adds it costs per example
-        (`keras_str.layers.macs.uses_per_weight`). `self.quantile` picks
+        (`keras_str.core.macs.uses_per_weight`). `self.quantile` picks
         the selection (`keras_str.methods.quantile`). Returns
         `(value, any_pruned)`, both tensors; runs in the train step.
         """

@@ -24,10 +24,12 @@ import math
 import keras
 from keras import ops
 
-from keras_str.channel_kinds import CHANNEL_PRESERVING
-from keras_str.channel_kinds import ELEMENTWISE
-from keras_str.channel_kinds import MERGES
-from keras_str.channel_kinds import PADDING
+from keras_str.core.channel_kinds import CHANNEL_PRESERVING
+from keras_str.core.channel_kinds import ELEMENTWISE
+from keras_str.core.channel_kinds import MERGES
+from keras_str.core.channel_kinds import PADDING
+from keras_str.core.kernel_specs import raw_kernel_variable
+from keras_str.core.macs import uses_per_weight
 
 _LAYERS = keras.layers
 _KERNEL_LAYERS = (_LAYERS.Dense, _LAYERS.Conv1D, _LAYERS.Conv2D, _LAYERS.Conv3D)
@@ -481,8 +483,8 @@ def _pointwise(layer):
 
 
 def _full_macs(layer):
-    from keras_str.layers.macs import uses_per_weight
-    from keras_str.layers.registry import raw_kernel_variable
+    from keras_str.core.macs import uses_per_weight
+    from keras_str.core.kernel_specs import raw_kernel_variable
 
     uses = uses_per_weight(layer)
     if uses is None:

@@ -4,11 +4,11 @@ import math
 
 import keras
 
+from keras_str.core.kernel_specs import kernel_regularizer_attribute
+from keras_str.core.kernel_specs import raw_kernel_variable
+from keras_str.core.layer_walk import iter_layers
 from keras_str.layers.base import is_kernel_layer
 from keras_str.layers.base import is_sparse_layer
-from keras_str.layers.registry import iter_layers
-from keras_str.layers.registry import kernel_regularizer_attribute
-from keras_str.layers.registry import raw_kernel_variable
 
 
 def apply_weight_decay(model, weight_decay):

@@ -9,11 +9,11 @@ kernels get their own sparse layer, and `strip` gives `DepthwiseConv` +
 
 import keras
 
+from keras_str.core.kernel_specs import raw_kernel_variable
 from keras_str.layers.conv import STRConv1D
 from keras_str.layers.conv import STRConv2D
 from keras_str.layers.depthwise_conv import STRDepthwiseConv1D
 from keras_str.layers.depthwise_conv import STRDepthwiseConv2D
-from keras_str.layers.registry import raw_kernel_variable
 from keras_str.transforms.cloning import assign_copy
 
 SEPARABLE_CONVS = {

@@ -34,10 +34,10 @@ import warnings
 import keras
 import numpy as np
 
-from keras_str.channel_kinds import CHANNEL_PRESERVING
-from keras_str.channel_kinds import ELEMENTWISE
-from keras_str.channel_kinds import MERGES
-from keras_str.channel_kinds import PADDING
+from keras_str.core.channel_kinds import CHANNEL_PRESERVING
+from keras_str.core.channel_kinds import ELEMENTWISE
+from keras_str.core.channel_kinds import MERGES
+from keras_str.core.channel_kinds import PADDING
 from keras_str.host import to_numpy
 from keras_str.methods.base import check_channel_multiple
 from keras_str.transforms.cloning import check_clonable

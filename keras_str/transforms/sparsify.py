@@ -6,17 +6,17 @@ import warnings
 import keras
 import numpy as np
 
+from keras_str.core.kernel_specs import bias_variable
+from keras_str.core.kernel_specs import block_spec_for_keras_layer
+from keras_str.core.kernel_specs import raw_kernel_variable
+from keras_str.core.kernel_specs import spec_for_keras_layer
+from keras_str.core.layer_walk import in_plain_blocks
+from keras_str.core.layer_walk import iter_layers
+from keras_str.core.layer_walk import weight_matrices
 from keras_str.host import to_numpy
 from keras_str.layers.base import is_kernel_layer
 from keras_str.layers.base import is_sparse_layer
 from keras_str.layers.batch_norm import STRBatchNormalization
-from keras_str.layers.registry import bias_variable
-from keras_str.layers.registry import block_spec_for_keras_layer
-from keras_str.layers.registry import in_plain_blocks
-from keras_str.layers.registry import iter_layers
-from keras_str.layers.registry import raw_kernel_variable
-from keras_str.layers.registry import spec_for_keras_layer
-from keras_str.layers.registry import weight_matrices
 from keras_str.methods import copy_method
 from keras_str.methods import get_method
 from keras_str.methods.structured import StructuredSTR

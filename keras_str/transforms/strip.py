@@ -5,15 +5,15 @@ import warnings
 import keras
 from keras import ops
 
+from keras_str.core.kernel_specs import bias_variable
+from keras_str.core.kernel_specs import block_spec_for_sparse_layer
+from keras_str.core.kernel_specs import raw_kernel_variable
+from keras_str.core.layer_walk import iter_layers
 from keras_str.host import to_numpy
 from keras_str.layers.base import SPARSE_CONFIG_KEYS
 from keras_str.layers.base import is_kernel_layer
 from keras_str.layers.base import is_sparse_layer
 from keras_str.layers.batch_norm import STRBatchNormalization
-from keras_str.layers.registry import bias_variable
-from keras_str.layers.registry import block_spec_for_sparse_layer
-from keras_str.layers.registry import iter_layers
-from keras_str.layers.registry import raw_kernel_variable
 from keras_str.methods.base import check_channel_multiple
 from keras_str.transforms.cloning import assign_copy
 from keras_str.transforms.cloning import block_copier

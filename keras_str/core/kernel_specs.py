@@ -1,4 +1,4 @@
-"""The one table of layer types keras-str can sparsify, and how to walk a model for them.
+"""The one table of layer types keras-str can sparsify: kernel layers and blocks.
 
 Each entry says which Keras layer a sparse layer stands in for, where its
 kernel's regularizer lives, how many trailing kernel axes index output
@@ -13,48 +13,13 @@ import math
 
 import keras
 
-
-def keras_fans(kernel_shape):
-    """(fan_in, fan_out) as Keras's initializers compute them for this shape."""
-    if len(kernel_shape) == 1:
-        return kernel_shape[0], kernel_shape[0]
-    if len(kernel_shape) == 2:
-        return kernel_shape[0], kernel_shape[1]
-    receptive_field = math.prod(kernel_shape[:-2])
-    return receptive_field * kernel_shape[-2], receptive_field * kernel_shape[-1]
+from keras_str.core.initializer_scale import initializer_std
+from keras_str.core.initializer_scale import keras_fans
 
 
 def kernel_fans(layer):
     """Keras's fans for the layer's raw kernel shape (the default entry)."""
     return keras_fans(tuple(raw_kernel_variable(layer).shape))
-
-
-def initializer_std(initializer, fans):
-    """The standard deviation of the weights `initializer` draws, or `None`.
-
-    `VarianceScaling` (Glorot, He, LeCun) draws with variance `scale / n`,
-    `n` the fan its `mode` names, whatever its distribution; fixed-scale
-    initializers say their own. `None` for others (orthogonal, constants,
-    custom).
-    """
-    if isinstance(initializer, keras.initializers.VarianceScaling):
-        fan_in, fan_out = fans
-        n = {"fan_in": fan_in, "fan_out": fan_out}.get(
-            initializer.mode, (fan_in + fan_out) / 2.0
-        )
-        return math.sqrt(initializer.scale / max(n, 1.0))
-    if isinstance(initializer, keras.initializers.RandomUniform):
-        return (initializer.maxval - initializer.minval) / math.sqrt(12.0)
-    if isinstance(
-        initializer,
-        (keras.initializers.RandomNormal, keras.initializers.TruncatedNormal),
-    ):
-        return initializer.stddev
-    if isinstance(initializer, keras.initializers.Orthogonal):
-        # Orthonormal rows (or columns) of the larger dimension's length.
-        fan_in, fan_out = fans
-        return initializer.gain / math.sqrt(max(fan_in, fan_out, 1))
-    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,51 +198,9 @@ def bias_variable(layer):
     return getattr(layer, "bias", None)
 
 
-def weight_matrices(layer):
-    """The layer's own variables of rank 2 or more, biases excepted.
-
-    What a layer keras-str has no sparse version of would keep dense (an
-    LSTM cell's kernels, a custom layer's matrices); GRU's two-row bias is
-    not one of them.
-    """
-    variables = list(layer._trainable_variables) + list(layer._non_trainable_variables)
-    return [
-        v for v in variables if len(v.shape) >= 2 and not v.name.endswith("bias")
-    ]
-
-
 def kernel_regularizer_attribute(layer):
     spec = spec_for_layer(layer)
     return "kernel_regularizer" if spec is None else spec.regularizer_attribute
-
-
-def iter_layers(model):
-    """Yields every layer of `model`: nested models' and layers' sublayers too.
-
-    In model order, depth first; a layer that holds sublayers
-    (`MultiHeadAttention`'s projections) comes before them; models
-    themselves are not yielded. A layer held in two places (a causal LM's
-    tied embedding, in the task and in its backbone) is yielded once.
-    """
-    seen = set()
-    if isinstance(model, keras.Model):
-        yield from _iter_sublayers(model, seen)
-    elif isinstance(model, keras.layers.Layer):
-        # A single layer stands for itself.
-        seen.add(id(model))
-        yield model
-        yield from _iter_sublayers(model, seen)
-
-
-def _iter_sublayers(layer, seen):
-    children = layer.layers if isinstance(layer, keras.Model) else layer._layers
-    for child in children:
-        if id(child) in seen:
-            continue
-        seen.add(id(child))
-        if not isinstance(child, keras.Model):
-            yield child
-        yield from _iter_sublayers(child, seen)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,14 +256,3 @@ def block_spec_for_sparse_layer(layer):
         if type(layer) is spec.sparse_class:
             return spec
     return None
-
-
-def in_plain_blocks(layers):
-    """Ids of the sublayers of plain layers that have a block entry (a plain LSTM's cell)."""
-    return {
-        id(sublayer)
-        for layer in layers
-        if block_spec_for_keras_layer(layer) is not None
-        for sublayer in iter_layers(layer)
-        if sublayer is not layer
-    }

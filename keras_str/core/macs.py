@@ -1,16 +1,22 @@
 """How many multiply-adds each kernel weight of a layer costs per example.
 
 The report's MACs and the methods' MACs budgets both count with this.
+A layer that knows its own count (a recurrent cell's `KernelWeight`, used
+once per time step) says so in a `uses_per_example` attribute.
 """
 
 import math
 
 import keras
-from keras.src.layers.convolutional.base_conv_transpose import BaseConvTranspose
 
-from keras_str.layers.recurrent import KernelWeight
-from keras_str.layers.registry import raw_kernel_variable
-from keras_str.layers.registry import spec_for_layer
+from keras_str.core.kernel_specs import raw_kernel_variable
+from keras_str.core.kernel_specs import spec_for_layer
+
+_TRANSPOSED_CONVS = (
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+)
 
 
 def _input_shape(layer):
@@ -49,7 +55,7 @@ def uses_per_weight(layer, per_position=False):
         return 0
     if isinstance(layer, keras.layers.BatchNormalization):
         return _producer_macs_per_channel(layer)
-    if isinstance(layer, KernelWeight):
+    if hasattr(layer, "uses_per_example"):
         # A cell kernel: used once per time step (set when its RNN builds).
         return layer.uses_per_example
     input_shape = _input_shape(layer)
@@ -58,7 +64,7 @@ def uses_per_weight(layer, per_position=False):
     if per_position and isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)):
         input_shape = input_shape[:1] + tuple(d or 1 for d in input_shape[1:])
     channels_first = getattr(layer, "data_format", None) == "channels_first"
-    if isinstance(layer, BaseConvTranspose):
+    if isinstance(layer, _TRANSPOSED_CONVS):
         # Every input position scatters the whole kernel.
         spatial = input_shape[2:] if channels_first else input_shape[1:-1]
         return None if None in spatial else int(math.prod(spatial))

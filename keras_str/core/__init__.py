@@ -1,0 +1,1 @@
+"""What layers, methods and transforms all read: the kernel-layer table, model walks, MACs."""
