@@ -47,8 +47,8 @@ from examples.data import load_image_classification  # noqa: E402
 from examples.data import normalize_images  # noqa: E402
 from examples.training import TrainConfig  # noqa: E402
 from examples.training import run_training  # noqa: E402
-from keras_str.io_utils import write_text_atomic  # noqa: E402
 from keras_str.analysis.plots import plot_tradeoff  # noqa: E402
+from keras_str.core.io_utils import write_text_atomic  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["lenet_300_100", "small_cnn"], "Models to sweep.")

@@ -353,7 +353,7 @@ def main(argv):
         check_armsim(armsim_directory())
     from examples.data import load_image_classification
     from examples.data import normalize_images
-    from keras_str.io_utils import write_text_atomic
+    from keras_str.core.io_utils import write_text_atomic
 
     out = FLAGS.out or f"benchmarks/results/channel_pruning_{FLAGS.model}.md"
     json_path = os.path.splitext(out)[0] + ".json"

@@ -110,7 +110,7 @@ def main(argv):
         "Target 90 % for every method but plain STR (learned, no target); "
         "64 optimizer steps, schedule ends at step 48.\n\n"
     )
-    from keras_str.io_utils import write_text_atomic
+    from keras_str.core.io_utils import write_text_atomic
 
     write_text_atomic(FLAGS.out, header + table + "\n")
     print(table)

@@ -71,7 +71,7 @@ def run_row(model_name, method_name, steps, workdir):
     import numpy as np
 
     import keras_str
-    from keras_str.host import to_numpy
+    from keras_str.core.host import to_numpy
     from tests import test_keras_hub as zoo
 
     keras.utils.set_random_seed(0)
@@ -137,7 +137,7 @@ def main(argv):
     del argv
     import keras
 
-    from keras_str.io_utils import write_text_atomic
+    from keras_str.core.io_utils import write_text_atomic
     from tests import test_keras_hub as zoo
 
     known = zoo.zoo()

@@ -156,7 +156,7 @@ def main(argv):
     import keras_str
     from examples.data import load_image_classification
     from examples.data import normalize_images
-    from keras_str.io_utils import write_text_atomic
+    from keras_str.core.io_utils import write_text_atomic
 
     (x_train, y_train), (x_test, y_test) = load_image_classification("fashion_mnist")
     # Row-sequential: 28 time steps of 28 pixels.

@@ -246,7 +246,7 @@ def main(argv):
     del argv
     import tempfile
 
-    from keras_str.io_utils import write_text_atomic
+    from keras_str.core.io_utils import write_text_atomic
 
     builders = model_builders()
     names = FLAGS.models or list(builders)

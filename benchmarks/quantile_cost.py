@@ -1,4 +1,4 @@
-"""Cost of one global k-th smallest (`keras_str.methods.quantile`) per backend.
+"""Cost of one global k-th smallest (`keras_str.core.quantile`) per backend.
 
     python -m benchmarks.quantile_cost [--backends tensorflow,jax,torch] [--rounds 7]
         [--sizes 10k,122k,266k,1.3M,4.2M,25.5M] [--out_dir benchmarks/results]
@@ -112,7 +112,7 @@ def _fans(shape):
 def _variants(backend):
     from keras import ops
 
-    from keras_str.methods import quantile
+    from keras_str.core import quantile
 
     def radix_3x11(values, k):
         values = [ops.reshape(v, (-1,)) for v in values]
@@ -150,7 +150,7 @@ def worker(backend):
     import numpy as np
     from keras import ops
 
-    from keras_str.methods import quantile
+    from keras_str.core import quantile
 
     assert keras.backend.backend() == backend.split("_")[0], keras.backend.backend()
     if backend == "torch" and FLAGS.torch_threads:
@@ -286,7 +286,7 @@ def main(argv):
     text = table(results)
     print("\n" + text)
     os.makedirs(FLAGS.out_dir, exist_ok=True)
-    from keras_str.io_utils import write_text_atomic
+    from keras_str.core.io_utils import write_text_atomic
 
     write_text_atomic(os.path.join(FLAGS.out_dir, "quantile_cost.md"), text + "\n")
 

@@ -60,7 +60,7 @@ def keep_row(path, rows, row):
 
 def write_table(out_dir, results, text):
     """Writes the generated table as `<out_dir>/<results>.md` (atomically) and prints it."""
-    from keras_str.io_utils import write_text_atomic
+    from keras_str.core.io_utils import write_text_atomic
 
     write_text_atomic(os.path.join(out_dir, f"{results}.md"), text + "\n")
     print("\n" + text)

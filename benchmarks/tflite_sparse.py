@@ -40,7 +40,7 @@ from absl import logging  # noqa: E402
 import keras_str  # noqa: E402
 from examples.models import mlp  # noqa: E402
 from examples.models import mobilenet_v1_xnnpack  # noqa: E402
-from keras_str.io_utils import write_text_atomic  # noqa: E402
+from keras_str.core.io_utils import write_text_atomic  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("runs", 50, "Timed invocations per file (median).")

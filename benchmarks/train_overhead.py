@@ -249,7 +249,7 @@ def main(argv):
     text = table(rows)
     print("\n" + text)
     os.makedirs(FLAGS.out_dir, exist_ok=True)
-    from keras_str.io_utils import write_text_atomic
+    from keras_str.core.io_utils import write_text_atomic
 
     write_text_atomic(os.path.join(FLAGS.out_dir, "train_overhead.md"), text + "\n")
 

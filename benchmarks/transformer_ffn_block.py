@@ -106,7 +106,7 @@ def table(rows):
 def main(argv):
     del argv
     import keras_str
-    from keras_str.io_utils import write_text_atomic
+    from keras_str.core.io_utils import write_text_atomic
 
     schedule = keras_str.ConstantSchedule()
     variants = {

@@ -348,7 +348,7 @@ def main(argv):
     print("\n" + text)
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     sys.path.insert(0, ROOT)
-    from keras_str.io_utils import write_text_atomic
+    from keras_str.core.io_utils import write_text_atomic
 
     write_text_atomic(os.path.join(FLAGS.out_dir, "update_cost.md"), text + "\n")
 

@@ -76,7 +76,7 @@ def main(argv):
     from examples.models import mobilenet_v1_xnnpack
     from examples.training import TrainConfig
     from examples.training import run_training
-    from keras_str.io_utils import write_text_atomic
+    from keras_str.core.io_utils import write_text_atomic
 
     armsim_dir = FLAGS.armsim_dir or os.path.join(ROOT, "..", "shared", "armsim")
     check_armsim(armsim_dir)

@@ -31,9 +31,9 @@ from examples.models import MODELS  # noqa: E402
 from examples.training import METHODS  # noqa: E402
 from examples.training import TrainConfig  # noqa: E402
 from examples.training import run_training  # noqa: E402
-from keras_str.io_utils import write_text_atomic  # noqa: E402
 from keras_str.analysis.plots import plot_layer_sparsity  # noqa: E402
 from keras_str.analysis.plots import plot_training_history  # noqa: E402
+from keras_str.core.io_utils import write_text_atomic  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(

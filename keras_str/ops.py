@@ -7,6 +7,10 @@ disagree about which weights are zero.
 
 from keras import ops
 
+# The threshold functions g (and g^-1) are public here too.
+from keras_str.core.threshold_fns import get_threshold_fn  # noqa: F401
+from keras_str.core.threshold_fns import serialize_threshold_fn  # noqa: F401
+
 
 def soft_threshold(x, threshold):
     """Soft-thresholds `x`: `sign(x) * relu(|x| - threshold)`.
@@ -55,8 +59,3 @@ def group_soft_threshold(x, threshold, group_norms):
     array([[2.4, 3.2], [0. , 0. ]])
     """
     return ops.multiply(x, ops.relu(1.0 - ops.divide(threshold, group_norms)))
-
-
-# g and g^-1 live with the methods; re-exported here for `keras_str.ops` users.
-from keras_str.methods.threshold_fns import get_threshold_fn  # noqa: E402,F401
-from keras_str.methods.threshold_fns import serialize_threshold_fn  # noqa: E402,F401

@@ -60,7 +60,7 @@ def table(header, rows):
 
 def write_json(path, data):
     if path:
-        from keras_str.io_utils import write_text_atomic
+        from keras_str.core.io_utils import write_text_atomic
 
         write_text_atomic(path, json.dumps(data, indent=2) + "\n")
         print(f"wrote {path}")

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
+import keras_str
 from keras_str.core.kernel_specs import bias_variable
 from keras_str.methods.channel_macs import ChannelMacs
-import keras_str
 from tests.backend_utils import to_numpy
 
 layers = keras.layers

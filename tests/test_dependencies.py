@@ -108,6 +108,23 @@ def test_core_imports_nothing_above_it():
     assert above == []
 
 
+def test_every_private_keras_import_says_why():
+    unexplained = []
+    for folder, _, files in os.walk(PACKAGE):
+        for file in sorted(f for f in files if f.endswith(".py")):
+            path = os.path.join(folder, file)
+            with open(path) as f:
+                lines = f.read().splitlines()
+            for number, line in enumerate(lines):
+                private = line.strip().startswith(("from keras.src", "import keras.src"))
+                if private and not (number and lines[number - 1].strip().startswith("#")):
+                    unexplained.append(f"{os.path.relpath(path, PACKAGE)}:{number + 1}")
+    assert unexplained == [], (
+        "Private Keras imports need a comment above them saying why no public "
+        f"route serves: {unexplained}"
+    )
+
+
 def test_the_known_backward_imports_still_exist():
     graph = import_graph(PACKAGE)
     gone = sorted((a, b) for a, b in KNOWN_BACKWARD_IMPORTS if b not in graph.get(a, ()))

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
+import keras_str
 from keras_str.core.layer_walk import iter_layers
 from keras_str.transforms.strip import as_float32
-import keras_str
 
 VOCABULARY = 50
 
@@ -61,11 +61,11 @@ def test_int8_embedding_model_calibrates_on_integer_token_ids(tmp_path):
 def test_float32_export_checks_integer_inputs_with_valid_ids(tmp_path):
     # Without representative data the file is checked on random inputs:
     # ids inside every Embedding's vocabulary, not floats cast to 0.
-    from keras_str.export.tflite import _check_inputs
-    from keras_str.export.tflite import _input_specs
+    from keras_str.export.inputs import input_specs
+    from keras_str.export.inputs import inputs_to_check
 
     model = token_classifier()
-    ids = _check_inputs(model, None, _input_specs(model))
+    ids = inputs_to_check(model, None, input_specs(model))
     assert ids.dtype == np.int32 and ids.shape == (8, 16)
     assert ids.min() >= 0 and ids.max() < VOCABULARY and len(np.unique(ids)) > 2
     path = tmp_path / "tokens.tflite"

@@ -15,10 +15,10 @@ import keras
 import numpy as np
 import pytest
 
+import keras_str
 from keras_str.core.kernel_specs import raw_kernel_variable
 from keras_str.layers.base import is_kernel_layer
 from keras_str.layers.base import is_sparse_layer
-import keras_str
 from tests.backend_utils import slow_on
 from tests.backend_utils import to_numpy
 

@@ -1,11 +1,13 @@
+import re
+
 import keras
 import numpy as np
 import pytest
 from absl.testing import parameterized
 from keras.src import testing
 
-from keras_str.core.kernel_specs import raw_kernel_variable
 import keras_str
+from keras_str.core.kernel_specs import raw_kernel_variable
 from tests import numpy_reference
 from tests.backend_utils import BACKEND
 from tests.backend_utils import gradients
@@ -374,7 +376,7 @@ class STRLayerTest(testing.TestCase):
 )
 @pytest.mark.parametrize("cls, kwargs", [(c, k) for _, c, _, k, _, _ in LAYERS])
 def test_bad_arguments_name_argument_and_value(cls, kwargs, argument, value):
-    with pytest.raises(ValueError, match=f"{argument}={value}"):
+    with pytest.raises(ValueError, match=re.escape(f"{argument}={value!r}")):
         cls(**kwargs, **{argument: value})
 
 

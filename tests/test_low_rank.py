@@ -220,7 +220,7 @@ def test_a_low_rank_gru_trains_and_strips_to_a_plain_gru():
         ({"max_rank": {3: 2}}, "max_rank="),
         ({"threshold_init": float("nan")}, "threshold_init=nan"),
         ({"threshold_init": "low"}, "threshold_init='low'"),
-        ({"threshold_fn": "relu"}, "threshold_fn=relu"),
+        ({"threshold_fn": "relu"}, "threshold_fn='relu'"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, match):

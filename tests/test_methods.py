@@ -509,7 +509,7 @@ def test_update_frequency_skips_steps_and_still_ends_on_target(kind):
 
 @pytest.mark.parametrize("quantile", ["exact", "sample", "auto"])
 def test_threshold_quantile_is_exact_or_sampled_as_asked(quantile):
-    from keras_str.methods import quantile as selection
+    from keras_str.core import quantile as selection
 
     # LeNet-300-100's 266k weights: above the size where "auto" samples.
     keras.utils.set_random_seed(0)
@@ -545,3 +545,19 @@ def test_targeted_str_computes_with_raw_weights_before_its_schedule_starts(struc
         np.testing.assert_array_equal(
             to_numpy(layer.thresholded_kernel()), to_numpy(layer.raw_kernel)
         )
+
+
+def test_methods_say_whether_they_remove_channels():
+    schedule = keras_str.ConstantSchedule()
+    cases = [
+        (keras_str.STR(), False, False),
+        (keras_str.ST3(0.5, schedule), False, False),
+        (keras_str.GMP(0.5, schedule), False, False),
+        (keras_str.GMP(0.5, schedule, structure="channel"), True, False),
+        (keras_str.StructuredSTR("channel"), True, True),
+        (keras_str.StructuredSTR("block", block_size=4), False, False),
+        (keras_str.LowRankSTR(), False, False),
+    ]
+    for method, removes, at_batch_norm in cases:
+        assert method.removes_channels is removes, method
+        assert method.thresholds_batch_norm_scales is at_batch_norm, method

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
+import keras_str
 from keras_str.core.layer_walk import iter_layers
 from keras_str.layers.base import is_sparse_layer
-import keras_str
 from tests.backend_utils import to_numpy
 
 

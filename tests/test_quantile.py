@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_str.methods import quantile
-from keras_str.methods.quantile import kth_smallest
+from keras_str.core import quantile
+from keras_str.core.quantile import kth_smallest
 from tests.backend_utils import BACKEND
 from tests.backend_utils import to_numpy
 
@@ -156,7 +156,7 @@ def expected_weighted(arrays, weights, target):
 
 @pytest.mark.parametrize("size", [(40, 30), (300, 250)])  # sort and radix on torch
 def test_weighted_selection_matches_numpy(size):
-    from keras_str.methods.quantile import weighted_kth_smallest
+    from keras_str.core.quantile import weighted_kth_smallest
 
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal(size).astype("float32"),
@@ -213,7 +213,7 @@ def test_sampled_selection_lands_within_its_stated_error(fraction):
 
 
 def test_sampled_weighted_selection_lands_within_its_stated_error():
-    from keras_str.methods.quantile import weighted_kth_smallest
+    from keras_str.core.quantile import weighted_kth_smallest
 
     arrays = structured_kernels(np.random.default_rng(5))
     weights = [1.0, 3.0, 30.0]

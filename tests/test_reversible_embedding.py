@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_str.layers.base import is_sparse_layer
 import keras_str
+from keras_str.layers.base import is_sparse_layer
 from tests import numpy_reference
 from tests.backend_utils import to_numpy
 

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 import keras_str
+from keras_str.export.conversion import convert
 from keras_str.export.flatbuffer import buffer_values
 from keras_str.export.flatbuffer import op_name
 from keras_str.export.flatbuffer import parse
-from keras_str.export.sparsifier import retie
 from keras_str.export.sparsifier import LENT
+from keras_str.export.sparsifier import retie
 from keras_str.export.sparsifier import sparsify
 from keras_str.export.sparsifier import untie
-from keras_str.export.tflite import _convert
 from tests.test_export import sparse_cnn
 
 pytestmark = pytest.mark.tensorflow
@@ -83,7 +83,7 @@ def readers_of_table(content):
 
 
 def test_the_plain_file_reads_the_tied_table_in_two_ops():
-    plain = _convert(tied_lm(), "float32", None)
+    plain = convert(tied_lm(), "float32", None)
     assert readers_of_table(plain) == ["FULLY_CONNECTED", "GATHER"]
     assert constants_shaped(plain, (VOCABULARY, WIDTH)) == (1, 0)
 
@@ -91,7 +91,7 @@ def test_the_plain_file_reads_the_tied_table_in_two_ops():
 def test_untie_gives_each_reader_its_own_copy_and_keeps_the_outputs():
     from keras_str.export.litert import run_tflite
 
-    plain = _convert(tied_lm(), "float32", None)
+    plain = convert(tied_lm(), "float32", None)
     untied, copies = untie(plain)
     assert copies == 1
     assert constants_shaped(untied, (VOCABULARY, WIDTH)) == (2, 0)
@@ -100,7 +100,7 @@ def test_untie_gives_each_reader_its_own_copy_and_keeps_the_outputs():
 
 
 def test_untie_and_retie_leave_a_file_without_shared_constants_unchanged():
-    plain = _convert(sparse_cnn(), "float32", None)
+    plain = convert(sparse_cnn(), "float32", None)
     assert untie(plain) == (plain, 0)
     assert retie(plain) == (plain, 0)
 
@@ -109,7 +109,7 @@ def test_the_tied_table_is_stored_sparse_once():
     from keras_str.export.litert import run_tflite
 
     model = tied_lm()
-    plain = _convert(model, "float32", None)
+    plain = convert(model, "float32", None)
     content, lent = sparsify(plain)
     assert lent == 0  # The projection to logits reads the table already.
     # One sparse table, expanded once (DENSIFY) for both readers.
@@ -144,7 +144,7 @@ def tensor_names(content):
 def test_a_lookup_only_table_is_stored_sparse_once():
     from keras_str.export.litert import run_tflite
 
-    plain = _convert(untied_encoder(), "float32", None)
+    plain = convert(untied_encoder(), "float32", None)
     assert readers_of_table(plain) == ["GATHER"]
     content, lent = sparsify(plain)
     assert lent == 1
@@ -158,7 +158,7 @@ def test_a_lookup_only_table_is_stored_sparse_once():
 
 
 def test_a_table_with_too_few_zeros_stays_dense_and_leaves_nothing_behind():
-    plain = _convert(untied_encoder(zeros=0.0), "float32", None)
+    plain = convert(untied_encoder(zeros=0.0), "float32", None)
     content, lent = sparsify(plain)
     assert lent == 1
     assert constants_shaped(content, (VOCABULARY, WIDTH)) == (1, 0)
@@ -187,7 +187,7 @@ def test_the_sparse_file_keeps_the_plain_files_metadata():
             for entry in model.metadata or []
         }
 
-    plain = _convert(tied_lm(), "float32", None)
+    plain = convert(tied_lm(), "float32", None)
     content, _ = sparsify(plain)
     assert b"min_runtime_version" in metadata(plain)
     assert metadata(content)[b"min_runtime_version"] == metadata(plain)[b"min_runtime_version"]

@@ -1,10 +1,10 @@
 import pytest
 import numpy as np
 
-from keras_str.export.tflite import _convert
-from keras_str.export.tflite import _sparsified
+from keras_str.export.conversion import convert
 from keras_str.export.flatbuffer import inspect_tflite
 from keras_str.export.flatbuffer import store_dense
+from keras_str.export.sparse_encoding import sparsified
 from tests.test_export import block_sparse_mlp
 from tests.test_export import sparse_cnn
 
@@ -12,11 +12,11 @@ pytestmark = pytest.mark.tensorflow
 
 
 def plain_file(model):
-    return _convert(model, "float32", None)
+    return convert(model, "float32", None)
 
 
 def sparse_file(model):
-    return _sparsified(plain_file(model))
+    return sparsified(plain_file(model))
 
 
 def run(content, x):

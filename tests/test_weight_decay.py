@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_str.core.kernel_specs import raw_kernel_variable
 import keras_str
+from keras_str.core.kernel_specs import raw_kernel_variable
 
 
 def mixed_model():

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_str.export.tflite import _convert
-from keras_str.export.tflite import _sparsified
+from keras_str.export.conversion import convert
+from keras_str.export.sparse_encoding import sparsified
 from keras_str.export.xnnpack_rules import check_xnnpack_sparse
 
 pytestmark = pytest.mark.tensorflow
@@ -52,7 +52,7 @@ def zero_pointwise(model, fraction, seed=0):
 
 def verdict(model, precision="float32"):
     return check_xnnpack_sparse(
-        _sparsified(_convert(model, precision, None)),
+        sparsified(convert(model, precision, None)),
         precision,
         [layer.name for layer in model.layers],
         [(layer.name, tuple(layer.kernel.shape)) for layer in model.layers

@@ -13,8 +13,8 @@ import dataclasses
 import numpy as np
 from keras import ops
 
+from keras_str.core.host import to_numpy
 from keras_str.core.layer_walk import iter_layers
-from keras_str.host import to_numpy
 from keras_str.layers.base import SparseKernelLayer
 
 

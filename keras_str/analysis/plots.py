@@ -2,7 +2,7 @@
 
 import math
 
-from keras_str.io_utils import atomic_path
+from keras_str.core.io_utils import atomic_path
 
 
 def _pyplot():

@@ -11,15 +11,14 @@ from keras_str.analysis.health import NEVER_TRAINED
 from keras_str.analysis.health import never_trained
 from keras_str.analysis.health import nonfinite_layers
 from keras_str.analysis.health import unfinished_schedules
+from keras_str.core.host import to_numpy
+from keras_str.core.io_utils import write_text_atomic
 from keras_str.core.kernel_specs import raw_kernel_variable
-from keras_str.core.kernel_specs import spec_for_layer
 from keras_str.core.layer_walk import in_plain_blocks
 from keras_str.core.layer_walk import iter_layers
 from keras_str.core.layer_walk import weight_matrices
 from keras_str.core.macs import has_unknown_positions
 from keras_str.core.macs import uses_per_weight
-from keras_str.host import to_numpy
-from keras_str.io_utils import write_text_atomic
 from keras_str.layers.base import SparseKernelLayer
 from keras_str.layers.base import is_kernel_layer
 from keras_str.layers.batch_norm import STRBatchNormalization

@@ -2,6 +2,10 @@
 
 import keras
 from keras import ops
+
+# Keras keeps its object-sharing scope (active while a model is saved or
+# loaded) in its global state, with no public accessor; `_serialize_shared`
+# must know whether it is active.
 from keras.src.backend.common import global_state
 
 from keras_str.core.kernel_specs import registered_specs

@@ -16,73 +16,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_str.core.forward_pass import current_forward_pass
+from keras_str.core.host import to_numpy
 from keras_str.core.macs import uses_per_weight
-from keras_str.forward_pass import current_forward_pass
-from keras_str.host import to_numpy
-from keras_str.methods.quantile import SELECTIONS
-from keras_str.methods.quantile import kth_smallest
-from keras_str.methods.quantile import weighted_kth_smallest
-
-
-def check_fraction(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0.0 <= value < 1.0
-    ):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a number in "
-            f"[0, 1). Received: {name}={value!r}"
-        )
-    return float(value)
-
-
-def check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a positive "
-            f"integer. Received: {name}={value!r}"
-        )
-    return value
-
-
-def check_channel_multiple(channel_multiple, structure="channel"):
-    """A positive int; more than 1 only for channel-structured pruning."""
-    check_positive_int("channel_multiple", channel_multiple)
-    if channel_multiple > 1 and structure != "channel":
-        raise ValueError(
-            "`channel_multiple` rounds the widths of channel-pruned layers; "
-            f"it needs structure='channel'. Received: structure={structure!r}, "
-            f"channel_multiple={channel_multiple!r}"
-        )
-    return channel_multiple
-
-
-def check_frequency(frequency):
-    return check_positive_int("frequency", frequency)
-
-
-BUDGETS = ("weights", "macs")
-
-
-def check_budget(budget):
-    if budget not in BUDGETS:
-        raise ValueError(
-            f"Invalid value for argument `budget`. Expected one of {BUDGETS}. "
-            f"Received: budget={budget!r}"
-        )
-    return budget
-
-
-def check_quantile(quantile):
-    if quantile not in SELECTIONS:
-        raise ValueError(
-            f"Invalid value for argument `quantile`. Expected one of "
-            f"{SELECTIONS}. Received: quantile={quantile!r}"
-        )
-    return quantile
+from keras_str.core.quantile import kth_smallest
+from keras_str.core.quantile import weighted_kth_smallest
 
 
 def macs_per_weight(layers):
@@ -142,6 +80,21 @@ class SparsityMethod:
         # The forward pass being run and the layers it advanced so far.
         self._forward_pass = None
         self._advanced = []
+
+    @property
+    def removes_channels(self):
+        """Whether the method zeroes whole output channels (which `strip` can then remove)."""
+        return False
+
+    @property
+    def thresholds_batch_norm_scales(self):
+        """Whether channel thresholds sit on the scale of a BatchNormalization that follows.
+
+        Under BatchNormalization a filter's own scale does not reach the loss,
+        so a channel threshold learned on it would not train; `sparsify`
+        makes the BatchNormalization sparse instead.
+        """
+        return False
 
     # Layers of the group.
 
@@ -262,7 +215,7 @@ class SparsityMethod:
         k-th smallest score, k = round(fraction * total)); `"macs"` weighs
         each weight by the multiply-adds it costs per example
         (`keras_str.core.macs.uses_per_weight`). `self.quantile` picks
-        the selection (`keras_str.methods.quantile`). Returns
+        the selection (`keras_str.core.quantile`). Returns
         `(value, any_pruned)`, both tensors; runs in the train step.
         """
         if self.budget == "macs":

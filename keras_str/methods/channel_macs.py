@@ -21,19 +21,13 @@ all go keeps one.
 
 import math
 
-import keras
 from keras import ops
 
-from keras_str.core.channel_kinds import CHANNEL_PRESERVING
-from keras_str.core.channel_kinds import ELEMENTWISE
-from keras_str.core.channel_kinds import MERGES
-from keras_str.core.channel_kinds import PADDING
+from keras_str.core.channel_kinds import channel_kind
+from keras_str.core.channel_kinds import folds_exactly
+from keras_str.core.channel_kinds import pointwise
 from keras_str.core.kernel_specs import raw_kernel_variable
 from keras_str.core.macs import uses_per_weight
-
-_LAYERS = keras.layers
-_KERNEL_LAYERS = (_LAYERS.Dense, _LAYERS.Conv1D, _LAYERS.Conv2D, _LAYERS.Conv3D)
-_DEPTHWISE_LAYERS = (_LAYERS.DepthwiseConv1D, _LAYERS.DepthwiseConv2D)
 
 
 class ChannelMacs:
@@ -69,7 +63,7 @@ class ChannelMacs:
                 layout.block()  # a model output, or read by an unknown layer
             for kind, layer in found:
                 if kind == "kernel":
-                    folds = _folds_exactly(layer)
+                    folds = folds_exactly(layer)
                     for start, component in layout.starts():
                         component.read.append((key, start, folds))
         self._terms = [t for t in self._terms if self._counted(t)]
@@ -102,47 +96,23 @@ class ChannelMacs:
     # Graph analysis (host side, once).
 
     def _kind(self, node):
-        layer = node.operation
         if node.is_input:
             return None  # a model input keeps its channels
-        inputs, outputs = node.input_tensors, node.outputs
-        if len(layer._inbound_nodes) != 1 or len(outputs) != 1:
-            return "opaque"
-        rank = len(inputs[0].shape)
-        channels_last = getattr(layer, "data_format", "channels_last") == "channels_last"
-        single = len(inputs) == 1
-        if isinstance(layer, _DEPTHWISE_LAYERS):
-            ok = single and channels_last and layer.depth_multiplier == 1
-            return "depthwise" if ok and _pointwise(layer) else "opaque"
-        if isinstance(layer, _KERNEL_LAYERS):
-            ok = single and channels_last and getattr(layer, "groups", 1) == 1
-            return "kernel" if ok else "opaque"
-        if isinstance(layer, _LAYERS.BatchNormalization):
-            return "batch_norm" if single and layer.axis % rank == rank - 1 else "opaque"
-        if isinstance(layer, PADDING):
-            return "padding" if single and channels_last else "opaque"
-        if isinstance(layer, CHANNEL_PRESERVING):
-            return "preserving" if single and channels_last else "opaque"
-        if isinstance(layer, ELEMENTWISE):
-            return "elementwise" if single and _pointwise(layer) else "opaque"
-        if isinstance(layer, _LAYERS.Flatten):
-            return "flatten" if single and channels_last else "opaque"
-        if isinstance(layer, MERGES):
-            widths = {tensor.shape[-1] for tensor in inputs}
-            ranks = {len(tensor.shape) for tensor in inputs}
-            return "merge" if len(widths) == 1 and len(ranks) == 1 else "opaque"
-        if isinstance(layer, _LAYERS.Concatenate):
-            ranks = {len(tensor.shape) for tensor in inputs}
-            last = len(ranks) == 1 and layer.axis % rank == rank - 1
-            return "concatenate" if last else "opaque"
-        return "opaque"
+        layer = node.operation
+        kind, _ = channel_kind(
+            layer,
+            [tuple(tensor.shape) for tensor in node.input_tensors],
+            outputs=len(node.outputs),
+            calls=len(layer._inbound_nodes),
+        )
+        return kind or "opaque"
 
     def _tensor(self, tensor, components=None, copies=1):
         key = id(tensor)
         if key not in self._tensors:
             width = tensor.shape[-1] or 0
             if components is None:
-                components = [_Component(width)]
+                components = [Component(width)]
             self._tensors[key] = _Layout(width, components, copies)
         return key
 
@@ -161,7 +131,7 @@ class ChannelMacs:
         if kind == "kernel":
             out = self._tensor(out_tensor)
             self._terms.append((layer.name, _full_macs(layer), inputs[0], out, False))
-            if not _pointwise(layer):
+            if not pointwise(layer.activation):
                 # A softmax classifier mixes its outputs; its inputs can go.
                 self._layout(out).block()
         elif kind == "flatten":
@@ -258,7 +228,7 @@ class ChannelMacs:
                 constant, value = own, (None if own is None else parameters[index])
             elif kind == "depthwise":
                 taps, bias = parameters[index]
-                if constant is not None and not _folds_exactly(layer):
+                if constant is not None and not folds_exactly(layer):
                     # A nonzero constant varies at the padded borders.
                     constant = ops.logical_and(constant, ops.equal(value, 0))
                 pre = _values(value, width) * taps + bias
@@ -371,49 +341,6 @@ class ChannelMacs:
         return value_at(smallest), smallest > 0
 
 
-class ChannelGroup:
-    """Output channels of several layers that `shrink_channels` removes together.
-
-    Channel `c` of the group is channel `offset + c` of each member
-    `(layer index, offset)`.
-    """
-
-    def __init__(self, width):
-        self.width = width
-        self.members = []
-
-
-def channel_groups(layers):
-    """The `layers`' output channels as `ChannelGroup`s, in the order first met.
-
-    Each layer's channels are one group or consecutive segments of several
-    (a depthwise conv reading a concatenation). Layers not called once each
-    in one functional or Sequential graph, or whose channels the graph does
-    not follow, are each a group of their own.
-    """
-    segments = [None] * len(layers)
-    if all(len(layer._inbound_nodes) == 1 for layer in layers):
-        counter = ChannelMacs(layers)
-        segments = [counter.output_segments(layer) for layer in layers]
-    groups = {}
-    for index, layer in enumerate(layers):
-        found = segments[index]
-        width = output_channel_count(layer)
-        if not found or sum(component.width for _, component in found) != width:
-            found = [(0, _Component(width))]
-        for offset, component in found:
-            if id(component) not in groups:
-                groups[id(component)] = (component, ChannelGroup(component.width))
-            groups[id(component)][1].members.append((index, offset))
-    return [group for _, group in groups.values()]
-
-
-def output_channel_count(layer):
-    """The output channels of a thresholded layer's kernel."""
-    shape = layer.raw_kernel.shape
-    return math.prod(shape[a] for a in layer.kernel_spec.output_axes(layer))
-
-
 class _Layout:
     """A tensor's channels: segments of components (a concatenation's inputs), `copies` times (Flatten)."""
 
@@ -448,7 +375,7 @@ class _Layout:
         ]
 
 
-class _Component:
+class Component:
     """Tensors (or segments of them) whose channels are removed together (one channel index space)."""
 
     def __init__(self, width):
@@ -477,26 +404,11 @@ class _Component:
         return mine
 
 
-def _pointwise(layer):
-    activation = getattr(layer, "activation", None)
-    return "softmax" not in getattr(activation, "__name__", "")
-
-
 def _full_macs(layer):
-    from keras_str.core.macs import uses_per_weight
-    from keras_str.core.kernel_specs import raw_kernel_variable
-
     uses = uses_per_weight(layer)
     if uses is None:
         return None
     return float(uses * math.prod(raw_kernel_variable(layer).shape))
-
-
-def _folds_exactly(layer):
-    """Whether every output of `layer` sees every kernel tap on real input (a constant input folds into its bias)."""
-    if isinstance(layer, keras.layers.Dense):
-        return True
-    return layer.padding == "valid" or all(k == 1 for k in layer.kernel_size)
 
 
 def _bias(layer, width):

@@ -5,16 +5,16 @@ import math
 import keras
 from keras import ops
 
-from keras_str.host import to_numpy
+from keras_str.core.arguments import check_channel_multiple
+from keras_str.core.arguments import check_fraction
+from keras_str.core.arguments import check_frequency
+from keras_str.core.arguments import check_quantile
+from keras_str.core.host import to_numpy
+from keras_str.core.quantile import kth_smallest
 from keras_str.methods.base import SparsityMethod
-from keras_str.methods.base import check_channel_multiple
-from keras_str.methods.base import check_fraction
-from keras_str.methods.base import check_frequency
-from keras_str.methods.base import check_quantile
 from keras_str.methods.base import when_due
-from keras_str.methods.channel_macs import channel_groups
-from keras_str.methods.channel_macs import output_channel_count
-from keras_str.methods.quantile import kth_smallest
+from keras_str.methods.channel_groups import channel_groups
+from keras_str.methods.channel_groups import output_channel_count
 from keras_str.methods.schedules import get_schedule
 
 STRUCTURES = ("weight", "channel")
@@ -252,6 +252,10 @@ class GMP(SparsityMethod):
             cached = (key, channel_groups(layers))
             self._channel_groups_cache = cached
         return cached[1]
+
+    @property
+    def removes_channels(self):
+        return self.structure == "channel"
 
     def get_config(self):
         return {

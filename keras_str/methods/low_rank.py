@@ -5,17 +5,16 @@ soft-thresholding the singular values drops whole ranks, so a kernel that
 keeps `r` of them is two thin matrices with `r * (in + out)` weights.
 """
 
-import math
-
 import keras
 import numpy as np
 from keras import ops
 
-from keras_str.host import to_numpy
+from keras_str.core.arguments import check_finite_number
+from keras_str.core.host import to_numpy
+from keras_str.core.threshold_fns import get_threshold_fn
+from keras_str.core.threshold_fns import serialize_threshold_fn
 from keras_str.methods.base import SparsityMethod
 from keras_str.methods.str import DEFAULT_THRESHOLD_INIT
-from keras_str.methods.threshold_fns import get_threshold_fn
-from keras_str.methods.threshold_fns import serialize_threshold_fn
 from keras_str.ops import soft_threshold
 
 
@@ -53,8 +52,9 @@ class LowRankSTR(SparsityMethod):
             keep their full rank). A kernel is factorised with
             `min(in, out, max_rank)` singular values; below the full rank
             the layer starts from the best approximation of that rank.
-        threshold_fn: `"exp"` (default, as the paper for structured
-            sparsity), `"sigmoid"` or a callable `g(s)` written with
+        threshold_fn: `"exp"` (default: the STR paper's choice for
+            structured sparsity, filters and low rank; unlike the sigmoid it
+            is not capped at 1), `"sigmoid"` or a callable `g(s)` written with
             `keras.ops`.
         threshold_init: Initial value of the raw threshold parameter `s`.
             Defaults to `-10.0` (`g(s) ~ 4.5e-5`: the layer starts at full
@@ -87,16 +87,7 @@ class LowRankSTR(SparsityMethod):
         self.threshold_fn = (
             self._threshold_fn if isinstance(threshold_fn, dict) else threshold_fn
         )
-        if (
-            isinstance(threshold_init, bool)
-            or not isinstance(threshold_init, (int, float))
-            or not math.isfinite(threshold_init)
-        ):
-            raise ValueError(
-                "Invalid value for argument `threshold_init`. Expected a "
-                f"finite number. Received: threshold_init={threshold_init!r}"
-            )
-        self.threshold_init = float(threshold_init)
+        self.threshold_init = check_finite_number("threshold_init", threshold_init)
         self.threshold_regularizer = keras.regularizers.get(threshold_regularizer)
 
     def full_rank(self, layer):

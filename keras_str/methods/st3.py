@@ -4,12 +4,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_str.host import to_numpy
+from keras_str.core.arguments import check_budget
+from keras_str.core.arguments import check_fraction
+from keras_str.core.arguments import check_frequency
+from keras_str.core.arguments import check_quantile
+from keras_str.core.host import to_numpy
 from keras_str.methods.base import SparsityMethod
-from keras_str.methods.base import check_budget
-from keras_str.methods.base import check_fraction
-from keras_str.methods.base import check_quantile
-from keras_str.methods.base import check_frequency
 from keras_str.methods.base import when_due
 from keras_str.methods.base import zero_fractions_at_quantile
 from keras_str.methods.schedules import get_schedule
@@ -26,7 +26,7 @@ class ST3(SparsityMethod):
     is set so that `target_sparsity * schedule(step)` of all the method's
     kernel weights satisfy `|W| <= t` (one global magnitude quantile on the
     device: exact, or estimated from a fixed sample for models over 131k
-    weights; see `quantile` and `keras_str.methods.quantile`). The layer computes with
+    weights; see `quantile` and `keras_str.core.quantile`). The layer computes with
     `sign(W) * relu(|W| - t)`, but the gradient reaches every raw weight
     unchanged (straight-through), so pruned weights keep learning and can
     come back (Vanderschueren & De Vleeschouwer, 2023). The threshold is
@@ -59,7 +59,7 @@ class ST3(SparsityMethod):
             `sqrt(p (1 - p) / 16384)`, 0.23 points at p = 0.9, and the
             update costs the same for any model size), or `"auto"`
             (default: sampled above 131,072 weights, else exact; see
-            `keras_str.methods.quantile`).
+            `keras_str.core.quantile`).
 
     Example:
 

@@ -5,18 +5,19 @@ import math
 import keras
 from keras import ops
 
-from keras_str.host import to_numpy
+from keras_str.core.arguments import check_budget
+from keras_str.core.arguments import check_finite_number
+from keras_str.core.arguments import check_fraction
+from keras_str.core.arguments import check_frequency
+from keras_str.core.arguments import check_quantile
+from keras_str.core.host import to_numpy
+from keras_str.core.threshold_fns import get_inverse_threshold_fn
+from keras_str.core.threshold_fns import get_threshold_fn
+from keras_str.core.threshold_fns import serialize_threshold_fn
 from keras_str.methods.base import SparsityMethod
-from keras_str.methods.base import check_budget
-from keras_str.methods.base import check_quantile
-from keras_str.methods.base import check_fraction
-from keras_str.methods.base import check_frequency
 from keras_str.methods.base import when_due
 from keras_str.methods.base import zero_fractions_at_quantile
 from keras_str.methods.schedules import get_schedule
-from keras_str.methods.threshold_fns import get_inverse_threshold_fn
-from keras_str.methods.threshold_fns import get_threshold_fn
-from keras_str.methods.threshold_fns import serialize_threshold_fn
 from keras_str.ops import soft_threshold
 
 THRESHOLD_GRANULARITIES = ("layer", "channel", "weight")
@@ -58,7 +59,7 @@ class STR(SparsityMethod):
     The offset moves every layer's threshold together; the differences
     between layers' `s` are still learned by the loss and the decay, so the
     layer-wise budget stays STR's own. The offset is an exact global order
-    statistic computed on the device (see `keras_str.methods.quantile`).
+    statistic computed on the device (see `keras_str.core.quantile`).
 
     Args:
         target_sparsity: Optional final fraction of zeros over all kernels
@@ -66,7 +67,9 @@ class STR(SparsityMethod):
         schedule: A `PolynomialSchedule` (or `ConstantSchedule`); required
             with `target_sparsity`.
         frequency: Steps between offset updates (1: every step).
-        threshold_fn: `"sigmoid"` (default, unstructured STR), `"exp"`, or a
+        threshold_fn: `"sigmoid"` (default: the STR paper's choice for
+            unstructured sparsity; single weights lie well inside its
+            `(0, 1)`), `"exp"`, or a
             callable `g(s)` written with `keras.ops` (not with a target).
         threshold_init: Initial value of the raw threshold parameter `s`
             (the paper's sInit). Defaults to `-10.0`, i.e. `g(s) ~ 4.5e-5`.
@@ -131,21 +134,12 @@ class STR(SparsityMethod):
         self.threshold_fn = (
             self._threshold_fn if isinstance(threshold_fn, dict) else threshold_fn
         )
-        if (
-            isinstance(threshold_init, bool)
-            or not isinstance(threshold_init, (int, float))
-            or not math.isfinite(threshold_init)
-        ):
-            raise ValueError(
-                "Invalid value for argument `threshold_init`. Expected a "
-                f"finite number. Received: threshold_init={threshold_init}"
-            )
-        self.threshold_init = float(threshold_init)
+        self.threshold_init = check_finite_number("threshold_init", threshold_init)
         if threshold_granularity not in THRESHOLD_GRANULARITIES:
             raise ValueError(
                 "Invalid value for argument `threshold_granularity`. Expected "
                 f"one of {THRESHOLD_GRANULARITIES}. "
-                f"Received: threshold_granularity={threshold_granularity}"
+                f"Received: threshold_granularity={threshold_granularity!r}"
             )
         self.threshold_granularity = threshold_granularity
         self.threshold_regularizer = keras.regularizers.get(

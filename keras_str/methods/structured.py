@@ -13,9 +13,9 @@ import warnings
 import keras
 from keras import ops
 
-from keras_str.host import to_numpy
+from keras_str.core.host import to_numpy
+from keras_str.methods.channel_groups import output_channel_count
 from keras_str.methods.channel_macs import ChannelMacs
-from keras_str.methods.channel_macs import output_channel_count
 from keras_str.methods.str import STR
 from keras_str.ops import group_soft_threshold
 
@@ -71,8 +71,9 @@ class StructuredSTR(STR):
             following the model's graph as `keras_str.shrink_channels`
             does). A removed channel's bias is 0, so a removed filter
             outputs the activation of 0 and strip can take it out.
-        threshold_fn: `"exp"` (default, as the paper for structured
-            sparsity), `"sigmoid"` or a callable.
+        threshold_fn: `"exp"` (default: the STR paper's choice for
+            structured sparsity, filters and low rank; unlike the sigmoid it
+            is not capped at 1), `"sigmoid"` or a callable.
         scope: `"global"` (default: thresholds compare group RMS values
             directly) or `"sigma"` (relative to the standard deviation each
             layer's kernel initializer draws with, as ST-3-sigma: layers
@@ -367,6 +368,14 @@ class StructuredSTR(STR):
                 f"Received: structure='block'"
             )
         return rank - 2 if self.block_axis == "input" else rank - 1
+
+    @property
+    def removes_channels(self):
+        return self.structure == "channel"
+
+    @property
+    def thresholds_batch_norm_scales(self):
+        return self.structure == "channel"
 
     def get_config(self):
         return {

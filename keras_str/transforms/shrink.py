@@ -34,19 +34,18 @@ import warnings
 import keras
 import numpy as np
 
-from keras_str.core.channel_kinds import CHANNEL_PRESERVING
-from keras_str.core.channel_kinds import ELEMENTWISE
-from keras_str.core.channel_kinds import MERGES
-from keras_str.core.channel_kinds import PADDING
-from keras_str.host import to_numpy
-from keras_str.methods.base import check_channel_multiple
+from keras_str.core.arguments import check_channel_multiple
+from keras_str.core.channel_kinds import folds_exactly
+from keras_str.core.channel_kinds import pointwise
+from keras_str.core.channel_kinds import producer_kind
+from keras_str.core.host import to_numpy
+from keras_str.transforms.channel_graph import ChannelGraph
+from keras_str.transforms.channel_graph import kernel_and_bias
+from keras_str.transforms.channel_graph import propagate_constants
 from keras_str.transforms.cloning import check_clonable
 from keras_str.transforms.cloning import clone_with
 
-_LAYERS = keras.layers
 
-_CONVOLUTIONS = (_LAYERS.Conv1D, _LAYERS.Conv2D, _LAYERS.Conv3D)
-_DEPTHWISE = (_LAYERS.DepthwiseConv1D, _LAYERS.DepthwiseConv2D)
 def shrink_channels(model, *, channel_multiple=1, check=True):
     """Returns `model` with its removable dead channels removed.
 
@@ -87,8 +86,8 @@ def shrink_channels(model, *, channel_multiple=1, check=True):
     """
     check_channel_multiple(channel_multiple)
     check_clonable(model)
-    graph = _Graph(model)
-    constants = _propagate_constants(graph)
+    graph = ChannelGraph(model)
+    constants = propagate_constants(graph)
     removal, causes = _removable_channels(graph, constants)
     _warn_about_kept_dead_channels(graph, removal, causes)
     removal = _round_widths(graph, constants, removal, channel_multiple)
@@ -111,255 +110,15 @@ def removed_channels(model, *, channel_multiple=1):
     """What `shrink_channels` would remove: `{layer name: removed output channels}`."""
     check_channel_multiple(channel_multiple)
     check_clonable(model)
-    graph = _Graph(model)
-    constants = _propagate_constants(graph)
+    graph = ChannelGraph(model)
+    constants = propagate_constants(graph)
     removal, _ = _removable_channels(graph, constants)
     removal = _round_widths(graph, constants, removal, channel_multiple)
     result = {}
     for node in graph.nodes:
-        if _is_kernel_producer(node.layer) and removal[node.outputs[0]]:
+        if producer_kind(node.layer) and removal[node.outputs[0]]:
             result[node.layer.name] = len(removal[node.outputs[0]])
     return result
-
-
-class _Node:
-    def __init__(self, layer, inputs, outputs):
-        self.layer = layer
-        self.inputs = inputs
-        self.outputs = outputs
-
-
-class _Graph:
-    """The model's layer calls in order, each tensor by id, with its channel count."""
-
-    def __init__(self, model):
-        function = model._functional if isinstance(model, keras.Sequential) else model
-        if function is None:
-            raise ValueError(
-                f"Sequential model {model.name!r} has no input shape; build it "
-                "with `keras.Input` first."
-            )
-        self.widths = {}
-        self.ranks = {}
-        self.nodes = []
-        calls = {}
-        for depth in sorted(function._nodes_by_depth, reverse=True):
-            for node in function._nodes_by_depth[depth]:
-                if node.operation is None or node.is_input:
-                    continue
-                inputs = [self._tensor(t) for t in node.input_tensors]
-                outputs = [self._tensor(t) for t in node.outputs]
-                self.nodes.append(_Node(node.operation, inputs, outputs))
-                calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
-        self.shared = {key for key, count in calls.items() if count > 1}
-        self.model_inputs = [id(t) for t in function.inputs]
-        self.model_outputs = [id(t) for t in function.outputs]
-        self.consumers = {}
-        for node in self.nodes:
-            for tensor in node.inputs:
-                self.consumers.setdefault(tensor, []).append(node)
-        for node in self.nodes:
-            node.kind, node.blocked = self._classify(node)
-
-    def _tensor(self, tensor):
-        shape = tensor.shape
-        self.widths[id(tensor)] = shape[-1] if shape and shape[-1] is not None else 0
-        self.ranks[id(tensor)] = len(shape)
-        return id(tensor)
-
-    def _classify(self, node):
-        """`(kind, None)`, or `(None, why its channels stay)`."""
-        layer = node.layer
-        if not node.inputs:
-            return None, f"layer {layer.name!r} has no tensor inputs"
-        rank = self.ranks[node.inputs[0]]
-        kind = _kind(layer, rank)
-        if kind is None:
-            return None, f"{type(layer).__name__} layer {layer.name!r} keeps its channels"
-        if id(layer) in self.shared:
-            return None, f"layer {layer.name!r} is shared (called more than once)"
-        if len(node.outputs) != 1:
-            return None, f"layer {layer.name!r} has several outputs"
-        if kind == "merge" and (
-            len({self.widths[t] for t in node.inputs}) != 1
-            or len({self.ranks[t] for t in node.inputs}) != 1
-        ):
-            return None, f"{layer.name!r} broadcasts its inputs"
-        if kind in ("preserving", "elementwise", "depthwise", "batch_norm", "kernel") and len(node.inputs) != 1:
-            return None, f"layer {layer.name!r} has several inputs"
-        return kind, None
-
-
-def _channels_last(layer):
-    return getattr(layer, "data_format", "channels_last") == "channels_last"
-
-
-def _pointwise(activation):
-    """Whether an activation acts on each channel alone (softmax does not)."""
-    name = getattr(activation, "__name__", "")
-    return "softmax" not in name
-
-
-def _is_kernel_layer(layer):
-    # Exact classes: a subclass may compute something else with its kernel.
-    # Any activation: one that mixes channels (a softmax classifier) keeps
-    # the layer's outputs, but its inputs can still go.
-    exact = type(layer) is _LAYERS.Dense or (
-        type(layer) in _CONVOLUTIONS and layer.groups == 1
-    )
-    return exact and _channels_last(layer)
-
-
-def _is_depthwise(layer):
-    return (
-        type(layer) in _DEPTHWISE
-        and layer.depth_multiplier == 1
-        and _channels_last(layer)
-        and _pointwise(layer.activation)
-    )
-
-
-def _is_kernel_producer(layer):
-    return _is_kernel_layer(layer) or _is_depthwise(layer)
-
-
-def _kind(layer, rank):
-    """How channels flow through `layer` (inputs of rank `rank`), or None if unknown."""
-    if _is_kernel_layer(layer):
-        return "kernel"
-    if _is_depthwise(layer):
-        return "depthwise"
-    if type(layer) is _LAYERS.BatchNormalization:
-        return "batch_norm" if layer.axis % rank == rank - 1 else None
-    if isinstance(layer, (CHANNEL_PRESERVING, PADDING)):
-        return "preserving" if _channels_last(layer) else None
-    if isinstance(layer, ELEMENTWISE):
-        activation = getattr(layer, "activation", None)
-        return "elementwise" if activation is None or _pointwise(activation) else None
-    if isinstance(layer, MERGES):
-        return "merge"
-    if isinstance(layer, _LAYERS.Concatenate):
-        return "concatenate" if layer.axis % rank == rank - 1 else None
-    if isinstance(layer, _LAYERS.Flatten):
-        return "flatten" if _channels_last(layer) else None
-    return None
-
-
-# Constants: for each tensor, one float per channel, NaN where the channel
-# depends on the input.
-
-
-def _kernel_and_bias(layer):
-    kernel = to_numpy(layer.kernel).astype(np.float64)
-    bias = (
-        to_numpy(layer.bias).astype(np.float64)
-        if getattr(layer, "use_bias", False)
-        else np.zeros(kernel.shape[-1])
-    )
-    return kernel, bias
-
-
-def _folds_exactly(layer):
-    """Whether every output of `layer` sees every kernel tap on real input."""
-    if type(layer) is _LAYERS.Dense:
-        return True
-    return layer.padding == "valid" or all(k == 1 for k in layer.kernel_size)
-
-
-def _apply(function, values):
-    """`function` on a (1, C) batch of constants; NaN channels stay NaN."""
-    known = np.nan_to_num(values)
-    result = to_numpy(
-        function(keras.ops.convert_to_tensor(known[None, :].astype("float32")))
-    )[0].astype(np.float64)
-    return np.where(np.isnan(values), np.nan, result)
-
-
-def _propagate_constants(graph):
-    constants = {t: np.full(graph.widths[t], np.nan) for t in graph.widths}
-    for node in graph.nodes:
-        layer, kind = node.layer, node.kind
-        if kind is None:
-            continue
-        out = node.outputs[0]
-        values = [constants[t] for t in node.inputs]
-        if kind == "kernel":
-            constants[out] = _kernel_constants(layer, values[0])
-        elif kind == "depthwise":
-            constants[out] = _depthwise_constants(layer, values[0])
-        elif kind == "batch_norm":
-            constants[out] = _batch_norm_constants(layer, values[0])
-        elif kind == "preserving":
-            value = values[0]
-            if isinstance(layer, PADDING):
-                value = np.where(value == 0, 0.0, np.nan)
-            constants[out] = value
-        elif kind == "elementwise":
-            constants[out] = _apply(layer, values[0])
-        elif kind == "merge":
-            if all(v.shape == values[0].shape for v in values):
-                merge = next(f for c, f in _MERGE_FUNCTIONS if isinstance(layer, c))
-                constants[out] = merge(np.stack(values))
-        elif kind == "concatenate":
-            axis = layer.axis % len(layer.output.shape)
-            if axis == len(layer.output.shape) - 1:
-                constants[out] = np.concatenate(values)
-        elif kind == "flatten":
-            features = graph.widths[out]
-            width = graph.widths[node.inputs[0]]
-            if width and features % width == 0:
-                constants[out] = np.tile(values[0], features // width)
-    return constants
-
-
-# NaN in, NaN out: an input-dependent channel stays input-dependent.
-_MERGE_FUNCTIONS = (
-    (_LAYERS.Add, lambda v: v.sum(axis=0)),
-    (_LAYERS.Subtract, lambda v: v[0] - v[1]),
-    (_LAYERS.Multiply, lambda v: v.prod(axis=0)),
-    (_LAYERS.Average, lambda v: v.mean(axis=0)),
-    (_LAYERS.Maximum, lambda v: v.max(axis=0)),
-    (_LAYERS.Minimum, lambda v: v.min(axis=0)),
-)
-
-
-def _kernel_constants(layer, inputs):
-    kernel, bias = _kernel_and_bias(layer)
-    if not _pointwise(layer.activation):
-        return np.full(kernel.shape[-1], np.nan)
-    used = np.any(kernel != 0, axis=tuple(range(kernel.ndim - 2)))  # (in, out)
-    if _folds_exactly(layer):
-        foldable = ~np.isnan(inputs)
-    else:
-        foldable = inputs == 0
-    constant = ~np.any(used & ~foldable[:, None], axis=0)
-    summed = kernel.sum(axis=tuple(range(kernel.ndim - 2)))
-    pre = np.nan_to_num(inputs) @ np.where(used, summed, 0.0) + bias
-    return np.where(constant, _apply(layer.activation, pre), np.nan)
-
-
-def _depthwise_constants(layer, inputs):
-    kernel, bias = _kernel_and_bias(layer)
-    taps = kernel.reshape(-1, kernel.shape[-2])  # (taps, channels)
-    dead = ~np.any(taps != 0, axis=0)
-    exact = layer.padding == "valid" or all(k == 1 for k in layer.kernel_size)
-    foldable = ~np.isnan(inputs) if exact else inputs == 0
-    pre = np.nan_to_num(inputs) * taps.sum(axis=0) + bias
-    return np.where(dead | foldable, _apply(layer.activation, pre), np.nan)
-
-
-def _batch_norm_constants(layer, inputs):
-    def numpy(variable):
-        return to_numpy(variable).astype(np.float64)
-
-    scale = 1.0 / np.sqrt(numpy(layer.moving_variance) + layer.epsilon)
-    if layer.scale:
-        scale = scale * numpy(layer.gamma)
-    shift = numpy(layer.beta) if layer.center else 0.0
-    # A channel scaled by 0 (thresholded by STRBatchNormalization) is its
-    # shift whatever comes in.
-    scaled = np.where(scale == 0, 0.0, (inputs - numpy(layer.moving_mean)) * scale)
-    return scaled + shift
 
 
 # Which channels can go: a greatest fixed point. Every rule only ever
@@ -403,7 +162,7 @@ def _removable_channels(graph, constants, removal=None, round_to=1):
         if node.kind is None:
             for tensor in node.inputs + node.outputs:
                 limit(tensor, set(), node.blocked)
-        elif node.kind == "kernel" and not _pointwise(node.layer.activation):
+        elif node.kind == "kernel" and not pointwise(node.layer.activation):
             name = getattr(node.layer.activation, "__name__", "its activation")
             limit(node.outputs[0], set(), f"{node.layer.name!r} applies {name} across channels")
 
@@ -450,7 +209,7 @@ def _apply_rules(graph, constants, removal, limit, tie):
     changed = False
     for node in graph.nodes:
         kind = node.kind
-        if kind in ("depthwise", "batch_norm", "preserving", "elementwise"):
+        if kind in ("depthwise", "batch_norm", "preserving", "padding", "elementwise"):
             changed |= tie([node.inputs[0], node.outputs[0]])
         elif kind == "merge":
             changed |= tie(node.inputs + node.outputs)
@@ -502,9 +261,9 @@ def _absorb_rule(node, removal, constants, limit):
     spatial = tuple(range(kernel.ndim - 2))
     used = np.any(kernel[..., kept_outputs] != 0, axis=spatial + (kernel.ndim - 1,))
     values = constants[source]
-    foldable = ~np.isnan(values) if _folds_exactly(layer) else values == 0
+    foldable = ~np.isnan(values) if folds_exactly(layer) else values == 0
     allowed = {c for c in range(kernel.shape[-2]) if not used[c] or foldable[c]}
-    if _folds_exactly(layer):
+    if folds_exactly(layer):
         reason = f"{layer.name!r} uses input channels that are not constant"
     else:
         reason = (
@@ -519,10 +278,11 @@ def _warn_about_kept_dead_channels(graph, removal, causes):
     kept = []
     for node in graph.nodes:
         layer = node.layer
-        if not _is_kernel_producer(layer) or len(node.outputs) != 1:
+        producer = producer_kind(layer)
+        if producer is None or len(node.outputs) != 1:
             continue
         kernel = to_numpy(layer.kernel)
-        if _is_depthwise(layer):
+        if producer == "depthwise":
             dead = ~np.any(kernel.reshape(-1, kernel.shape[-2]) != 0, axis=0)
         else:
             dead = ~np.any(kernel.reshape(-1, kernel.shape[-1]) != 0, axis=0)
@@ -579,7 +339,7 @@ class _Plan:
             return layer.__class__.from_config(config), _slicer(kept_out)
         if node.kind == "depthwise":
             return layer.__class__.from_config(config), _depthwise_slicer(kept_out)
-        kernel, bias = _kernel_and_bias(layer)
+        kernel, bias = kernel_and_bias(layer)
         removed = sorted(self.removal[source])
         values = np.nan_to_num(self.constants[source][removed])
         summed = kernel.sum(axis=tuple(range(kernel.ndim - 2)))

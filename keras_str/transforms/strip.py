@@ -5,16 +5,16 @@ import warnings
 import keras
 from keras import ops
 
+from keras_str.core.arguments import check_channel_multiple
+from keras_str.core.host import to_numpy
 from keras_str.core.kernel_specs import bias_variable
 from keras_str.core.kernel_specs import block_spec_for_sparse_layer
 from keras_str.core.kernel_specs import raw_kernel_variable
 from keras_str.core.layer_walk import iter_layers
-from keras_str.host import to_numpy
 from keras_str.layers.base import SPARSE_CONFIG_KEYS
 from keras_str.layers.base import is_kernel_layer
 from keras_str.layers.base import is_sparse_layer
 from keras_str.layers.batch_norm import STRBatchNormalization
-from keras_str.methods.base import check_channel_multiple
 from keras_str.transforms.cloning import assign_copy
 from keras_str.transforms.cloning import block_copier
 from keras_str.transforms.cloning import check_clonable
@@ -95,7 +95,7 @@ def strip(model, *, in_place=False, shrink=None, channel_multiple=None):
         check_channel_multiple(channel_multiple)
     methods = [layer.method for layer in iter_layers(model) if is_sparse_layer(layer)]
     if shrink is None:
-        shrink = not in_place and any(removes_channels(method) for method in methods)
+        shrink = not in_place and any(method.removes_channels for method in methods)
     if channel_multiple is None:
         channel_multiple = max(
             [getattr(method, "channel_multiple", 1) for method in methods], default=1
@@ -149,11 +149,6 @@ def _rebuilt_copy(model):
     for target, source in pairs:
         assign_copy(target, source)
     return copy
-
-
-def removes_channels(method):
-    """Whether `method` zeroes whole output channels."""
-    return getattr(method, "structure", None) == "channel"
 
 
 def _warn_about_empty_kernels(model):

@@ -47,7 +47,7 @@ def get_threshold_fn(identifier):
     raise ValueError(
         "Invalid value for argument `threshold_fn`. Expected one of "
         f"{sorted(THRESHOLD_FUNCTIONS)} or a callable. "
-        f"Received: threshold_fn={identifier}"
+        f"Received: threshold_fn={identifier!r}"
     )
 
 
