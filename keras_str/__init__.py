@@ -9,6 +9,8 @@ from keras_str import ops
 from keras_str.analysis.report import LayerSparsity
 from keras_str.analysis.report import SparsityReport
 from keras_str.analysis.report import sparsity_report
+from keras_str.core.schedules import ConstantSchedule
+from keras_str.core.schedules import PolynomialSchedule
 from keras_str.export.litert import predict_tflite
 from keras_str.export.litert import time_tflite
 from keras_str.export.tflite import ExportReport
@@ -25,10 +27,10 @@ from keras_str.layers import STRDepthwiseConv1D
 from keras_str.layers import STRDepthwiseConv2D
 from keras_str.layers import STREinsumDense
 from keras_str.layers import STREmbedding
-from keras_str.layers import STRReversibleEmbedding
-from keras_str.layers import STRMultiHeadAttention
 from keras_str.layers import STRGRU
 from keras_str.layers import STRLSTM
+from keras_str.layers import STRMultiHeadAttention
+from keras_str.layers import STRReversibleEmbedding
 from keras_str.layers import STRSimpleRNN
 from keras_str.layers import SparseKernelLayer
 from keras_str.methods import GMP
@@ -37,8 +39,6 @@ from keras_str.methods import ST3
 from keras_str.methods import STR
 from keras_str.methods import SparsityMethod
 from keras_str.methods import StructuredSTR
-from keras_str.methods.schedules import ConstantSchedule
-from keras_str.methods.schedules import PolynomialSchedule
 from keras_str.saving import load_model
 from keras_str.training.budget import layer_budget
 from keras_str.training.callbacks import SparsityMonitor

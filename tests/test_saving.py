@@ -92,3 +92,16 @@ def test_files_without_step_counters_load():
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(twin.raw_kernel), keras.ops.convert_to_numpy(layer.raw_kernel))
     assert int(keras.ops.convert_to_numpy(twin.finite_steps)) == 0
+
+
+def test_schedules_saved_under_their_old_module_still_load():
+    # Files saved by keras-str 0.2 name `keras_str.methods.schedules`.
+    config = {
+        "module": "keras_str.methods.schedules",
+        "class_name": "PolynomialSchedule",
+        "config": {"begin_step": 0, "end_step": 10, "power": 3},
+        "registered_name": "keras_str>PolynomialSchedule",
+    }
+    schedule = keras.saving.deserialize_keras_object(config)
+    assert isinstance(schedule, keras_str.PolynomialSchedule)
+    assert schedule.get_config() == {"begin_step": 0, "end_step": 10, "power": 3}

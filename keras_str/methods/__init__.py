@@ -1,10 +1,10 @@
 """Sparsity methods: what a sparse layer keeps, computes with, and updates in-step."""
 
+from keras_str.core.schedules import ConstantSchedule
+from keras_str.core.schedules import PolynomialSchedule
 from keras_str.methods.base import SparsityMethod
 from keras_str.methods.gmp import GMP
 from keras_str.methods.low_rank import LowRankSTR
-from keras_str.methods.schedules import ConstantSchedule
-from keras_str.methods.schedules import PolynomialSchedule
 from keras_str.methods.st3 import ST3
 from keras_str.methods.str import STR
 from keras_str.methods.structured import StructuredSTR

@@ -2,8 +2,8 @@
 
 import math
 
+from keras_str.methods.channel_layout import Component
 from keras_str.methods.channel_macs import ChannelMacs
-from keras_str.methods.channel_macs import Component
 
 
 class ChannelGroup:

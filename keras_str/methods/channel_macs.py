@@ -28,6 +28,10 @@ from keras_str.core.channel_kinds import folds_exactly
 from keras_str.core.channel_kinds import pointwise
 from keras_str.core.kernel_specs import raw_kernel_variable
 from keras_str.core.macs import uses_per_weight
+from keras_str.methods.channel_layout import Component
+from keras_str.methods.channel_layout import Layout
+from keras_str.methods.channel_layout import graph_nodes
+from keras_str.methods.channel_layout import topological
 
 
 class ChannelMacs:
@@ -46,8 +50,8 @@ class ChannelMacs:
     def __init__(self, layers):
         self.layers = list(layers)
         self._method_index = {id(layer): i for i, layer in enumerate(self.layers)}
-        nodes = _topological(_graph_nodes(self.layers))
-        self._tensors = {}  # id -> _Layout
+        nodes = topological(graph_nodes(self.layers))
+        self._tensors = {}  # id -> Layout
         self._steps = []  # how each node turns input constants into output ones
         self._method_outputs = {}  # id(method layer) -> its output tensor
         self._terms = []  # (layer name, full MACs, in tensor, out tensor, depthwise)
@@ -113,7 +117,7 @@ class ChannelMacs:
             width = tensor.shape[-1] or 0
             if components is None:
                 components = [Component(width)]
-            self._tensors[key] = _Layout(width, components, copies)
+            self._tensors[key] = Layout(width, components, copies)
         return key
 
     def _layout(self, key):
@@ -341,69 +345,6 @@ class ChannelMacs:
         return value_at(smallest), smallest > 0
 
 
-class _Layout:
-    """A tensor's channels: segments of components (a concatenation's inputs), `copies` times (Flatten)."""
-
-    def __init__(self, width, components, copies):
-        self.width = width
-        self.components = list(components)
-        self.copies = copies
-
-    @property
-    def channels(self):
-        """The channels of one copy (what the in-step masks of this tensor hold)."""
-        return self.width // self.copies if self.copies else 0
-
-    def roots(self):
-        return [component.root() for component in self.components]
-
-    def starts(self):
-        """`(offset, root)` of each segment, within one copy."""
-        offset = 0
-        for root in self.roots():
-            yield offset, root
-            offset += root.width
-
-    def block(self):
-        for root in self.roots():
-            root.blocked = True
-
-    def aligns_with(self, other):
-        """Whether `other` has segments of the same widths, channel for channel."""
-        return self.copies == other.copies and [c.root().width for c in self.components] == [
-            c.root().width for c in other.components
-        ]
-
-
-class Component:
-    """Tensors (or segments of them) whose channels are removed together (one channel index space)."""
-
-    def __init__(self, width):
-        self.width = width
-        self.parent = None
-        self.blocked = False
-        self.active = False  # a thresholded channel flows in
-        self.read = []  # tensors kernel layers read
-
-    def root(self):
-        component = self
-        while component.parent is not None:
-            component = component.parent
-        return component
-
-    def join(self, other):
-        mine, theirs = self.root(), other.root()
-        if mine is theirs:
-            return mine
-        if mine.width != theirs.width:
-            mine.blocked = True
-        theirs.parent = mine
-        mine.blocked |= theirs.blocked
-        mine.active |= theirs.active
-        mine.read.extend(theirs.read)
-        return mine
-
-
 def _full_macs(layer):
     uses = uses_per_weight(layer)
     if uses is None:
@@ -467,45 +408,3 @@ def _all(masks):
     for mask in masks[1:]:
         result = ops.logical_and(result, mask)
     return result
-
-
-def _graph_nodes(layers):
-    """Every node of the graph the layers are called in (inputs to outputs)."""
-    found = {}
-    frontier = [node for layer in layers for node in layer._inbound_nodes]
-    while frontier:
-        node = frontier.pop()
-        if id(node) in found:
-            continue
-        found[id(node)] = node
-        for tensor in node.input_tensors:
-            operation, index, _ = tensor._keras_history
-            frontier.append(operation._inbound_nodes[index])
-        if node.operation is not None:
-            frontier.extend(node.operation._outbound_nodes)
-    return list(found.values())
-
-
-def _topological(nodes):
-    """`nodes` ordered so that each comes after the nodes producing its inputs."""
-    by_output = {}
-    for node in nodes:
-        for tensor in node.outputs:
-            by_output[id(tensor)] = node
-    ordered, done = [], set()
-    for start in nodes:
-        stack = [(start, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if id(node) in done:
-                continue
-            if expanded:
-                done.add(id(node))
-                ordered.append(node)
-                continue
-            stack.append((node, True))
-            for tensor in node.input_tensors:
-                producer = by_output.get(id(tensor))
-                if producer is not None and id(producer) not in done:
-                    stack.append((producer, False))
-    return ordered

@@ -11,11 +11,11 @@ from keras_str.core.arguments import check_frequency
 from keras_str.core.arguments import check_quantile
 from keras_str.core.host import to_numpy
 from keras_str.core.quantile import kth_smallest
+from keras_str.core.schedules import get_schedule
 from keras_str.methods.base import SparsityMethod
 from keras_str.methods.base import when_due
 from keras_str.methods.channel_groups import channel_groups
 from keras_str.methods.channel_groups import output_channel_count
-from keras_str.methods.schedules import get_schedule
 
 STRUCTURES = ("weight", "channel")
 

@@ -9,10 +9,10 @@ from keras_str.core.arguments import check_fraction
 from keras_str.core.arguments import check_frequency
 from keras_str.core.arguments import check_quantile
 from keras_str.core.host import to_numpy
+from keras_str.core.schedules import get_schedule
 from keras_str.methods.base import SparsityMethod
 from keras_str.methods.base import when_due
 from keras_str.methods.base import zero_fractions_at_quantile
-from keras_str.methods.schedules import get_schedule
 from keras_str.ops import soft_threshold
 
 ST3_SCOPES = ("global", "sigma")
