@@ -104,6 +104,11 @@ flags.DEFINE_string(
 flags.DEFINE_integer(
     "max_train_examples", None, "Train on the first N examples only (quick runs)."
 )
+flags.DEFINE_string("n_m", "2:4", "gmp_n_m's pattern: N nonzeros in every M inputs.")
+flags.DEFINE_list(
+    "keep_dense", [],
+    "Layers to keep dense, by name (e.g. conv1, whose one input channel holds no N:M).",
+)
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("out_dir", "train_output", "Where the outputs are written.")
 
@@ -152,6 +157,8 @@ def main(argv):
         gmp_frequency=FLAGS.gmp_frequency,
         update_frequency=FLAGS.update_frequency,
         layer_targets=layer_targets,
+        keep_dense=tuple(FLAGS.keep_dense),
+        n_m=FLAGS.n_m,
         seed=FLAGS.seed,
     )
     config.validate()

@@ -17,7 +17,10 @@ import numpy as np
 import keras_str
 from examples.models import MODELS
 
-METHODS = ("dense", "str", "block_str", "channel_str", "st3", "gmp", "gmp_channel", "gmp_tfmot")
+METHODS = (
+    "dense", "str", "block_str", "channel_str", "st3", "gmp", "gmp_channel", "gmp_n_m",
+    "gmp_tfmot",
+)
 TFMOT_MODELS = ("lenet_300_100", "small_cnn")
 
 
@@ -48,6 +51,7 @@ class TrainConfig:
     update_frequency: int = 1
     layer_targets: dict | None = None
     keep_dense: tuple = ()
+    n_m: str = "2:4"
     seed: int = 0
 
     def validate(self):
@@ -66,6 +70,12 @@ class TrainConfig:
             raise ValueError(
                 f"Method {self.method!r} needs a target sparsity. "
                 f"Received: target_sparsity=None"
+            )
+        if self.method == "gmp_n_m" and self.target_sparsity is not None:
+            raise ValueError(
+                "gmp_n_m's target is the one its N:M pattern sets. Received: "
+                f"method='gmp_n_m', target_sparsity={self.target_sparsity}, "
+                f"n_m={self.n_m!r}"
             )
         if self.method == "dense" and self.target_sparsity is not None:
             raise ValueError(
@@ -202,6 +212,13 @@ def sparsity_method(config, num_examples):
             sparsity_schedule(config, num_examples),
             frequency=gmp_frequency(config, num_examples),
             layer_targets=config.layer_targets,
+        )
+    if config.method == "gmp_n_m":
+        return keras_str.GMP(
+            None,
+            sparsity_schedule(config, num_examples),
+            frequency=gmp_frequency(config, num_examples),
+            n_m=config.n_m,
         )
     if config.method == "gmp_channel":
         # Uniform L1-norm filter pruning (Li et al., 2017), applied gradually.

@@ -6,6 +6,8 @@ The lifecycle, one public function an arrow:
 """
 
 from keras_str import ops
+from keras_str.analysis.n_m_check import NMCheck
+from keras_str.analysis.n_m_check import check_n_m
 from keras_str.analysis.report import LayerSparsity
 from keras_str.analysis.report import SparsityReport
 from keras_str.analysis.report import sparsity_report

@@ -96,3 +96,20 @@ def test_macs_budget_table_compares_methods_at_the_shares_asked_for():
     # 0.1 MFLOPs lies halfway between 0.05 and 0.2 in log MFLOPs: 88.00;
     # the best cell is bold.
     assert cells == ["**89.00 (n=2, 90.0 %)**", "[88.00] (n=1)", "[85.00] (n=1)"]
+
+
+def test_n_m_table_averages_seeds_per_model_and_method():
+    from benchmarks import n_m_accuracy
+
+    def row(method, seed, accuracy, held):
+        return {"model": "m", "method": method, "seed": seed, "epochs": 2,
+                "test_accuracy": accuracy, "sparsity": 0.5, "n_m_layers_held": held,
+                "n_m_layers_checked": 3, "train_seconds": 1.0, "command": "cmd",
+                "commit": "abc", "machine": "x86"}
+
+    text = n_m_accuracy.table([
+        row("gmp_n_m", 0, 0.80, 3), row("gmp_n_m", 1, 0.82, 3), row("gmp", 0, 0.85, 1),
+    ], "2:4")
+    assert "| m | gmp_n_m | 2 | 81.00 +- 1.00 | 50.0 % | 3/3 | 2 | abc | x86 |" in text
+    assert "| m | gmp | 1 | 85.00 +- 0.00 | 50.0 % | 1/3 |" in text
+    assert "Commands: `cmd`" in text

@@ -51,6 +51,14 @@ def test_run_training_reaches_target_and_strips(method, target):
     assert 0.0 <= summary["test_accuracy"] <= 1.0
 
 
+def test_run_training_reaches_two_four():
+    config = TrainConfig(model="lenet_300_100", method="gmp_n_m", epochs=2, batch_size=64,
+                         lr=0.05, gmp_frequency=5)
+    result = run_training(config, tiny_data())
+    assert result.report.totals["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert keras_str.check_n_m(result.stripped, "2:4").satisfied
+
+
 def test_run_training_trains_a_given_model_from_its_own_weights():
     # The benchmarks' "from scratch" rows: a stripped architecture, re-initialized.
     config = TrainConfig(model="lenet_300_100", method="dense", epochs=1, batch_size=64)
@@ -86,6 +94,7 @@ def test_run_training_trains_a_given_model_from_its_own_weights():
         ({"method": "str", "channel_multiple": 8}, "channel_multiple=8"),
         ({"method": "gmp_channel", "target_sparsity": 0.5, "channel_multiple": 0},
          "channel_multiple=0"),
+        ({"method": "gmp_n_m", "target_sparsity": 0.5}, "pattern sets"),
     ],
 )
 def test_train_config_rejects_bad_values(changes, argument):

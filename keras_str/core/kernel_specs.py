@@ -51,6 +51,10 @@ class SparseLayerSpec:
             A plain layer of such a class is not a kernel layer.
         adds_only: Whether the layer adds its kernel to its input instead of
             multiplying (a position embedding): it costs no multiply-adds.
+        n_m_axis: The kernel axis the layer sums its inputs over, along
+            which N:M groups run (`-2` for Dense and convolutions), or a
+            `layer -> axis` callable; `None` (default) where the layer
+            cannot hold N:M sparsity (depthwise filters, embedding tables).
     """
 
     keras_class: type
@@ -64,6 +68,7 @@ class SparseLayerSpec:
     init_scale: object = None
     on_request: bool = False
     adds_only: bool = False
+    n_m_axis: object = None
 
     def output_axes(self, layer):
         """The kernel axes that index output channels, ascending."""
@@ -71,6 +76,13 @@ class SparseLayerSpec:
         if self.channel_axes is not None:
             return tuple(sorted(a % rank for a in self.channel_axes(layer)))
         return tuple(range(rank - self.output_channel_ndim, rank))
+
+    def input_axis(self, layer):
+        """The non-negative kernel axis N:M groups run along, or `None` where there is none."""
+        axis = self.n_m_axis(layer) if callable(self.n_m_axis) else self.n_m_axis
+        if axis is None:
+            return None
+        return axis % len(raw_kernel_variable(layer).shape)
 
     def channel_shape(self, layer):
         """Shape of one value per output channel, broadcastable to the kernel.

@@ -85,4 +85,5 @@ for _keras_class, _sparse_class in (
     (keras.layers.Conv2D, STRConv2D),
     (keras.layers.Conv3D, STRConv3D),
 ):
-    register_sparse_layer(SparseLayerSpec(_keras_class, _sparse_class))
+    # Kernel (*window, in_channels, filters): groups run along in_channels.
+    register_sparse_layer(SparseLayerSpec(_keras_class, _sparse_class, n_m_axis=-2))

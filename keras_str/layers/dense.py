@@ -43,4 +43,4 @@ class STRDense(SparseKernelLayer, keras.layers.Dense):
     """
 
 
-register_sparse_layer(SparseLayerSpec(keras.layers.Dense, STRDense))
+register_sparse_layer(SparseLayerSpec(keras.layers.Dense, STRDense, n_m_axis=-2))

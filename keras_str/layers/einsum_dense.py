@@ -22,6 +22,13 @@ def einsum_channel_axes(layer):
     return tuple(i for i, letter in enumerate(kernel) if letter in output)
 
 
+def einsum_input_axis(layer):
+    """The last kernel axis the einsum sums the input over (N:M groups run along it)."""
+    inputs, kernel, output = _equation_parts(layer)
+    summed = [i for i, letter in enumerate(kernel) if letter in inputs and letter not in output]
+    return summed[-1] if summed else None
+
+
 def einsum_fans(layer):
     """(fan_in, fan_out) as Keras's `EinsumDense` initialises its kernel.
 
@@ -69,5 +76,6 @@ register_sparse_layer(
         STREinsumDense,
         channel_axes=einsum_channel_axes,
         fans=einsum_fans,
+        n_m_axis=einsum_input_axis,
     )
 )

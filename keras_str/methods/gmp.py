@@ -10,6 +10,9 @@ from keras_str.core.arguments import check_fraction
 from keras_str.core.arguments import check_frequency
 from keras_str.core.arguments import check_quantile
 from keras_str.core.host import to_numpy
+from keras_str.core.n_m import layer_n_m_axis
+from keras_str.core.n_m import n_m_mask
+from keras_str.core.n_m import parse_n_m
 from keras_str.core.quantile import kth_smallest
 from keras_str.core.schedules import get_schedule
 from keras_str.methods.base import SparsityMethod
@@ -34,7 +37,8 @@ class GMP(SparsityMethod):
     every backend.
 
     Args:
-        target_sparsity: Final sparsity of every layer not in `layer_targets`.
+        target_sparsity: Final sparsity of every layer not in `layer_targets`
+            (`None` with `n_m`, which sets it).
         schedule: A `PolynomialSchedule` or `ConstantSchedule`.
         frequency: Steps between mask updates (tfmot's default is 100).
         layer_targets: Optional `{layer_name: target_sparsity}`, e.g. a budget
@@ -59,6 +63,16 @@ class GMP(SparsityMethod):
             layers: XNNPACK and GPU kernels compute channels in tiles of 4
             to 16. `keras_str.strip` keeps the same multiple. `1`
             (default): no rounding.
+        n_m: Optional N:M sparsity, `(2, 4)` or `"2:4"`: at most N nonzero
+            weights in every M consecutive ones along each kernel's input
+            axis (a Dense kernel's rows, a convolution's input channels),
+            the pattern sparse tensor cores run. The mask keeps the largest
+            magnitudes of each group; while the schedule runs each group
+            keeps `M - round(schedule(step) * (M - N))` weights (4, 3, then
+            2 for 2:4), so the model moves from dense to N:M in steps. The
+            target is then `1 - N/M` (`target_sparsity` may be `None`); a
+            layer that cannot hold the pattern (a depthwise conv, an input
+            axis that is not a multiple of M) is refused by name.
 
     Example:
 
@@ -66,6 +80,7 @@ class GMP(SparsityMethod):
     >>> sparse = keras_str.sparsify(model, method=method)
     >>> sparse.fit(x, y)
     >>> filters = keras_str.GMP(0.5, schedule, structure="channel")
+    >>> two_four = keras_str.GMP(None, schedule, n_m="2:4")
     """
 
     scheduled = True
@@ -79,8 +94,12 @@ class GMP(SparsityMethod):
         structure="weight",
         quantile="auto",
         channel_multiple=1,
+        n_m=None,
     ):
         super().__init__()
+        self.n_m = None if n_m is None else parse_n_m(n_m)
+        if self.n_m is not None:
+            target_sparsity = _n_m_target(self.n_m, target_sparsity, structure, layer_targets)
         self.quantile = check_quantile(quantile)
         if structure not in STRUCTURES:
             raise ValueError(
@@ -106,6 +125,8 @@ class GMP(SparsityMethod):
         self.layer_targets = layer_targets
 
     def build(self, layer):
+        if self.n_m is not None:
+            layer_n_m_axis(layer, self.n_m[1])
         return {
             "mask": layer.add_weight(
                 name="mask",
@@ -146,6 +167,8 @@ class GMP(SparsityMethod):
         return ops.logical_and(in_range, on_beat)
 
     def final_layer_sparsity(self, layers):
+        if self.n_m is not None:
+            return {layer.name: self.target_sparsity for layer in layers}
         if self.structure != "channel":
             return {layer.name: self.layer_target(layer) for layer in layers}
         kept = [0.0] * len(layers)
@@ -176,6 +199,9 @@ class GMP(SparsityMethod):
         if self.structure == "channel":
             self._update_channels(layers, due, fraction)
             return
+        if self.n_m is not None:
+            self._update_n_m(layers, due, fraction)
+            return
         for layer in layers:
             mask_variable = layer.sparsity_state["mask"]
             size = math.prod(mask_variable.shape)
@@ -193,6 +219,24 @@ class GMP(SparsityMethod):
                 )
                 kept = ops.cast(magnitude > value, mask.dtype)
                 return ops.where(count > 0, kept, ops.ones_like(mask))
+
+            mask = when_due(due, compute, ops.convert_to_tensor(mask_variable))
+            mask_variable.assign(mask)
+
+    def _update_n_m(self, layers, due, fraction):
+        """Each group of M keeps its largest weights: M, then fewer, down to N."""
+        n, m = self.n_m
+        kept = m - ops.cast(ops.round(fraction * (m - n)), "int32")
+        for layer in layers:
+            mask_variable = layer.sparsity_state["mask"]
+            axis = layer.kernel_spec.input_axis(layer)
+
+            def compute(layer=layer, mask_variable=mask_variable, axis=axis):
+                mask = ops.convert_to_tensor(mask_variable)
+                magnitude = ops.stop_gradient(
+                    ops.abs(ops.convert_to_tensor(layer.raw_kernel) * mask)
+                )
+                return ops.cast(n_m_mask(magnitude, kept, m, axis), mask.dtype)
 
             mask = when_due(due, compute, ops.convert_to_tensor(mask_variable))
             mask_variable.assign(mask)
@@ -266,7 +310,27 @@ class GMP(SparsityMethod):
             "structure": self.structure,
             "quantile": self.quantile,
             "channel_multiple": self.channel_multiple,
+            "n_m": None if self.n_m is None else list(self.n_m),
         }
+
+
+def _n_m_target(n_m, target_sparsity, structure, layer_targets):
+    """The target N:M implies (`1 - N/M`), after checking the other arguments agree."""
+    n, m = n_m
+    implied = 1.0 - n / m
+    if target_sparsity is not None and abs(target_sparsity - implied) > 1e-9:
+        raise ValueError(
+            f"N:M sparsity {n}:{m} means a target of {implied:g}. Pass "
+            f"target_sparsity=None or {implied:g}. Received: "
+            f"target_sparsity={target_sparsity!r}, n_m={n_m!r}"
+        )
+    if structure != "weight" or layer_targets is not None:
+        raise ValueError(
+            "N:M sparsity is one pattern for every layer, of single weights: "
+            "it takes neither `structure` nor `layer_targets`. Received: "
+            f"structure={structure!r}, layer_targets={layer_targets!r}, n_m={n_m!r}"
+        )
+    return implied
 
 
 def _relative_channel_norms(layer):
