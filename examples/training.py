@@ -18,8 +18,8 @@ import keras_str
 from examples.models import MODELS
 
 METHODS = (
-    "dense", "str", "block_str", "channel_str", "st3", "gmp", "gmp_channel", "gmp_n_m",
-    "gmp_tfmot",
+    "dense", "str", "block_str", "channel_str", "st3", "st3_n_m", "gmp", "gmp_channel",
+    "gmp_n_m", "gmp_tfmot",
 )
 TFMOT_MODELS = ("lenet_300_100", "small_cnn")
 
@@ -71,10 +71,10 @@ class TrainConfig:
                 f"Method {self.method!r} needs a target sparsity. "
                 f"Received: target_sparsity=None"
             )
-        if self.method == "gmp_n_m" and self.target_sparsity is not None:
+        if self.method.endswith("_n_m") and self.target_sparsity is not None:
             raise ValueError(
-                "gmp_n_m's target is the one its N:M pattern sets. Received: "
-                f"method='gmp_n_m', target_sparsity={self.target_sparsity}, "
+                f"{self.method}'s target is the one its N:M pattern sets. Received: "
+                f"method={self.method!r}, target_sparsity={self.target_sparsity}, "
                 f"n_m={self.n_m!r}"
             )
         if self.method == "dense" and self.target_sparsity is not None:
@@ -212,6 +212,14 @@ def sparsity_method(config, num_examples):
             sparsity_schedule(config, num_examples),
             frequency=gmp_frequency(config, num_examples),
             layer_targets=config.layer_targets,
+        )
+    if config.method == "st3_n_m":
+        return keras_str.ST3(
+            None,
+            sparsity_schedule(config, num_examples),
+            scope=config.st3_scope,
+            frequency=config.update_frequency,
+            n_m=config.n_m,
         )
     if config.method == "gmp_n_m":
         return keras_str.GMP(

@@ -50,8 +50,12 @@ def small_cnn():
     return keras.Model(inputs, keras.layers.Dense(4, name="logits")(x))
 
 
-def two_four(end_step=6):
-    return keras_str.GMP(None, keras_str.PolynomialSchedule(0, end_step), frequency=1, n_m="2:4")
+def two_four(end_step=6, method="gmp"):
+    schedule = keras_str.PolynomialSchedule(0, end_step)
+    if method == "gmp":
+        return keras_str.GMP(None, schedule, frequency=1, n_m="2:4")
+    scope = method.removeprefix("st3_")
+    return keras_str.ST3(None, schedule, scope=scope, n_m="2:4")
 
 
 def train(model, steps):
@@ -66,17 +70,26 @@ def most_nonzeros(model):
     return {layer.name: layer.most_nonzeros for layer in keras_str.check_n_m(model).layers}
 
 
-def test_gmp_moves_from_dense_to_two_four_inside_the_train_step():
+@pytest.mark.parametrize("method", ["gmp", "st3_global", "st3_sigma"])
+def test_methods_move_from_dense_to_two_four_inside_the_train_step(method):
     # Cubic schedule over 4 steps: 0, 0.58, 0.88, 0.98, 1 of the way; each
     # group keeps 4 - round(2 * fraction) weights.
-    model = keras_str.sparsify(small_cnn(), method=two_four(end_step=4), keep_dense=[])
+    model = keras_str.sparsify(
+        small_cnn(), method=two_four(end_step=4, method=method), keep_dense=[]
+    )
     with pytest.warns(UserWarning, match="schedule ends at step 4"):
         train(model, 1)  # step 0: nothing pruned yet
+    weights_before = to_numpy(model.get_layer("hidden").raw_kernel)
     assert set(most_nonzeros(model).values()) == {4}
     with pytest.warns(UserWarning, match="schedule ends at step 4"):
         train(model, 1)  # step 1
     assert set(most_nonzeros(model).values()) == {3}
     train(model, 3)  # steps 2 to 4: 2:4
+    if method != "gmp":
+        # Straight-through: the weights ST-3 zeroes still train.
+        zeroed = to_numpy(model.get_layer("hidden").kernel) == 0
+        moved = to_numpy(model.get_layer("hidden").raw_kernel) != weights_before
+        assert np.mean(moved[zeroed]) > 0.9
     result = keras_str.check_n_m(model, "2:4")
     assert result.satisfied and [layer.name for layer in result.layers] == ["conv", "hidden", "logits"]
     plain = keras_str.strip(model)
@@ -107,6 +120,18 @@ def test_layers_that_cannot_hold_the_pattern_are_refused_by_name():
         keras_str.sparsify(narrow, method=two_four())
 
 
+def test_st3_keeps_each_group_s_largest_shrunk_by_the_largest_dropped():
+    layer = keras_str.STRDense(1, method=two_four(method="st3_global"))
+    layer.build((None, 8))
+    layer.raw_kernel.assign(np.array([[3.0], [-1.0], [2.0], [0.5], [1.0], [4.0], [-2.0], [0.0]]))
+    layer.sparsity_state["kept"].assign(2)
+    # Group 1 drops 1 and 0.5 (threshold 1); group 2 drops 1 and 0 (threshold 1).
+    np.testing.assert_allclose(
+        to_numpy(layer.kernel)[:, 0], [2.0, 0.0, 1.0, 0.0, 0.0, 3.0, -1.0, 0.0]
+    )
+    assert layer.threshold is None
+
+
 def test_gmp_arguments_that_contradict_the_pattern_are_refused():
     schedule = keras_str.PolynomialSchedule(0, 10)
     assert keras_str.GMP(0.5, schedule, n_m="2:4").target_sparsity == 0.5
@@ -117,15 +142,35 @@ def test_gmp_arguments_that_contradict_the_pattern_are_refused():
         keras_str.GMP(None, schedule, structure="channel", n_m="2:4")
     with pytest.raises(ValueError, match="target_sparsity=None"):
         keras_str.GMP(None, schedule)
+    assert keras_str.ST3(None, schedule, n_m=(2, 4)).target_sparsity == 0.5
+    with pytest.raises(ValueError, match="budget='macs'"):
+        keras_str.ST3(None, schedule, budget="macs", n_m="2:4")
+    with pytest.raises(ValueError, match="target of 0.5"):
+        keras_str.ST3(0.9, schedule, n_m="2:4")
 
 
-def test_the_pattern_is_saved_with_the_method():
-    method = two_four()
+@pytest.mark.parametrize("method", ["gmp", "st3_global"])
+def test_the_pattern_is_saved_with_the_method(method):
+    method = two_four(method=method)
     config = method.get_config()
     assert config["n_m"] == [2, 4]
-    assert keras_str.GMP.from_config(config).n_m == (2, 4)
+    assert type(method).from_config(config).n_m == (2, 4)
     del config["n_m"]  # saved before N:M existed
-    assert keras_str.GMP.from_config(config).n_m is None
+    config["target_sparsity"] = 0.5
+    assert type(method).from_config(config).n_m is None
+
+
+def test_a_two_four_model_saves_and_reloads(tmp_path):
+    model = keras_str.sparsify(small_cnn(), method=two_four(end_step=2, method="st3_global"),
+                               keep_dense=[])
+    train(model, 3)
+    path = str(tmp_path / "two_four.keras")
+    model.save(path)
+    reloaded = keras_str.load_model(path)
+    assert reloaded.get_layer("hidden").method.n_m == (2, 4)
+    x = np.random.default_rng(1).normal(size=(4, 8, 8, 4)).astype("float32")
+    np.testing.assert_allclose(to_numpy(reloaded(x)), to_numpy(model(x)), rtol=1e-5, atol=1e-6)
+    assert keras_str.check_n_m(reloaded).satisfied
 
 
 def test_check_n_m_says_where_a_kernel_fails():

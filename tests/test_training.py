@@ -51,8 +51,9 @@ def test_run_training_reaches_target_and_strips(method, target):
     assert 0.0 <= summary["test_accuracy"] <= 1.0
 
 
-def test_run_training_reaches_two_four():
-    config = TrainConfig(model="lenet_300_100", method="gmp_n_m", epochs=2, batch_size=64,
+@pytest.mark.parametrize("method", ["gmp_n_m", "st3_n_m"])
+def test_run_training_reaches_two_four(method):
+    config = TrainConfig(model="lenet_300_100", method=method, epochs=2, batch_size=64,
                          lr=0.05, gmp_frequency=5)
     result = run_training(config, tiny_data())
     assert result.report.totals["sparsity"] == pytest.approx(0.5, abs=0.01)
@@ -95,6 +96,7 @@ def test_run_training_trains_a_given_model_from_its_own_weights():
         ({"method": "gmp_channel", "target_sparsity": 0.5, "channel_multiple": 0},
          "channel_multiple=0"),
         ({"method": "gmp_n_m", "target_sparsity": 0.5}, "pattern sets"),
+        ({"method": "st3_n_m", "target_sparsity": 0.5}, "pattern sets"),
     ],
 )
 def test_train_config_rejects_bad_values(changes, argument):

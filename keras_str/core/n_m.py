@@ -30,6 +30,37 @@ def parse_n_m(n_m, argument="n_m"):
     return int(pair[0]), int(pair[1])
 
 
+def n_m_target(n_m, target_sparsity):
+    """The share of zeros N:M sets (`1 - N/M`), after checking `target_sparsity` is `None` or it."""
+    n, m = n_m
+    implied = 1.0 - n / m
+    if target_sparsity is not None and abs(target_sparsity - implied) > 1e-9:
+        raise ValueError(
+            f"N:M sparsity {n}:{m} means a target of {implied:g}. Pass "
+            f"target_sparsity=None or {implied:g}. Received: "
+            f"target_sparsity={target_sparsity!r}, n_m={n_m!r}"
+        )
+    return implied
+
+
+def kept_per_group(n_m, fraction):
+    """How many weights each group keeps `fraction` of the way through the schedule: M down to N (int32)."""
+    n, m = n_m
+    return m - ops.cast(ops.round(fraction * (m - n)), "int32")
+
+
+def group_thresholds(magnitude, kept, m, axis):
+    """Per entry, the largest magnitude its group drops: a soft threshold at it keeps `kept` a group.
+
+    0 where the group keeps all `m`. Entries tied with it go to 0 too (a
+    group may then hold fewer than `kept`).
+    """
+    dropped = magnitude * (1.0 - n_m_mask(magnitude, kept, m, axis))
+    grouped, shape = _grouped(dropped, axis, m)
+    largest = ops.max(grouped, axis=-1, keepdims=True)
+    return ops.moveaxis(ops.reshape(ops.broadcast_to(largest, ops.shape(grouped)), shape), -1, axis)
+
+
 def check_groups(shape, axis, m, name):
     """Raises a `ValueError` unless `shape[axis]` splits into groups of `m`."""
     size = shape[axis]

@@ -10,8 +10,10 @@ from keras_str.core.arguments import check_fraction
 from keras_str.core.arguments import check_frequency
 from keras_str.core.arguments import check_quantile
 from keras_str.core.host import to_numpy
+from keras_str.core.n_m import kept_per_group
 from keras_str.core.n_m import layer_n_m_axis
 from keras_str.core.n_m import n_m_mask
+from keras_str.core.n_m import n_m_target
 from keras_str.core.n_m import parse_n_m
 from keras_str.core.quantile import kth_smallest
 from keras_str.core.schedules import get_schedule
@@ -225,8 +227,8 @@ class GMP(SparsityMethod):
 
     def _update_n_m(self, layers, due, fraction):
         """Each group of M keeps its largest weights: M, then fewer, down to N."""
-        n, m = self.n_m
-        kept = m - ops.cast(ops.round(fraction * (m - n)), "int32")
+        m = self.n_m[1]
+        kept = kept_per_group(self.n_m, fraction)
         for layer in layers:
             mask_variable = layer.sparsity_state["mask"]
             axis = layer.kernel_spec.input_axis(layer)
@@ -316,21 +318,13 @@ class GMP(SparsityMethod):
 
 def _n_m_target(n_m, target_sparsity, structure, layer_targets):
     """The target N:M implies (`1 - N/M`), after checking the other arguments agree."""
-    n, m = n_m
-    implied = 1.0 - n / m
-    if target_sparsity is not None and abs(target_sparsity - implied) > 1e-9:
-        raise ValueError(
-            f"N:M sparsity {n}:{m} means a target of {implied:g}. Pass "
-            f"target_sparsity=None or {implied:g}. Received: "
-            f"target_sparsity={target_sparsity!r}, n_m={n_m!r}"
-        )
     if structure != "weight" or layer_targets is not None:
         raise ValueError(
             "N:M sparsity is one pattern for every layer, of single weights: "
             "it takes neither `structure` nor `layer_targets`. Received: "
             f"structure={structure!r}, layer_targets={layer_targets!r}, n_m={n_m!r}"
         )
-    return implied
+    return n_m_target(n_m, target_sparsity)
 
 
 def _relative_channel_norms(layer):

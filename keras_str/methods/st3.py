@@ -9,6 +9,11 @@ from keras_str.core.arguments import check_fraction
 from keras_str.core.arguments import check_frequency
 from keras_str.core.arguments import check_quantile
 from keras_str.core.host import to_numpy
+from keras_str.core.n_m import group_thresholds
+from keras_str.core.n_m import kept_per_group
+from keras_str.core.n_m import layer_n_m_axis
+from keras_str.core.n_m import n_m_target
+from keras_str.core.n_m import parse_n_m
 from keras_str.core.schedules import get_schedule
 from keras_str.methods.base import SparsityMethod
 from keras_str.methods.base import when_due
@@ -60,12 +65,23 @@ class ST3(SparsityMethod):
             update costs the same for any model size), or `"auto"`
             (default: sampled above 131,072 weights, else exact; see
             `keras_str.core.quantile`).
+        n_m: Optional N:M sparsity, `(2, 4)` or `"2:4"`: at most N nonzero
+            weights in every M consecutive ones along each kernel's input
+            axis (see `keras_str.GMP`). Each group then has a threshold of
+            its own, the largest magnitude it drops: while the schedule
+            runs a group keeps `M - round(schedule(step) * (M - N))` of its
+            weights, shrunk by that threshold, and the gradient still
+            reaches all of them (straight-through). The target is `1 - N/M`
+            (`target_sparsity` may be `None`); `scope` then changes
+            nothing (no threshold is compared across groups), and the
+            budget is `"weights"`.
 
     Example:
 
     >>> method = keras_str.ST3(0.95, keras_str.PolynomialSchedule(0, 3000))
     >>> sparse = keras_str.sparsify(model, method=method)
     >>> sparse.fit(x, y)
+    >>> two_four = keras_str.ST3(None, keras_str.PolynomialSchedule(0, 3000), n_m="2:4")
     """
 
     scheduled = True
@@ -79,8 +95,17 @@ class ST3(SparsityMethod):
         frequency=1,
         budget="weights",
         quantile="auto",
+        n_m=None,
     ):
         super().__init__()
+        self.n_m = None if n_m is None else parse_n_m(n_m)
+        if self.n_m is not None:
+            if budget != "weights":
+                raise ValueError(
+                    "N:M sparsity sets each group's share of zeros, not a "
+                    f"MACs budget. Received: budget={budget!r}, n_m={n_m!r}"
+                )
+            target_sparsity = n_m_target(self.n_m, target_sparsity)
         self.budget = check_budget(budget)
         self.quantile = check_quantile(quantile)
         self.frequency = check_frequency(frequency)
@@ -100,6 +125,20 @@ class ST3(SparsityMethod):
         self.rescale = rescale
 
     def build(self, layer):
+        if self.n_m is not None:
+            layer_n_m_axis(layer, self.n_m[1])
+            return {
+                # Weights each group of M keeps: M (dense) down to N.
+                "kept": layer.add_weight(
+                    name="kept",
+                    shape=(),
+                    initializer=keras.initializers.Constant(self.n_m[1]),
+                    dtype="int32",
+                    trainable=False,
+                    autocast=False,
+                    aggregation="only_first_replica",
+                )
+            }
         return {
             "threshold": layer.add_weight(
                 name="threshold",
@@ -113,10 +152,20 @@ class ST3(SparsityMethod):
         }
 
     def threshold(self, layer):
+        if self.n_m is not None:
+            return None  # one per group
         return ops.convert_to_tensor(layer.sparsity_state["threshold"])
 
     def effective_kernel(self, layer, kernel):
-        threshold = self.threshold(layer)
+        if self.n_m is None:
+            threshold = self.threshold(layer)
+        else:
+            threshold = ops.stop_gradient(group_thresholds(
+                ops.abs(kernel),
+                ops.convert_to_tensor(layer.sparsity_state["kept"]),
+                self.n_m[1],
+                layer.kernel_spec.input_axis(layer),
+            ))
         thresholded = soft_threshold(kernel, threshold)
         if self.rescale:
             # rho = mean|W * mask| / mean|W| per output channel; the kept
@@ -138,6 +187,8 @@ class ST3(SparsityMethod):
         return kernel + ops.stop_gradient(thresholded - kernel)
 
     def final_layer_sparsity(self, layers):
+        if self.n_m is not None:
+            return {layer.name: self.target_sparsity for layer in layers}
         values = [
             np.abs(to_numpy(layer.raw_kernel)) / self.layer_scale(layer)
             for layer in layers
@@ -153,6 +204,15 @@ class ST3(SparsityMethod):
         return layer.kernel_spec.scale(layer)
 
     def update(self, layers, step):
+        if self.n_m is not None:
+            kept = when_due(
+                self.due(step),
+                lambda: kept_per_group(self.n_m, self.schedule(step)),
+                ops.convert_to_tensor(layers[0].sparsity_state["kept"]),
+            )
+            for layer in layers:
+                layer.sparsity_state["kept"].assign(kept)
+            return
         scales = [self.layer_scale(layer) for layer in layers]
 
         def compute():
@@ -180,4 +240,5 @@ class ST3(SparsityMethod):
             "frequency": self.frequency,
             "budget": self.budget,
             "quantile": self.quantile,
+            "n_m": None if self.n_m is None else list(self.n_m),
         }
