@@ -1,5 +1,6 @@
 """keras-hub transformers to LiteRT: sparse `.tflite` files whose outputs match Keras."""
 
+import re
 import warnings
 
 import keras
@@ -181,11 +182,12 @@ def test_a_tied_causal_lm_exports_sparse_with_its_table_stored_once(precision, t
         assert sorted(table.consumer.split(",")) == ["FULLY_CONNECTED", "GATHER"]
         assert report.size_bytes < 0.3 * report.dense_size_bytes
     else:
-        # XNNPACK gives NaN when the lookup reads a sparse float16 table: it
-        # alone is stored dense, the other weights stay sparse.
+        # XNNPACK computes the lookup of a sparse float16 table wrong (NaN,
+        # or off by tenths, depending on the weights): it alone is stored
+        # dense, the other weights stay sparse.
         assert tables == []
         [reason] = report.stored_dense.values()
-        assert "nan away from the non-sparse file" in reason
+        assert re.search(r"outputs were (nan|[0-9.e+-]+) away from the non-sparse file", reason)
         assert len(report.sparse_tensors) == 12
         assert report.size_bytes < 0.7 * report.dense_size_bytes
     scale = float(np.max(np.abs(keras.ops.convert_to_numpy(model(token_inputs(model.backbone))))))
