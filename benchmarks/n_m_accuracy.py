@@ -3,12 +3,13 @@
     python -m benchmarks.n_m_accuracy [--models lenet_300_100,small_cnn]
         [--seeds 0,1,2] [--lenet_epochs 10] [--cnn_epochs 5] [--resume]
 
-Trains each model five ways with the same epochs, optimizer, learning-rate
+Trains each model seven ways with the same epochs, optimizer, learning-rate
 schedule, weight decay and seeds (`examples.training.run_training`):
 `dense`; `gmp` at 50 % (unstructured, uniform per layer) and `gmp_n_m` at
 2:4 (each group of 4 inputs keeps its 2 largest, scheduled from 4 to 2);
 `st3` at 50 % (one global threshold) and `st3_n_m` at 2:4 (a threshold per
-group). Every sparse row keeps the same layers dense: the small CNN's first
+group); targeted `str` at 50 % and `str_n_m` at 2:4 (the larger of the
+learned threshold and the group's). Every sparse row keeps the same layers dense: the small CNN's first
 convolution (one input channel: no group of 4). Each run's row goes to
 `benchmarks/results/n_m_accuracy.jsonl` as it finishes, with command, commit
 and machine; `--resume` keeps the rows already there. The table (`.md`)
@@ -36,13 +37,13 @@ def define_flags():
     # benchmarks' flags.
     flags.DEFINE_list("models", ["lenet_300_100", "small_cnn"], "Models to train.")
     flags.DEFINE_list(
-        "methods", ["dense", "gmp", "gmp_n_m", "st3", "st3_n_m"],
-        "Rows: dense; GMP and ST-3 at 1 - N/M unstructured and at N:M.",
+        "methods", ["dense", "gmp", "gmp_n_m", "st3", "st3_n_m", "str", "str_n_m"],
+        "Rows: dense; GMP, ST-3 and targeted STR at 1 - N/M unstructured and at N:M.",
     )
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Random seeds.")
     flags.DEFINE_integer("lenet_epochs", 10, "Epochs for lenet_300_100.")
     flags.DEFINE_integer("cnn_epochs", 5, "Epochs for small_cnn.")
-    flags.DEFINE_string("n_m", "2:4", "The N:M pattern of gmp_n_m.")
+    flags.DEFINE_string("n_m", "2:4", "The N:M pattern of the `_n_m` rows.")
     flags.DEFINE_bool("resume", False, "Keep the rows already in the results file.")
     flags.DEFINE_string("out_dir", "benchmarks/results", "Where rows and table go.")
 
@@ -59,7 +60,7 @@ def config_for(model, method, seed):
     return TrainConfig(
         model=model,
         method=method,
-        target_sparsity=1.0 - n / m if method in ("gmp", "st3") else None,
+        target_sparsity=1.0 - n / m if method in ("gmp", "st3", "str") else None,
         epochs=FLAGS.lenet_epochs if model == "lenet_300_100" else FLAGS.cnn_epochs,
         keep_dense=KEEP_DENSE.get(model, ()) if method != "dense" else (),
         n_m=FLAGS.n_m,
@@ -88,8 +89,9 @@ def run(config, data):
 
 def table(rows, n_m):
     lines = [
-        f"Test accuracy (%) on Fashion-MNIST, mean +- std over seeds: dense; GMP "
-        f"and ST-3 at {n_m} N:M (`_n_m`) and at the same sparsity unstructured. "
+        f"Test accuracy (%) on Fashion-MNIST, mean +- std over seeds: dense; GMP, "
+        f"ST-3 and targeted STR at {n_m} N:M (`_n_m`) and at the same sparsity "
+        "unstructured. "
         "`held` counts the layers whose stripped kernel holds the pattern.",
         "",
         "| model | method | seeds | accuracy | sparsity | held | epochs | commit | machine |",

@@ -104,7 +104,9 @@ flags.DEFINE_string(
 flags.DEFINE_integer(
     "max_train_examples", None, "Train on the first N examples only (quick runs)."
 )
-flags.DEFINE_string("n_m", "2:4", "gmp_n_m's pattern: N nonzeros in every M inputs.")
+flags.DEFINE_string(
+    "n_m", "2:4", "The N:M pattern of gmp_n_m, st3_n_m and str_n_m: N nonzeros in every M inputs."
+)
 flags.DEFINE_list(
     "keep_dense", [],
     "Layers to keep dense, by name (e.g. conv1, whose one input channel holds no N:M).",

@@ -18,8 +18,8 @@ import keras_str
 from examples.models import MODELS
 
 METHODS = (
-    "dense", "str", "block_str", "channel_str", "st3", "st3_n_m", "gmp", "gmp_channel",
-    "gmp_n_m", "gmp_tfmot",
+    "dense", "str", "str_n_m", "block_str", "channel_str", "st3", "st3_n_m", "gmp",
+    "gmp_channel", "gmp_n_m", "gmp_tfmot",
 )
 TFMOT_MODELS = ("lenet_300_100", "small_cnn")
 
@@ -212,6 +212,14 @@ def sparsity_method(config, num_examples):
             sparsity_schedule(config, num_examples),
             frequency=gmp_frequency(config, num_examples),
             layer_targets=config.layer_targets,
+        )
+    if config.method == "str_n_m":
+        return keras_str.STR(
+            None,
+            sparsity_schedule(config, num_examples),
+            frequency=config.update_frequency,
+            threshold_init=config.threshold_init,
+            n_m=config.n_m,
         )
     if config.method == "st3_n_m":
         return keras_str.ST3(

@@ -8,6 +8,7 @@ import keras_str
 from keras_str.core.n_m import group_nonzeros
 from keras_str.core.n_m import n_m_mask
 from keras_str.core.n_m import parse_n_m
+from tests.backend_utils import gradients
 from tests.backend_utils import to_numpy
 
 
@@ -54,6 +55,8 @@ def two_four(end_step=6, method="gmp"):
     schedule = keras_str.PolynomialSchedule(0, end_step)
     if method == "gmp":
         return keras_str.GMP(None, schedule, frequency=1, n_m="2:4")
+    if method == "str":
+        return keras_str.STR(None, schedule, n_m="2:4")
     scope = method.removeprefix("st3_")
     return keras_str.ST3(None, schedule, scope=scope, n_m="2:4")
 
@@ -70,7 +73,7 @@ def most_nonzeros(model):
     return {layer.name: layer.most_nonzeros for layer in keras_str.check_n_m(model).layers}
 
 
-@pytest.mark.parametrize("method", ["gmp", "st3_global", "st3_sigma"])
+@pytest.mark.parametrize("method", ["gmp", "st3_global", "st3_sigma", "str"])
 def test_methods_move_from_dense_to_two_four_inside_the_train_step(method):
     # Cubic schedule over 4 steps: 0, 0.58, 0.88, 0.98, 1 of the way; each
     # group keeps 4 - round(2 * fraction) weights.
@@ -85,7 +88,7 @@ def test_methods_move_from_dense_to_two_four_inside_the_train_step(method):
         train(model, 1)  # step 1
     assert set(most_nonzeros(model).values()) == {3}
     train(model, 3)  # steps 2 to 4: 2:4
-    if method != "gmp":
+    if method.startswith("st3"):
         # Straight-through: the weights ST-3 zeroes still train.
         zeroed = to_numpy(model.get_layer("hidden").kernel) == 0
         moved = to_numpy(model.get_layer("hidden").raw_kernel) != weights_before
@@ -121,15 +124,50 @@ def test_layers_that_cannot_hold_the_pattern_are_refused_by_name():
 
 
 def test_st3_keeps_each_group_s_largest_shrunk_by_the_largest_dropped():
-    layer = keras_str.STRDense(1, method=two_four(method="st3_global"))
+    layer = keras_str.STRDense(1, method=two_four(method="st3_global", end_step=4))
     layer.build((None, 8))
     layer.raw_kernel.assign(np.array([[3.0], [-1.0], [2.0], [0.5], [1.0], [4.0], [-2.0], [0.0]]))
-    layer.sparsity_state["kept"].assign(2)
+    layer.method.update([layer], keras.ops.convert_to_tensor(4))  # the schedule's end: 2:4
+    assert int(to_numpy(layer.sparsity_state["kept"])) == 2
     # Group 1 drops 1 and 0.5 (threshold 1); group 2 drops 1 and 0 (threshold 1).
-    np.testing.assert_allclose(
-        to_numpy(layer.kernel)[:, 0], [2.0, 0.0, 1.0, 0.0, 0.0, 3.0, -1.0, 0.0]
-    )
+    expected = [2.0, 0.0, 1.0, 0.0, 0.0, 3.0, -1.0, 0.0]
+    np.testing.assert_allclose(to_numpy(layer.kernel)[:, 0], expected)
     assert layer.threshold is None
+    # The pattern is the step's: the weights the optimizer then moves are
+    # shrunk by the same thresholds, and a dropped weight stays out until
+    # the next update however large it grew.
+    layer.raw_kernel.assign(np.array([[3.0], [-5.0], [2.0], [0.5], [1.0], [4.0], [-2.0], [0.0]]))
+    np.testing.assert_allclose(to_numpy(layer.kernel)[:, 0], expected)
+    layer.method.update([layer], keras.ops.convert_to_tensor(5))
+    np.testing.assert_allclose(
+        to_numpy(layer.kernel)[:, 0], [1.0, -3.0, 0.0, 0.0, 0.0, 3.0, -1.0, 0.0]
+    )
+
+
+def test_str_shrinks_by_its_learned_threshold_where_it_is_the_larger():
+    method = keras_str.STR(
+        None, keras_str.PolynomialSchedule(0, 4), n_m="2:4", threshold_init=0.0
+    )  # g(s) = sigmoid(0) = 0.5
+    layer = keras_str.STRDense(1, method=method)
+    layer.build((None, 8))
+    layer.raw_kernel.assign(np.array([[3.0], [-1.0], [2.0], [0.5], [0.2], [0.9], [-0.1], [0.0]]))
+    method.update([layer], keras.ops.convert_to_tensor(4))
+    # Group 1 drops 1 and 0.5: its threshold, 1, is above g(s), so the
+    # kept shrink by 1 and s gets no gradient from them. Group 2 drops 0.1
+    # and 0: g(s) = 0.5 shrinks 0.9 to 0.4 and zeroes 0.2 (1 nonzero of 4).
+    np.testing.assert_allclose(
+        to_numpy(layer.kernel)[:, 0], [2.0, 0.0, 1.0, 0.0, 0.0, 0.4, 0.0, 0.0], atol=1e-6
+    )
+    (grad,) = gradients(lambda: keras.ops.sum(layer.kernel), [layer.sparsity_state["threshold"]])
+    # d/ds of 0.9 - sigmoid(s) at 0 is -0.25; the first group's weights add nothing.
+    np.testing.assert_allclose(to_numpy(grad), -0.25, atol=1e-6)
+
+
+def test_str_n_m_needs_a_schedule():
+    with pytest.raises(ValueError, match="needs a `schedule`"):
+        keras_str.STR(None, n_m="2:4")
+    with pytest.raises(ValueError, match="target of 0.5"):
+        keras_str.STR(0.9, keras_str.PolynomialSchedule(0, 4), n_m="2:4")
 
 
 def test_gmp_arguments_that_contradict_the_pattern_are_refused():
@@ -149,7 +187,7 @@ def test_gmp_arguments_that_contradict_the_pattern_are_refused():
         keras_str.ST3(0.9, schedule, n_m="2:4")
 
 
-@pytest.mark.parametrize("method", ["gmp", "st3_global"])
+@pytest.mark.parametrize("method", ["gmp", "st3_global", "str"])
 def test_the_pattern_is_saved_with_the_method(method):
     method = two_four(method=method)
     config = method.get_config()

@@ -51,7 +51,7 @@ def test_run_training_reaches_target_and_strips(method, target):
     assert 0.0 <= summary["test_accuracy"] <= 1.0
 
 
-@pytest.mark.parametrize("method", ["gmp_n_m", "st3_n_m"])
+@pytest.mark.parametrize("method", ["gmp_n_m", "st3_n_m", "str_n_m"])
 def test_run_training_reaches_two_four(method):
     config = TrainConfig(model="lenet_300_100", method=method, epochs=2, batch_size=64,
                          lr=0.05, gmp_frequency=5)
@@ -97,6 +97,7 @@ def test_run_training_trains_a_given_model_from_its_own_weights():
          "channel_multiple=0"),
         ({"method": "gmp_n_m", "target_sparsity": 0.5}, "pattern sets"),
         ({"method": "st3_n_m", "target_sparsity": 0.5}, "pattern sets"),
+        ({"method": "str_n_m", "target_sparsity": 0.5}, "pattern sets"),
     ],
 )
 def test_train_config_rejects_bad_values(changes, argument):

@@ -49,16 +49,20 @@ def kept_per_group(n_m, fraction):
     return m - ops.cast(ops.round(fraction * (m - n)), "int32")
 
 
-def group_thresholds(magnitude, kept, m, axis):
-    """Per entry, the largest magnitude its group drops: a soft threshold at it keeps `kept` a group.
+def largest_dropped(magnitude, mask, m, axis):
+    """Each group's largest magnitude that `mask` drops: `magnitude`'s shape, `axis` divided by `m`.
 
-    0 where the group keeps all `m`. Entries tied with it go to 0 too (a
-    group may then hold fewer than `kept`).
+    0 where the group drops nothing. A soft threshold at it keeps the
+    group's masked entries, shrunk; an entry tied with it goes to 0 too.
     """
-    dropped = magnitude * (1.0 - n_m_mask(magnitude, kept, m, axis))
-    grouped, shape = _grouped(dropped, axis, m)
-    largest = ops.max(grouped, axis=-1, keepdims=True)
-    return ops.moveaxis(ops.reshape(ops.broadcast_to(largest, ops.shape(grouped)), shape), -1, axis)
+    grouped, shape = _grouped(magnitude * (1.0 - mask), axis, m)
+    largest = ops.max(grouped, axis=-1)
+    return ops.moveaxis(largest, -1, axis)
+
+
+def per_entry(group_values, m, axis):
+    """`group_values` (one per group of `m` along `axis`) repeated for each of the group's entries."""
+    return ops.repeat(group_values, m, axis=axis)
 
 
 def check_groups(shape, axis, m, name):

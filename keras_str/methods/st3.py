@@ -9,15 +9,15 @@ from keras_str.core.arguments import check_fraction
 from keras_str.core.arguments import check_frequency
 from keras_str.core.arguments import check_quantile
 from keras_str.core.host import to_numpy
-from keras_str.core.n_m import group_thresholds
-from keras_str.core.n_m import kept_per_group
-from keras_str.core.n_m import layer_n_m_axis
 from keras_str.core.n_m import n_m_target
 from keras_str.core.n_m import parse_n_m
 from keras_str.core.schedules import get_schedule
 from keras_str.methods.base import SparsityMethod
 from keras_str.methods.base import when_due
 from keras_str.methods.base import zero_fractions_at_quantile
+from keras_str.methods.n_m_state import build_n_m_state
+from keras_str.methods.n_m_state import masked_kernel_and_group_threshold
+from keras_str.methods.n_m_state import update_n_m_state
 from keras_str.ops import soft_threshold
 
 ST3_SCOPES = ("global", "sigma")
@@ -126,19 +126,7 @@ class ST3(SparsityMethod):
 
     def build(self, layer):
         if self.n_m is not None:
-            layer_n_m_axis(layer, self.n_m[1])
-            return {
-                # Weights each group of M keeps: M (dense) down to N.
-                "kept": layer.add_weight(
-                    name="kept",
-                    shape=(),
-                    initializer=keras.initializers.Constant(self.n_m[1]),
-                    dtype="int32",
-                    trainable=False,
-                    autocast=False,
-                    aggregation="only_first_replica",
-                )
-            }
+            return build_n_m_state(layer, self.n_m[1])
         return {
             "threshold": layer.add_weight(
                 name="threshold",
@@ -159,14 +147,12 @@ class ST3(SparsityMethod):
     def effective_kernel(self, layer, kernel):
         if self.n_m is None:
             threshold = self.threshold(layer)
+            candidates = kernel
         else:
-            threshold = ops.stop_gradient(group_thresholds(
-                ops.abs(kernel),
-                ops.convert_to_tensor(layer.sparsity_state["kept"]),
-                self.n_m[1],
-                layer.kernel_spec.input_axis(layer),
-            ))
-        thresholded = soft_threshold(kernel, threshold)
+            candidates, threshold = masked_kernel_and_group_threshold(
+                layer, kernel, self.n_m[1]
+            )
+        thresholded = soft_threshold(candidates, threshold)
         if self.rescale:
             # rho = mean|W * mask| / mean|W| per output channel; the kept
             # weights are scaled by 1 / rho, so a channel keeps the mean
@@ -176,7 +162,7 @@ class ST3(SparsityMethod):
                 a for a in range(len(kernel.shape)) if a not in channel_axes
             )
             magnitude = ops.abs(kernel)
-            kept = ops.where(magnitude > threshold, magnitude, 0.0)
+            kept = ops.where(ops.abs(candidates) > threshold, magnitude, 0.0)
             kept_sum = ops.sum(kept, axis=axes, keepdims=True)
             total = ops.sum(magnitude, axis=axes, keepdims=True)
             scale = ops.where(kept_sum > 0, total / ops.maximum(kept_sum, 1e-12), 1.0)
@@ -205,13 +191,7 @@ class ST3(SparsityMethod):
 
     def update(self, layers, step):
         if self.n_m is not None:
-            kept = when_due(
-                self.due(step),
-                lambda: kept_per_group(self.n_m, self.schedule(step)),
-                ops.convert_to_tensor(layers[0].sparsity_state["kept"]),
-            )
-            for layer in layers:
-                layer.sparsity_state["kept"].assign(kept)
+            update_n_m_state(layers, self.n_m, self.schedule(step), self.due(step))
             return
         scales = [self.layer_scale(layer) for layer in layers]
 

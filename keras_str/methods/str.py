@@ -11,6 +11,8 @@ from keras_str.core.arguments import check_fraction
 from keras_str.core.arguments import check_frequency
 from keras_str.core.arguments import check_quantile
 from keras_str.core.host import to_numpy
+from keras_str.core.n_m import n_m_target
+from keras_str.core.n_m import parse_n_m
 from keras_str.core.schedules import get_schedule
 from keras_str.core.threshold_fns import get_inverse_threshold_fn
 from keras_str.core.threshold_fns import get_threshold_fn
@@ -18,6 +20,9 @@ from keras_str.core.threshold_fns import serialize_threshold_fn
 from keras_str.methods.base import SparsityMethod
 from keras_str.methods.base import when_due
 from keras_str.methods.base import zero_fractions_at_quantile
+from keras_str.methods.n_m_state import build_n_m_state
+from keras_str.methods.n_m_state import masked_kernel_and_group_threshold
+from keras_str.methods.n_m_state import update_n_m_state
 from keras_str.ops import soft_threshold
 
 THRESHOLD_GRANULARITIES = ("layer", "channel", "weight")
@@ -83,12 +88,23 @@ class STR(SparsityMethod):
             `keras_str.ST3`).
         quantile: How the target's offset (a quantile) is found each step:
             `"auto"` (default), `"exact"` or `"sample"`; see `keras_str.ST3`.
+        n_m: Optional N:M sparsity, `(2, 4)` or `"2:4"`, with a `schedule`:
+            at most N nonzero weights in every M consecutive ones along each
+            kernel's input axis (see `keras_str.GMP`). Each group keeps its
+            `M - round(schedule(step) * (M - N))` largest weights, and a kept
+            weight is shrunk by the larger of the layer's learned threshold
+            `g(s)` and the largest magnitude its group drops. No offset is
+            added to `s`: the pattern sets the target (`1 - N/M`;
+            `target_sparsity` may be `None`), and where `g(s)` rises above a
+            group's threshold it zeroes more, so the kernels reach at least
+            the target. The budget is `"weights"`.
 
     Example:
 
     >>> method = keras_str.STR(threshold_init=-5.0)
     >>> layer = keras_str.STRDense(16, method=method)
     >>> targeted = keras_str.STR(0.9, keras_str.PolynomialSchedule(0, 1000))
+    >>> two_four = keras_str.STR(None, keras_str.PolynomialSchedule(0, 1000), n_m="2:4")
     """
 
     learns_threshold = True
@@ -104,8 +120,18 @@ class STR(SparsityMethod):
         threshold_regularizer=None,
         budget="weights",
         quantile="auto",
+        n_m=None,
     ):
         super().__init__()
+        self.n_m = None if n_m is None else parse_n_m(n_m)
+        if self.n_m is not None:
+            if schedule is None or budget != "weights":
+                raise ValueError(
+                    "STR with N:M sparsity needs a `schedule` (the pattern goes "
+                    "from dense to N:M along it) and counts weights, not MACs. "
+                    f"Received: schedule={schedule!r}, budget={budget!r}, n_m={n_m!r}"
+                )
+            target_sparsity = n_m_target(self.n_m, target_sparsity)
         self.budget = check_budget(budget)
         self.quantile = check_quantile(quantile)
         if budget != "weights" and target_sparsity is None:
@@ -176,7 +202,9 @@ class STR(SparsityMethod):
                 autocast=False,
             )
         }
-        if self.scheduled:
+        if self.scheduled and self.n_m is not None:
+            state.update(build_n_m_state(layer, self.n_m[1]))
+        elif self.scheduled:
             state["threshold_offset"] = layer.add_weight(
                 name="threshold_offset",
                 shape=(),
@@ -186,6 +214,7 @@ class STR(SparsityMethod):
                 autocast=False,
                 aggregation="only_first_replica",
             )
+        if self.scheduled:
             state["threshold_value"] = layer.add_weight(
                 name="threshold_value",
                 shape=self._threshold_shape(layer),
@@ -205,7 +234,7 @@ class STR(SparsityMethod):
         """`s`, plus the scheduled offset of targeted STR."""
         state = layer.sparsity_state
         s = ops.convert_to_tensor(state["threshold"])
-        if self.scheduled:
+        if self.scheduled and self.n_m is None:
             s = s + ops.convert_to_tensor(state["threshold_offset"])
         return s
 
@@ -220,7 +249,14 @@ class STR(SparsityMethod):
         return stored + (learned - ops.stop_gradient(learned))
 
     def effective_kernel(self, layer, kernel):
-        return soft_threshold(kernel, self.threshold(layer))
+        if self.n_m is None:
+            return soft_threshold(kernel, self.threshold(layer))
+        candidates, group_threshold = masked_kernel_and_group_threshold(
+            layer, kernel, self.n_m[1]
+        )
+        # The gradient reaches `s` where its threshold is the larger one.
+        threshold = ops.maximum(ops.cast(self.threshold(layer), kernel.dtype), group_threshold)
+        return soft_threshold(candidates, threshold)
 
     def _magnitude(self, layer):
         """What the threshold is compared with, one value per kernel entry."""
@@ -229,6 +265,8 @@ class STR(SparsityMethod):
     def final_layer_sparsity(self, layers):
         if not self.scheduled:
             return None
+        if self.n_m is not None:
+            return {layer.name: self.target_sparsity for layer in layers}
         values = [to_numpy(self._critical_values(layer)) for layer in layers]
         return zero_fractions_at_quantile(
             layers, values, self.target_sparsity, self.budget
@@ -242,6 +280,16 @@ class STR(SparsityMethod):
         return inverse - ops.convert_to_tensor(layer.sparsity_state["threshold"])
 
     def update(self, layers, step):
+        if self.n_m is not None:
+            due = self.due(step)
+            update_n_m_state(layers, self.n_m, self.schedule(step), due)
+            for layer in layers:
+                value = layer.sparsity_state["threshold_value"]
+                learned = self._threshold_fn(
+                    ops.convert_to_tensor(layer.sparsity_state["threshold"])
+                )
+                value.assign(ops.cast(ops.stop_gradient(learned), value.dtype))
+            return
         # A weight w of a layer with parameter s is zero iff
         # g^-1(|w|) <= s + delta, so the delta that zeroes k weights is the
         # k-th smallest "critical value" g^-1(|w|) - s over all layers.
@@ -282,4 +330,5 @@ class STR(SparsityMethod):
             ),
             "budget": self.budget,
             "quantile": self.quantile,
+            "n_m": None if self.n_m is None else list(self.n_m),
         }

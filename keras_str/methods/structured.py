@@ -378,6 +378,8 @@ class StructuredSTR(STR):
         return self.structure == "channel"
 
     def get_config(self):
+        config = super().get_config()
+        del config["n_m"]  # groups are the structure's, never N:M
         return {
             "structure": self.structure,
             "block_size": self.block_size,
@@ -385,7 +387,7 @@ class StructuredSTR(STR):
             "scope": self.scope,
             "rescale": self.rescale,
             "max_layer_sparsity": self.max_layer_sparsity,
-            **super().get_config(),
+            **config,
         }
 
 
