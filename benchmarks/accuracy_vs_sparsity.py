@@ -43,6 +43,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from benchmarks.rows import read_json  # noqa: E402
 from examples.data import load_image_classification  # noqa: E402
 from examples.data import normalize_images  # noqa: E402
 from examples.training import TrainConfig  # noqa: E402
@@ -415,8 +416,7 @@ def main(argv):
     json_path = os.path.join(FLAGS.out_dir, "accuracy_vs_sparsity.json")
     runs = {}
     if (FLAGS.resume or FLAGS.report_only) and os.path.exists(json_path):
-        with open(json_path) as f:
-            runs = json.load(f)["runs"]
+        runs = read_json(json_path)["runs"]
     epochs = {"lenet_300_100": FLAGS.lenet_epochs, "small_cnn": FLAGS.cnn_epochs}
     meta = {
         "command": "python -m benchmarks.accuracy_vs_sparsity "

@@ -40,6 +40,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from benchmarks.rows import read_json  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "small_cnn", "Example model (a CNN).")
 flags.DEFINE_list(
@@ -162,8 +164,7 @@ def load_finished_seeds(json_path):
     """
     if not os.path.exists(json_path):
         return {}
-    with open(json_path) as f:
-        stored = json.load(f)
+    stored = read_json(json_path)
     if stored["settings"] != run_settings():
         raise ValueError(
             f"{json_path} holds results of other settings; --resume would mix "

@@ -40,6 +40,7 @@ from absl import logging  # noqa: E402
 import keras_str  # noqa: E402
 from examples.models import mlp  # noqa: E402
 from examples.models import mobilenet_v1_xnnpack  # noqa: E402
+from keras_str.core.io_utils import atomic_path  # noqa: E402
 from keras_str.core.io_utils import write_text_atomic  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -125,7 +126,7 @@ def check_verdicts(out_dir, armsim_dir, sparsity, rng):
         with contextlib.redirect_stdout(io.StringIO()):
             content = converter.convert()
         path = os.path.join(out_dir, f"verdict_{index}.tflite")
-        with open(path, "wb") as f:
+        with atomic_path(path) as tmp_path, open(tmp_path, "wb") as f:
             f.write(content)
         verdict = check_xnnpack_sparse(
             content, "float32", [layer.name for layer in model.layers]
@@ -135,8 +136,10 @@ def check_verdicts(out_dir, armsim_dir, sparsity, rng):
         keras.utils.clear_session()
     dense_path = rows[0]["path"].replace("verdict_0", "verdict_dense")
     dense = build("mobilenet", 0.0, rng)
-    with open(dense_path, "wb") as f, contextlib.redirect_stdout(io.StringIO()):
-        f.write(tf.lite.TFLiteConverter.from_keras_model(dense).convert())
+    with contextlib.redirect_stdout(io.StringIO()):
+        dense_content = tf.lite.TFLiteConverter.from_keras_model(dense).convert()
+    with atomic_path(dense_path) as tmp_path, open(tmp_path, "wb") as f:
+        f.write(dense_content)
     counts = armsim_instructions([dense_path] + [r["path"] for r in rows], armsim_dir)
     dense_count = counts[os.path.basename(dense_path)]
     lines = [

@@ -29,6 +29,7 @@ from absl import logging  # noqa: E402
 import keras_str  # noqa: E402
 from examples.data import load_image_classification  # noqa: E402
 from examples.data import normalize_images  # noqa: E402
+from keras_str.core.io_utils import save_model_atomic  # noqa: E402
 from examples.models import small_cnn  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -93,10 +94,10 @@ def main(argv):
 
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     model_path = os.path.join(FLAGS.out_dir, "sparse_model.keras")
-    model.save(model_path)
+    save_model_atomic(model, model_path)
     stripped = keras_str.strip(model)
     stripped_path = os.path.join(FLAGS.out_dir, "stripped_model.keras")
-    stripped.save(stripped_path)
+    save_model_atomic(stripped, stripped_path)
     report = keras_str.sparsity_report(model)
     report.to_json(os.path.join(FLAGS.out_dir, "sparsity_report.json"))
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)

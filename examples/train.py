@@ -33,6 +33,8 @@ from examples.training import TrainConfig  # noqa: E402
 from examples.training import run_training  # noqa: E402
 from keras_str.analysis.plots import plot_layer_sparsity  # noqa: E402
 from keras_str.analysis.plots import plot_training_history  # noqa: E402
+from keras_str.core.file_checks import check_input_file  # noqa: E402
+from keras_str.core.io_utils import save_model_atomic  # noqa: E402
 from keras_str.core.io_utils import write_text_atomic  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -117,6 +119,7 @@ flags.DEFINE_string("out_dir", "train_output", "Where the outputs are written.")
 
 def read_budget(path):
     """`{layer: sparsity}` from a report.json written by this script."""
+    check_input_file(path, "--budget_from report")
     try:
         with open(path) as f:
             layers = json.load(f)["layers"]
@@ -180,8 +183,8 @@ def main(argv):
     def out(name):
         return os.path.join(FLAGS.out_dir, name)
 
-    result.model.save(out("model.keras"))
-    result.stripped.save(out("model_stripped.keras"))
+    save_model_atomic(result.model, out("model.keras"))
+    save_model_atomic(result.stripped, out("model_stripped.keras"))
     export = keras_str.export_tflite(result.stripped, out("model.tflite"))
     result.report.to_json(out("report.json"))
     summary = result.summary()

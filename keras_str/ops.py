@@ -32,6 +32,10 @@ def soft_threshold(x, threshold):
     >>> keras_str.ops.soft_threshold(np.array([-0.3, 0.05, 0.2]), 0.1)
     array([-0.2, 0. , 0.1])
     """
+    # As tensors: numpy operands would meet the backend's tensors in numpy's
+    # operators (a NumPy 2 DeprecationWarning on PyTorch).
+    x = ops.convert_to_tensor(x)
+    threshold = ops.convert_to_tensor(threshold)
     return ops.sign(x) * ops.relu(ops.abs(x) - threshold)
 
 

@@ -7,6 +7,7 @@ import zipfile
 import keras
 
 from keras_str.analysis.health import sparse_layers
+from keras_str.core.file_checks import check_input_file
 from keras_str.training.checks import check_during_fit
 from keras_str.transforms.recipe import ARCHIVE_MEMBER
 from keras_str.transforms.recipe import Recipe
@@ -28,14 +29,13 @@ def load_model(path):
         The Keras model.
 
     Raises:
-        ValueError: naming `path` and the problem (missing, not a `.keras`
-            archive, truncated, or unreadable by Keras).
+        ValueError: naming `path` and the problem (missing, a folder,
+            unreadable, empty, not a `.keras` archive, truncated, or
+            unloadable by Keras).
     """
     import keras_str.layers  # noqa: F401  registers the STR layers
 
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"Model file {path!r} does not exist.")
+    path = check_input_file(path, "Model file")
     if not path.endswith(".keras"):
         raise ValueError(
             f"Expected a Keras 3 '.keras' file. Received: path={path!r}"

@@ -13,6 +13,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 # Import name -> pip name, for the tools' dependency check.
@@ -37,6 +39,40 @@ def require_export_extra(tool, modules=("tensorflow", "ai_edge_litert")):
             file=sys.stderr,
         )
         sys.exit(1)
+
+
+HELP_FLAGS = {"--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml"}
+
+
+def run_tool(main, module):
+    """Runs a tool's `main` under absl: `--help` lists the tool's flags, bad flags exit with status 2.
+
+    absl's `--help` prints the `__main__` module's docstring and the flags
+    of the module `sys.argv[0]` names; an installed console script is a
+    wrapper with neither, so the tool's usage and flags are handed to it
+    (`--helpfull` still lists absl's own flags too).
+    """
+    for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    main_module = sys.modules["__main__"]
+    if main_module is not module and not main_module.__doc__:
+        main_module.__doc__ = module.__doc__
+    tool = os.path.basename(sys.argv[0])
+
+    def parse(argv):
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as error:
+            message = "; ".join(str(error).splitlines())
+            print(f"{tool}: error: {message} (see {tool} --help)", file=sys.stderr)
+            sys.exit(2)
+        except SystemExit as done:
+            # absl exits with status 1 after printing the help it was asked for.
+            if done.code == 1 and set(argv[1:]) & HELP_FLAGS:
+                sys.exit(0)
+            raise
+
+    app.run(main, flags_parser=parse)
 
 
 def quiet():
@@ -84,9 +120,25 @@ def load_representative_data(spec, count=300):
 
         (x_train, _), _ = load_image_classification("fashion_mnist")
         return normalize_images(x_train[:count])
-    if not os.path.isfile(spec):
+    from keras_str.core.file_checks import check_input_file
+
+    try:
+        check_input_file(spec, "--representative_data")
+    except ValueError as error:
         raise ValueError(
-            "--representative_data must be a .npy file of model inputs or "
-            f"'fashion_mnist'. Received: {spec!r}"
+            f"{error} It takes a .npy file of model inputs or 'fashion_mnist'."
+        ) from error
+    try:
+        data = np.load(spec, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(
+            f"--representative_data {spec!r} is not a readable .npy array of model "
+            f"inputs (truncated, or another kind of file?): {error}"
+        ) from error
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "iuf" or data.ndim < 1:
+        raise ValueError(
+            f"--representative_data {spec!r} must hold one numeric array of model "
+            f"inputs, batch first. Received: {type(data).__name__}"
+            + (f" of dtype {data.dtype} and shape {data.shape}" if hasattr(data, "shape") else "")
         )
-    return np.load(spec)[:count].astype("float32")
+    return data[:count].astype("float32")

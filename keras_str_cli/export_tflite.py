@@ -1,4 +1,4 @@
-"""Exports a .keras model (STR or plain) to a sparse .tflite.
+r"""Exports a .keras model (STR or plain) to a sparse .tflite.
 
     keras-str-export --model m.keras --output m.tflite \
         [--precision float32|float16|int8|dynamic_int8] \
@@ -7,7 +7,6 @@
 
 import sys
 
-from absl import app
 from absl import flags
 
 from keras_str_cli import common
@@ -65,7 +64,7 @@ def main(argv):
 
 def run():
     """The `keras-str-export` console script."""
-    app.run(main)
+    common.run_tool(main, sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -1,13 +1,11 @@
-"""Per-tensor sparsity and encoding, op counts and the XNNPACK verdict of a .tflite.
+r"""Per-tensor sparsity and encoding, op counts and the XNNPACK verdict of a .tflite.
 
     keras-str-inspect --tflite m.tflite [--json inspect.json]
 """
 
 import dataclasses
-import os
 import sys
 
-from absl import app
 from absl import flags
 
 from keras_str_cli import common
@@ -23,16 +21,17 @@ def inspect_file(path):
     from keras_str.export.flatbuffer import inspect_tflite
     from keras_str.export.xnnpack_rules import check_xnnpack_sparse
 
-    if not os.path.isfile(path):
-        raise ValueError(f"{path!r} does not exist.")
-    with open(path, "rb") as f:
+    from keras_str.core.file_checks import check_tflite_file
+
+    with open(check_tflite_file(path), "rb") as f:
         content = f.read()
-    if len(content) < 8 or content[4:8] != b"TFL3":
-        raise ValueError(f"{path!r} is not a .tflite file (no TFL3 identifier).")
     try:
         inspection = inspect_tflite(content)
     except Exception as error:
-        raise ValueError(f"{path!r} is truncated or corrupt: {error}") from error
+        raise ValueError(
+            f"{path!r} looks like a .tflite file but cannot be read: truncated "
+            f"or corrupt ({len(content):,} bytes): {error}"
+        ) from error
     dtypes = {t.dtype for t in inspection.sparse_tensors}
     precision = "int8" if "int8" in dtypes else "float32"
     if "QUANTIZE" in inspection.op_counts:
@@ -78,7 +77,7 @@ def main(argv):
 
 def run():
     """The `keras-str-inspect` console script."""
-    app.run(main)
+    common.run_tool(main, sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """What tests need that differs between Keras backends: gradients, and which backend runs."""
 
 import keras
-import numpy as np
 import pytest
+
+from keras_str.core.host import to_numpy as host_to_numpy
 
 BACKEND = keras.backend.backend()
 
@@ -13,7 +14,8 @@ def slow_on(*backends):
 
 
 def to_numpy(value):
-    return np.asarray(keras.ops.convert_to_numpy(value))
+    # keras_str's own: no NumPy 2 `copy` DeprecationWarning per call.
+    return host_to_numpy(value)
 
 
 def gradients(loss_fn, variables):

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 import keras_str
+from tests.backend_utils import to_numpy
 
 TARGET = 0.9
 STEPS = 64
@@ -64,7 +65,7 @@ def compile_for_test(model, steps_per_execution=1, jit_compile=False):
 
 def overall_sparsity(model):
     kernels = [
-        np.asarray(keras.ops.convert_to_numpy(layer.thresholded_kernel()))
+        np.asarray(to_numpy(layer.thresholded_kernel()))
         for layer in model.layers
         if isinstance(layer, keras_str.SparseKernelLayer)
     ]
@@ -73,7 +74,7 @@ def overall_sparsity(model):
 
 def step_counters(model):
     return [
-        int(keras.ops.convert_to_numpy(layer.sparsity_step))
+        int(to_numpy(layer.sparsity_step))
         for layer in model.layers
         if hasattr(layer, "sparsity_step")
     ]

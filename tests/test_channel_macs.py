@@ -218,7 +218,7 @@ def test_a_weight_count_would_remove_far_more():
     values = [method._magnitude(layer) for layer in method.layers]
     value, _ = keras_str.SparsityMethod.select(method, values, method.layers, 0.5)
     dead = [
-        keras.ops.convert_to_numpy(ChannelMacs(method.layers).channel_values(layer, v)) <= float(value)
+        to_numpy(ChannelMacs(method.layers).channel_values(layer, v)) <= to_numpy(value)
         for layer, v in zip(method.layers, values)
     ]
     counter = ChannelMacs(method.layers)

@@ -6,6 +6,7 @@ import pytest
 
 import keras_str
 from keras_str.export.flatbuffer import inspect_tflite
+from tests.backend_utils import to_numpy
 
 pytestmark = pytest.mark.tensorflow
 
@@ -25,7 +26,7 @@ def sparse_cnn(sparsity=0.8):
     )
     for layer in model.layers:
         if isinstance(layer, keras_str.SparseKernelLayer):
-            magnitudes = np.abs(keras.ops.convert_to_numpy(layer._kernel))
+            magnitudes = np.abs(to_numpy(layer._kernel))
             threshold = np.quantile(magnitudes, sparsity)
             layer.threshold_param.assign(np.log(threshold / (1 - threshold)))
     return model
@@ -47,7 +48,7 @@ def test_float32_export_is_sparse_and_matches_keras(tmp_path):
     assert report.densify_ops == 4
     assert "DENSIFY" in report.runtime_note and "densely" in report.runtime_note
     x = inputs()
-    expected = keras.ops.convert_to_numpy(model(x))
+    expected = to_numpy(model(x))
     actual = keras_str.predict_tflite(path, x, batch_size=16)
     assert np.max(np.abs(actual - expected)) <= 1e-4
     # Stripped first: the plain model gives the same file.
@@ -65,7 +66,7 @@ def test_float16_export_matches_keras(tmp_path):
     assert report.size_bytes < float32.size_bytes
     assert {t.dtype for t in report.sparse_tensors} == {"float16"}
     x = inputs()
-    expected = keras.ops.convert_to_numpy(model(x))
+    expected = to_numpy(model(x))
     actual = keras_str.predict_tflite(path, x)
     relative = np.max(np.abs(actual - expected)) / np.max(np.abs(expected))
     assert relative <= 1e-2
@@ -108,7 +109,7 @@ def test_int8_export_loads_keeps_conv_weights_sparse_and_agrees(tmp_path):
         assert len(report.stored_dense) == 2
         assert all("FULLY_CONNECTED" in r for r in report.stored_dense.values())
     assert not report.xnnpack.eligible
-    expected = np.argmax(keras.ops.convert_to_numpy(model(x)), axis=1)
+    expected = np.argmax(to_numpy(model(x)), axis=1)
     actual = np.argmax(keras_str.predict_tflite(path, x), axis=1)
     assert np.mean(actual == expected) >= 0.9
 
@@ -125,7 +126,7 @@ def block_sparse_mlp(block, sparsity=0.9, seed=0):
         ]
     )
     for layer in model.layers:
-        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        kernel = to_numpy(layer.kernel)
         mask = rng.random((kernel.shape[0] // block, kernel.shape[1])) < sparsity
         kernel[np.repeat(mask, block, axis=0)] = 0.0
         layer.kernel.assign(kernel)
@@ -141,7 +142,7 @@ def test_block_sparse_fully_connected_stays_sparse_at_run_time(tmp_path):
     assert "stay sparse at run time" in f32.runtime_note
     np.testing.assert_allclose(
         keras_str.predict_tflite(tmp_path / "f32.tflite", x),
-        keras.ops.convert_to_numpy(model(x)),
+        to_numpy(model(x)),
         atol=1e-4,
     )
     int8 = keras_str.export_tflite(
@@ -160,7 +161,7 @@ def test_dynamic_int8_is_never_wrong(tmp_path):
     model = block_sparse_mlp(16)
     path = tmp_path / "dyn.tflite"
     report = keras_str.export_tflite(model, path, precision="dynamic_int8")
-    expected = keras.ops.convert_to_numpy(model(x))
+    expected = to_numpy(model(x))
     actual = keras_str.predict_tflite(path, x)
     assert np.max(np.abs(actual - expected)) < 0.05 * np.max(np.abs(expected))
     if report.stored_dense:
@@ -291,4 +292,4 @@ def test_channels_removed_by_strip_are_named_per_layer(tmp_path):
     assert removed, report.layer_runtime
     np.testing.assert_allclose(
         keras_str.predict_tflite(tmp_path / "shrunk.tflite", x),
-        keras.ops.convert_to_numpy(sparse(x)), atol=1e-4)
+        to_numpy(sparse(x)), atol=1e-4)

@@ -9,6 +9,7 @@ import pytest
 import keras_str
 from keras_str.core.layer_walk import iter_layers
 from keras_str.transforms.strip import as_float32
+from tests.backend_utils import to_numpy
 
 VOCABULARY = 50
 
@@ -45,14 +46,14 @@ def test_int8_embedding_model_calibrates_on_integer_token_ids(tmp_path):
     keras_str.export_tflite(model, path, precision="int8", representative_data=ids)
     (detail,) = interpreter_inputs(path)
     assert np.dtype(detail["dtype"]) == np.int32
-    expected = keras.ops.convert_to_numpy(model(ids))
+    expected = to_numpy(model(ids))
     actual = keras_str.predict_tflite(path, ids)
     assert actual.shape == expected.shape
     # Within the calibrated ranges: a few int8 steps.
     scale = np.max(np.abs(expected))
     assert np.max(np.abs(actual - expected)) <= 0.05 * scale
     unseen = token_ids(256, seed=1)
-    expected = keras.ops.convert_to_numpy(model(unseen))
+    expected = to_numpy(model(unseen))
     actual = keras_str.predict_tflite(path, unseen)
     assert np.mean(actual.argmax(1) == expected.argmax(1)) >= 0.9
 
@@ -74,7 +75,7 @@ def test_float32_export_checks_integer_inputs_with_valid_ids(tmp_path):
     ids = token_ids(40, seed=1)
     np.testing.assert_allclose(
         keras_str.predict_tflite(path, ids),
-        keras.ops.convert_to_numpy(model(ids)),
+        to_numpy(model(ids)),
         atol=1e-4,
     )
 
@@ -104,7 +105,7 @@ def test_several_inputs_and_outputs_are_matched_by_name(tmp_path):
         "features": rng.normal(size=(64, 3)).astype("float32"),
         "tokens": token_ids(64),
     }
-    expected = [keras.ops.convert_to_numpy(y) for y in model(data)]
+    expected = [to_numpy(y) for y in model(data)]
     import tensorflow as tf
 
     for name, precision, representative_data in [
@@ -176,7 +177,7 @@ def test_mixed_float16_model_exports_at_every_precision(tmp_path):
         x = np.random.default_rng(0).uniform(size=(64, 12, 12, 1)).astype("float32")
         model.compile(optimizer="sgd", loss="mse")
         model.fit(x, np.zeros((64, 4)), epochs=1, verbose=0)
-        expected = keras.ops.convert_to_numpy(model(x))
+        expected = to_numpy(model(x))
         for precision, tolerance in [
             ("float32", 1e-2),
             ("float16", 1e-2),
@@ -214,8 +215,8 @@ def test_as_float32_rebuilds_half_precision_layers_only():
     assert set(policies.values()) == {"float32"}, policies
     x = np.random.default_rng(0).normal(size=(4, 5, 3)).astype("float32")
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(rebuilt(x)),
-        keras.ops.convert_to_numpy(model(x)),
+        to_numpy(rebuilt(x)),
+        to_numpy(model(x)),
         atol=2e-2,
     )
     assert as_float32(rebuilt) is rebuilt
@@ -283,7 +284,7 @@ def test_lstm_classifier_exports_unrolled(tmp_path, precision):
         model, path, precision=precision, representative_data=x
     )
     assert "WHILE" not in report.op_counts
-    expected = keras.ops.convert_to_numpy(model(x))
+    expected = to_numpy(model(x))
     actual = keras_str.predict_tflite(path, x)
     tolerance = 1e-4 if precision == "float32" else 0.05
     assert np.max(np.abs(actual - expected)) <= tolerance * max(

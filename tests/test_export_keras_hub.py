@@ -13,6 +13,7 @@ keras_hub = pytest.importorskip("keras_hub")
 from tests.test_keras_hub import VOCABULARY  # noqa: E402
 from tests.test_keras_hub import small_bert  # noqa: E402
 from tests.test_keras_hub import small_gpt2  # noqa: E402
+from tests.backend_utils import to_numpy
 
 pytestmark = pytest.mark.tensorflow
 
@@ -43,7 +44,7 @@ def max_litert_difference(path, model, x):
         outputs = runner(**{name: value[i : i + 1] for name, value in x.items()})
         assert sorted(outputs) == sorted(expected)
         for name, value in expected.items():
-            reference = keras.ops.convert_to_numpy(value)[i : i + 1]
+            reference = to_numpy(value)[i : i + 1]
             worst = max(worst, float(np.max(np.abs(outputs[name] - reference))))
     return worst
 
@@ -141,7 +142,7 @@ def test_token_ids_stay_integer_in_every_precision(precision, tmp_path):
     )
     details = Interpreter(model_path=str(path)).get_signature_runner().get_input_details()
     assert {d["dtype"].__name__ for d in details.values()} == {"int32"}
-    scale = float(np.max(np.abs(keras.ops.convert_to_numpy(model(token_inputs(model))))))
+    scale = float(np.max(np.abs(to_numpy(model(token_inputs(model))))))
     tolerance = 1e-2 if precision == "float16" else 0.25
     assert max_litert_difference(path, model, token_inputs(model)) <= tolerance * scale
 
@@ -190,7 +191,7 @@ def test_a_tied_causal_lm_exports_sparse_with_its_table_stored_once(precision, t
         assert re.search(r"outputs were (nan|[0-9.e+-]+) away from the non-sparse file", reason)
         assert len(report.sparse_tensors) == 12
         assert report.size_bytes < 0.7 * report.dense_size_bytes
-    scale = float(np.max(np.abs(keras.ops.convert_to_numpy(model(token_inputs(model.backbone))))))
+    scale = float(np.max(np.abs(to_numpy(model(token_inputs(model.backbone))))))
     tolerance = 1e-4 if precision == "float32" else 1e-2 * scale
     assert max_litert_difference(
         tmp_path / "model.tflite", model, token_inputs(model.backbone)) <= tolerance
@@ -211,7 +212,7 @@ def test_functional_encoder_of_unknown_length_exports_at_the_given_length(tmp_pa
     path = tmp_path / "model.tflite"
     report = keras_str.export_tflite(model, path, sequence_length=12)
     assert report.sparse_tensors
-    expected = keras.ops.convert_to_numpy(model(x))
+    expected = to_numpy(model(x))
     np.testing.assert_allclose(keras_str.predict_tflite(str(path), x), expected, atol=1e-4)
 
 

@@ -209,6 +209,7 @@ def run_script(code, env_overrides, timeout=600):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # two fresh TensorFlow processes: 30 s
 @pytest.mark.tensorflow
 def test_mirrored_strategy_on_two_devices_matches_one_device():
     result = run_script(
@@ -252,6 +253,7 @@ def test_mirrored_strategy_on_two_devices_matches_one_device():
         assert runs["mirrored"]["loss"] == pytest.approx(runs["one"]["loss"], rel=1e-2), key
 
 
+@pytest.mark.slow  # two fresh JAX processes: 17 s
 @pytest.mark.skipif(BACKEND != "jax", reason="runs in the JAX pass of the suite")
 def test_jax_data_parallel_on_two_host_devices():
     result = run_script(

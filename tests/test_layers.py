@@ -11,6 +11,7 @@ from keras_str.core.kernel_specs import raw_kernel_variable
 from tests import numpy_reference
 from tests.backend_utils import BACKEND
 from tests.backend_utils import gradients
+from tests.backend_utils import to_numpy
 
 # (name, STR class, Keras parent, init kwargs, input shape, output shape)
 LAYERS = [
@@ -158,8 +159,8 @@ def thresholded_layers(cls, kwargs, input_shape, granularity):
             threshold_fn=threshold_fn,
         )
         randomize(layer, s)
-        w = keras.ops.convert_to_numpy(layer._kernel)
-        s_value = keras.ops.convert_to_numpy(layer.threshold_param)
+        w = to_numpy(layer._kernel)
+        s_value = to_numpy(layer.threshold_param)
         g, _ = numpy_reference.THRESHOLD_FNS[threshold_fn]
         yield layer, threshold_fn, w, s_value, numpy_reference.soft_threshold(w, g(s_value))
 
@@ -244,7 +245,7 @@ class STRLayerTest(testing.TestCase):
             sparsity = np.mean(expected_kernel == 0)
             self.assertGreater(sparsity, 0.1)
             self.assertEqual(
-                np.mean(keras.ops.convert_to_numpy(layer.kernel) == 0),
+                np.mean(to_numpy(layer.kernel) == 0),
                 sparsity,
             )
             x = np.random.default_rng(1).normal(size=input_shape)
@@ -307,7 +308,7 @@ class STRLayerTest(testing.TestCase):
             keras.backend.standardize_dtype(layer.thresholded_kernel().dtype),
             "float32",
         )
-        self.assertFalse(np.any(np.isnan(keras.ops.convert_to_numpy(y))))
+        self.assertFalse(np.any(np.isnan(to_numpy(y))))
 
     def test_mixed_precision_threshold_resolution(self):
         # |W| - g(s) = 2e-5 in float32; float16 would round W and g(s) to
@@ -320,9 +321,9 @@ class STRLayerTest(testing.TestCase):
             threshold_init=float(np.log(threshold / (1 - threshold))),
         )
         layer.build((1, 1))
-        g = float(keras.ops.convert_to_numpy(layer.threshold))
+        g = float(to_numpy(layer.threshold))
         layer._kernel.assign([[g + 2e-5]])
-        y = float(keras.ops.convert_to_numpy(layer(np.ones((1, 1)))).item())
+        y = float(to_numpy(layer(np.ones((1, 1)))).item())
         self.assertAllClose(y, 2e-5, rtol=0.02)
 
     def test_conv_channels_first(self):
@@ -416,14 +417,14 @@ def small_model():
 def test_saved_weights_are_raw_kernel_and_threshold(tmp_path):
     model = small_model()
     layer = model.layers[0]
-    raw = keras.ops.convert_to_numpy(layer._kernel).copy()
+    raw = to_numpy(layer._kernel).copy()
     path = tmp_path / "model.weights.h5"
     model.save_weights(path)
     layer._kernel.assign(np.zeros_like(raw))
     layer.threshold_param.assign(5.0)
     model.load_weights(path)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer._kernel), raw)
-    assert float(keras.ops.convert_to_numpy(layer.threshold_param)) == -2.0
+    np.testing.assert_array_equal(to_numpy(layer._kernel), raw)
+    assert float(to_numpy(layer.threshold_param)) == -2.0
 
 
 # torch.compile costs ~40 s a model here (test_methods covers it on torch,
@@ -444,10 +445,10 @@ def test_trains_without_nan(jit_compile):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 8, 8, 2)).astype("float32")
     y = rng.integers(0, 3, size=(64,))
-    before = [keras.ops.convert_to_numpy(v).copy() for v in model.trainable_weights]
+    before = [to_numpy(v).copy() for v in model.trainable_weights]
     history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
-    after = [keras.ops.convert_to_numpy(v) for v in model.trainable_weights]
+    after = [to_numpy(v) for v in model.trainable_weights]
     thresholds = [v for v in model.trainable_weights if v.name == "threshold"]
     assert len(thresholds) == 3
     for b, a, v in zip(before, after, model.trainable_weights):
@@ -475,7 +476,7 @@ def test_trains_under_mixed_float16_policy():
         if isinstance(layer, keras_str.SparseKernelLayer):
             assert layer.compute_dtype == "float16"
             assert layer.threshold_param.dtype == "float32"
-            s = keras.ops.convert_to_numpy(layer.threshold_param)
+            s = to_numpy(layer.threshold_param)
             assert np.all(np.isfinite(s))
 
 

@@ -33,7 +33,7 @@ def toy_data(n=256, input_dim=10, num_classes=3, seed=0):
 
 def kernels(model):
     return {
-        layer.name: keras.ops.convert_to_numpy(layer.thresholded_kernel())
+        layer.name: to_numpy(layer.thresholded_kernel())
         for layer in model.layers
         if isinstance(layer, keras_str.SparseKernelLayer)
     }
@@ -144,9 +144,9 @@ def test_st3_forward_is_soft_threshold_and_gradient_is_straight_through():
     layer.threshold_param.assign(0.2)
     expected = np.sign(kernel) * np.maximum(np.abs(kernel) - 0.2, 0)
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(layer.thresholded_kernel()), expected, atol=1e-7
+        to_numpy(layer.thresholded_kernel()), expected, atol=1e-7
     )
-    assert np.sum(keras.ops.convert_to_numpy(layer.thresholded_kernel()) == 0) == 2
+    assert np.sum(to_numpy(layer.thresholded_kernel()) == 0) == 2
 
     x = np.array([[1.0, 2.0]], dtype="float32")
     (gradient,) = gradients(lambda: keras.ops.sum(layer(x)), [layer._kernel])
@@ -161,7 +161,7 @@ def test_st3_rescale_divides_by_kept_share_of_channel_magnitude():
     kernel = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
     layer._kernel.assign(kernel)
     layer.threshold_param.assign(0.3)
-    effective = keras.ops.convert_to_numpy(layer.thresholded_kernel())
+    effective = to_numpy(layer.thresholded_kernel())
     mask = np.abs(kernel) > 0.3
     rho = (np.abs(kernel) * mask).sum(axis=0) / np.abs(kernel).sum(axis=0)
     soft = np.sign(kernel) * np.maximum(np.abs(kernel) - 0.3, 0)
@@ -169,7 +169,7 @@ def test_st3_rescale_divides_by_kept_share_of_channel_magnitude():
     assert np.array_equal(effective == 0, ~mask)
     # A channel whose weights are all pruned stays zero (no division by 0).
     layer.threshold_param.assign(10.0)
-    assert np.all(keras.ops.convert_to_numpy(layer.thresholded_kernel()) == 0)
+    assert np.all(to_numpy(layer.thresholded_kernel()) == 0)
 
 
 def test_gmp_mask_zeroes_smallest_weights_per_layer():
@@ -335,7 +335,7 @@ def test_state_is_saved_and_training_resumes(method, tmp_path):
     x, _ = toy_data(8)
     restored = keras_str.load_model(path)
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(restored(x)), keras.ops.convert_to_numpy(model(x))
+        to_numpy(restored(x)), to_numpy(model(x))
     )
     for a, b in zip(model.layers, restored.layers):
         assert type(a.method) is type(b.method)
@@ -358,8 +358,8 @@ def test_strip_bakes_in_scheduled_methods():
     assert "method" not in plain.layers[0].get_config()
     x, _ = toy_data(16)
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(plain(x)),
-        keras.ops.convert_to_numpy(model(x)),
+        to_numpy(plain(x)),
+        to_numpy(model(x)),
         atol=1e-6,
     )
     assert keras_str.sparsity_report(plain).totals["sparsity"] == pytest.approx(
@@ -424,7 +424,7 @@ def test_method_models_reload_in_a_fresh_process(tmp_path):
     model.save(path)
     x, _ = toy_data(4)
     np.save(tmp_path / "x.npy", x)
-    expected = keras.ops.convert_to_numpy(model(x))
+    expected = to_numpy(model(x))
     layers_model = keras.Sequential([
         keras.Input((8, 8, 2)),
         keras_str.STRConv2D(4, 3, activation="relu", threshold_init=-2.0),
@@ -436,7 +436,7 @@ def test_method_models_reload_in_a_fresh_process(tmp_path):
     layers_model.save(layers_path)
     images = np.random.default_rng(0).normal(size=(4, 8, 8, 2)).astype("float32")
     np.save(tmp_path / "images.npy", images)
-    layers_expected = keras.ops.convert_to_numpy(layers_model(images))
+    layers_expected = to_numpy(layers_model(images))
     code = (
         "import json, sys, numpy as np, keras, keras_str\n"
         f"m = keras_str.load_model({path!r})\n"
@@ -459,7 +459,7 @@ def test_method_models_reload_in_a_fresh_process(tmp_path):
     assert result["layer_types"] == ["STRConv2D", "STRDepthwiseConv2D", "Flatten", "STRDense"]
     np.testing.assert_allclose(result["layers_out"], layers_expected, atol=1e-6)
     saved_thresholds = [
-        keras.ops.convert_to_numpy(l.threshold_param).tolist()
+        to_numpy(l.threshold_param).tolist()
         for l in layers_model.layers if hasattr(l, "threshold_param")
     ]
     for got, want in zip(result["thresholds"], saved_thresholds, strict=True):
@@ -518,8 +518,8 @@ def test_threshold_quantile_is_exact_or_sampled_as_asked(quantile):
     method = keras_str.ST3(0.9, keras_str.ConstantSchedule(), quantile=quantile)
     sparse = keras_str.sparsify(model, method=method)
     sparse(np.zeros((1, 784), "float32"), training=True)  # one in-step update
-    kernels = [np.abs(keras.ops.convert_to_numpy(l.raw_kernel)) for l in sparse.layers]
-    threshold = float(keras.ops.convert_to_numpy(sparse.layers[0].threshold))
+    kernels = [np.abs(to_numpy(l.raw_kernel)) for l in sparse.layers]
+    threshold = float(to_numpy(sparse.layers[0].threshold))
     zeros = sum(int(np.sum(k <= threshold)) for k in kernels)
     total = sum(k.size for k in kernels)
     assert total > selection.SAMPLE_ABOVE

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import keras_str
+from tests.backend_utils import to_numpy
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ def test_sparse_layers_save_their_variables_by_name():
     twin.load_own_variables(dict(reversed(list(store.items()))))
     for a, b in zip(layer.variables, twin.variables):
         np.testing.assert_array_equal(
-            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+            to_numpy(a), to_numpy(b))
 
 
 def test_files_without_step_counters_load():
@@ -90,8 +91,8 @@ def test_files_without_step_counters_load():
     twin.build((None, 4))
     twin.load_own_variables(store)
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(twin.raw_kernel), keras.ops.convert_to_numpy(layer.raw_kernel))
-    assert int(keras.ops.convert_to_numpy(twin.finite_steps)) == 0
+        to_numpy(twin.raw_kernel), to_numpy(layer.raw_kernel))
+    assert int(to_numpy(twin.finite_steps)) == 0
 
 
 def test_schedules_saved_under_their_old_module_still_load():

@@ -14,6 +14,7 @@ from keras_str.export.sparsifier import retie
 from keras_str.export.sparsifier import sparsify
 from keras_str.export.sparsifier import untie
 from tests.test_export import sparse_cnn
+from tests.backend_utils import to_numpy
 
 pytestmark = pytest.mark.tensorflow
 
@@ -25,7 +26,7 @@ def zero_out(model, names, zeros, seed):
     rng = np.random.default_rng(seed)
     for name in names:
         variable = model.get_layer(name).weights[0]
-        values = keras.ops.convert_to_numpy(variable)
+        values = to_numpy(variable)
         values[rng.random(values.shape) < zeros] = 0.0
         variable.assign(values)
     return model
@@ -128,7 +129,7 @@ def test_export_stores_a_tied_embedding_sparse_with_parity(tmp_path):
     assert sorted(table.consumer.split(",")) == ["FULLY_CONNECTED", "GATHER"]
     assert report.size_bytes < 0.8 * report.dense_size_bytes
     x = token_ids()
-    expected = keras.ops.convert_to_numpy(model(x))
+    expected = to_numpy(model(x))
     np.testing.assert_allclose(keras_str.predict_tflite(path, x), expected, atol=1e-5)
 
 
@@ -175,7 +176,7 @@ def test_export_stores_an_untied_embedding_sparse_with_parity(tmp_path):
     [table] = [t for t in report.sparse_tensors if t.shape == [VOCABULARY, WIDTH]]
     assert table.densified and table.consumer == "GATHER"
     x = token_ids()
-    expected = keras.ops.convert_to_numpy(model(x))
+    expected = to_numpy(model(x))
     np.testing.assert_allclose(keras_str.predict_tflite(path, x), expected, atol=1e-5)
 
 

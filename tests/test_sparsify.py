@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import keras_str
+from tests.backend_utils import to_numpy
 from examples.models import small_cnn
 
 
@@ -17,7 +18,7 @@ def functional_model():
 
 
 def outputs(model, x):
-    return keras.ops.convert_to_numpy(model(x))
+    return to_numpy(model(x))
 
 
 @pytest.mark.parametrize("build", [small_cnn, functional_model])
@@ -135,7 +136,7 @@ def test_functional_graph_with_keras_ops_calls_is_sparsified():
     assert [type(l).__name__ for l in sparse.layers[1:]] == ["STRDense", "STRDense"]
     x = np.random.default_rng(0).normal(size=(4, 8)).astype("float32")
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(sparse(x)), keras.ops.convert_to_numpy(dense(x)),
+        to_numpy(sparse(x)), to_numpy(dense(x)),
         atol=1e-6)
 
 

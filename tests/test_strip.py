@@ -10,6 +10,7 @@ import pytest
 import keras_str
 from examples.models import small_cnn
 from tests.backend_utils import slow_on
+from tests.backend_utils import to_numpy
 
 
 def trained_like_sparse_model():
@@ -43,8 +44,8 @@ def test_strip_gives_plain_layers_with_exact_zeros_and_same_predictions():
     plain = keras_str.strip(model)
     x = np.random.default_rng(1).normal(size=(8, 10, 10, 3)).astype("float32")
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(plain(x)),
-        keras.ops.convert_to_numpy(model(x)),
+        to_numpy(plain(x)),
+        to_numpy(model(x)),
         atol=1e-5,
     )
     str_layers = [l for l in model.layers if isinstance(l, keras_str.SparseKernelLayer)]
@@ -58,8 +59,8 @@ def test_strip_gives_plain_layers_with_exact_zeros_and_same_predictions():
             keras.layers.DepthwiseConv2D,
         )
         assert isinstance(layer, type(twin))
-        expected = keras.ops.convert_to_numpy(layer.thresholded_kernel())
-        actual = keras.ops.convert_to_numpy(
+        expected = to_numpy(layer.thresholded_kernel())
+        actual = to_numpy(
             twin._kernel if hasattr(twin, "_kernel") else twin.kernel
         )
         np.testing.assert_array_equal(actual, expected)
@@ -75,14 +76,14 @@ def test_strip_gives_plain_layers_with_exact_zeros_and_same_predictions():
 
 def test_strip_leaves_model_unchanged_and_copies_other_weights():
     model = trained_like_sparse_model()
-    before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
+    before = [to_numpy(w).copy() for w in model.weights]
     plain = keras_str.strip(model)
-    after = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    after = [to_numpy(w) for w in model.weights]
     for b, a in zip(before, after):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(plain.layers[4].moving_variance),
-        keras.ops.convert_to_numpy(model.layers[4].moving_variance),
+        to_numpy(plain.layers[4].moving_variance),
+        to_numpy(model.layers[4].moving_variance),
     )
 
 
@@ -91,7 +92,7 @@ def test_plain_model_without_str_layers_strips_to_a_copy():
     plain = keras_str.strip(dense)
     x = np.ones((1, 28, 28, 1), "float32")
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(plain(x)), keras.ops.convert_to_numpy(dense(x))
+        to_numpy(plain(x)), to_numpy(dense(x))
     )
 
 
@@ -105,7 +106,7 @@ def test_stripped_model_loads_without_keras_str(tmp_path):
     plain.save(path)
     x = np.random.default_rng(2).normal(size=(2, 10, 10, 3)).astype("float32")
     np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "y.npy", keras.ops.convert_to_numpy(model(x)))
+    np.save(tmp_path / "y.npy", to_numpy(model(x)))
     script = textwrap.dedent(
         f"""
         import sys

@@ -135,3 +135,35 @@ def test_time_tflite_validates_arguments(tmp_path):
     assert timing["runs"] == 3 and timing["median_ms"] > 0
     with pytest.raises(ValueError, match="runs=0"):
         keras_str.time_tflite(path, runs=0)
+
+
+@pytest.mark.tensorflow  # no backend involved: run once
+@pytest.mark.parametrize("name", sorted(TOOLS))
+def test_help_lists_the_tool_s_own_flags_and_usage(name):
+    result = run_tool(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"{TOOLS[name]} --" in result.stdout  # the usage example
+    assert "--json: Also write" in result.stdout
+    assert "--helpfull" in result.stdout and "logtostderr" not in result.stdout
+    assert "--[no]logtostderr" in run_tool(name, "--helpfull").stdout
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("args, message", [
+    (["--modle", "m.keras"], "Unknown command line flag 'modle'"),
+    ([], "Flag --model must have a value"),
+])
+def test_a_wrong_or_missing_flag_is_one_line_and_status_2(args, message):
+    result = run_tool("export_tflite", *args, *(["--output", "x.tflite"] if args else []))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("keras-str-export: error:") and message in line
+
+
+def test_a_speed_up_inside_the_timer_spread_is_no_difference():
+    from keras_str_cli.benchmark_tflite import speedup_text
+
+    noise = {"speedup": 0.67, "speedup_low": 0.4, "speedup_high": 1.3, "measurable": False}
+    assert speedup_text(noise) == "no measurable difference (0.67x, spread 0.40-1.30x)"
+    real = {"speedup": 2.0, "speedup_low": 1.7, "speedup_high": 2.4, "measurable": True}
+    assert speedup_text(real) == "2.00x (1.70-2.40x)"

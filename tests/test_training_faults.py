@@ -8,6 +8,7 @@ import pytest
 
 import keras_str
 from keras_str.analysis.health import NEVER_TRAINED
+from tests.backend_utils import to_numpy
 
 
 def mlp(name="mlp"):
@@ -68,7 +69,7 @@ def test_sparsify_refuses_a_model_built_from_sparse_layers():
 def test_sparsify_refuses_non_finite_weights_naming_layer_and_weight(layer, weight, value, counts):
     model = mlp()
     variable = model.get_layer(layer).weights[weight]
-    values = keras.ops.convert_to_numpy(variable).copy()
+    values = to_numpy(variable).copy()
     values.flat[0] = value
     variable.assign(values)
     with pytest.raises(ValueError, match=f"Layer '{layer}' holds non-finite values in its weight '{variable.name}' \\({counts}"):
@@ -130,7 +131,7 @@ def test_a_nan_threshold_is_named():
 def test_an_inf_weight_before_training_is_named():
     model = compiled(keras_str.sparsify(mlp(), method=keras_str.ST3(0.5, keras_str.PolynomialSchedule(0, 8))))
     layer = model.get_layer("logits")
-    kernel = keras.ops.convert_to_numpy(layer.raw_kernel).copy()
+    kernel = to_numpy(layer.raw_kernel).copy()
     kernel[0, 0] = np.inf
     layer.raw_kernel.assign(kernel)
     _, caught = fit_recording(model, X, epochs=2)
@@ -159,8 +160,8 @@ def test_finite_training_says_nothing():
     assert messages(caught, Warning) == []
     assert keras_str.sparsity_report(model).warnings == []
     hidden = model.get_layer("hidden")
-    assert int(keras.ops.convert_to_numpy(hidden.finite_steps)) == 16
-    assert int(keras.ops.convert_to_numpy(hidden.sparsity_step)) == 16
+    assert int(to_numpy(hidden.finite_steps)) == 16
+    assert int(to_numpy(hidden.sparsity_step)) == 16
 
 
 def test_checks_run_once_when_passed_explicitly():

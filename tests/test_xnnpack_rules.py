@@ -5,6 +5,7 @@ import pytest
 from keras_str.export.conversion import convert
 from keras_str.export.sparse_encoding import sparsified
 from keras_str.export.xnnpack_rules import check_xnnpack_sparse
+from tests.backend_utils import to_numpy
 
 pytestmark = pytest.mark.tensorflow
 
@@ -44,7 +45,7 @@ def zero_pointwise(model, fraction, seed=0):
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if layer.name.startswith("pw"):
-            kernel = keras.ops.convert_to_numpy(layer.kernel)
+            kernel = to_numpy(layer.kernel)
             kernel[rng.random(kernel.shape) < fraction] = 0.0
             layer.kernel.assign(kernel)
     return model
@@ -104,7 +105,7 @@ def conv_head_model(classes, sparse_head):
     zero_pointwise(model, 0.9)
     if sparse_head:
         head = model.get_layer("conv_head")
-        kernel = keras.ops.convert_to_numpy(head.kernel)
+        kernel = to_numpy(head.kernel)
         kernel[np.random.default_rng(1).random(kernel.shape) < 0.9] = 0.0
         head.kernel.assign(kernel)
     return model

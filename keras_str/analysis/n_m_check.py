@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 
+from keras_str.core.arguments import check_number
 from keras_str.core.host import to_numpy
 from keras_str.core.kernel_specs import spec_for_layer
 from keras_str.core.layer_walk import iter_layers
@@ -107,7 +108,8 @@ def check_n_m(model_or_kernel, n_m="2:4", axis=-2):
     n, m = parse_n_m(n_m)
     if not hasattr(model_or_kernel, "layers") and not hasattr(model_or_kernel, "_layers"):
         kernel = to_numpy(model_or_kernel)
-        if kernel.ndim < 2 or kernel.shape[axis] % m:
+        axis = check_number("axis", axis, integer=True)
+        if kernel.ndim < 2 or not -kernel.ndim <= axis < kernel.ndim or kernel.shape[axis] % m:
             raise ValueError(
                 f"Expected a kernel whose axis {axis} is a multiple of M={m}. "
                 f"Received: a kernel of shape {kernel.shape}, axis={axis}"

@@ -22,5 +22,7 @@ def to_numpy(value):
         value = value.detach().cpu()
         # NumPy has no bfloat16 of its own: Keras's conversion handles it.
         if str(value.dtype) != "torch.bfloat16":
-            return value.numpy()
+            # A copy: `.numpy()` shares the CPU tensor's memory, and a
+            # variable's tensor is updated in place by the next train step.
+            return value.numpy().copy()
     return np.asarray(keras.ops.convert_to_numpy(value))

@@ -38,6 +38,12 @@ def atomic_path(path):
         raise
 
 
+def save_model_atomic(model, path):
+    """`model.save(path)` through a temporary file: a stopped save leaves no half-written `.keras`."""
+    with atomic_path(path) as tmp_path:
+        model.save(tmp_path)
+
+
 def write_text_atomic(path, text):
     with atomic_path(path) as tmp_path:
         with open(tmp_path, "w") as f:

@@ -8,6 +8,8 @@ channels), as tfmot's `sparsity_m_by_n` and the tensor cores define them.
 import numpy as np
 from keras import ops
 
+from keras_str.core.arguments import check_fraction
+
 
 def parse_n_m(n_m, argument="n_m"):
     """`(n, m)` from `(2, 4)`, `[2, 4]` or `"2:4"`; a `ValueError` naming the argument otherwise."""
@@ -34,6 +36,7 @@ def n_m_target(n_m, target_sparsity):
     """The share of zeros N:M sets (`1 - N/M`), after checking `target_sparsity` is `None` or it."""
     n, m = n_m
     implied = 1.0 - n / m
+    target_sparsity = check_fraction("target_sparsity", target_sparsity, allow_none=True)
     if target_sparsity is not None and abs(target_sparsity - implied) > 1e-9:
         raise ValueError(
             f"N:M sparsity {n}:{m} means a target of {implied:g}. Pass "

@@ -1,22 +1,10 @@
 """Sparsity schedules: how far along its final sparsity a method is at a step."""
 
-import math
-
 import keras
 import numpy as np
 from keras import ops
 
-
-def _check_step(name, value, minimum=0):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < minimum
-    ):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected an integer >= "
-            f"{minimum}. Received: {name}={value!r}"
-        )
+from keras_str.core.arguments import check_number
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
@@ -46,32 +34,19 @@ class PolynomialSchedule:
     """
 
     def __init__(self, begin_step, end_step, power=3):
-        _check_step("begin_step", begin_step)
-        _check_step("end_step", end_step, minimum=begin_step + 1)
-        if (
-            isinstance(power, bool)
-            or not isinstance(power, (int, float))
-            or not math.isfinite(power)
-            or power <= 0
-        ):
-            raise ValueError(
-                "Invalid value for argument `power`. Expected a positive "
-                f"number. Received: power={power!r}"
-            )
-        self.begin_step = begin_step
-        self.end_step = end_step
-        self.power = power
+        self.begin_step = check_number("begin_step", begin_step, integer=True, minimum=0)
+        self.end_step = check_number(
+            "end_step", end_step, integer=True, minimum=self.begin_step + 1
+        )
+        power = check_number("power", power, minimum=0, above_minimum=True)
+        self.power = int(power) if power.is_integer() else power
 
     @classmethod
     def from_epochs(cls, steps_per_epoch, begin_epoch, end_epoch, power=3):
         """The same schedule with its ends given in (fractional) epochs."""
-        _check_step("steps_per_epoch", steps_per_epoch, minimum=1)
-        for name, value in (("begin_epoch", begin_epoch), ("end_epoch", end_epoch)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(
-                    f"Invalid value for argument `{name}`. Expected a "
-                    f"non-negative number. Received: {name}={value!r}"
-                )
+        steps_per_epoch = check_number("steps_per_epoch", steps_per_epoch, integer=True, minimum=1)
+        begin_epoch = check_number("begin_epoch", begin_epoch, minimum=0)
+        end_epoch = check_number("end_epoch", end_epoch, minimum=0)
         begin = int(round(begin_epoch * steps_per_epoch))
         end = max(int(round(end_epoch * steps_per_epoch)), begin + 1)
         return cls(begin, end, power=power)
@@ -125,8 +100,7 @@ class ConstantSchedule:
     """
 
     def __init__(self, begin_step=0):
-        _check_step("begin_step", begin_step)
-        self.begin_step = begin_step
+        self.begin_step = check_number("begin_step", begin_step, integer=True, minimum=0)
 
     @property
     def end_step(self):

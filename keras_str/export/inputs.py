@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_str.core.arguments import check_number
 from keras_str.core.layer_walk import iter_layers
 from keras_str.transforms.cloning import has_layer_graph
 from keras_str.transforms.cloning import is_clonable
@@ -44,15 +45,9 @@ def input_specs(model, sequence_length=None):
     An unknown sequence axis (axis 1) takes `sequence_length`; other
     unknown dimensions stay `None` (`check_fixed` refuses them).
     """
-    if sequence_length is not None and (
-        isinstance(sequence_length, bool)
-        or not isinstance(sequence_length, int)
-        or sequence_length < 1
-    ):
-        raise ValueError(
-            "Invalid value for argument `sequence_length`. Expected a positive "
-            f"integer. Received: sequence_length={sequence_length!r}"
-        )
+    sequence_length = check_number(
+        "sequence_length", sequence_length, integer=True, minimum=1, allow_none=True
+    )
     specs, filled = [], False
     for tensor in model.inputs:
         shape = list(tensor.shape[1:])

@@ -1,11 +1,14 @@
 """Running .tflite files in LiteRT's default interpreter: predictions and latency."""
 
-import os
 import re
 import statistics
 import time
 
 import numpy as np
+
+from keras_str.core.arguments import check_number
+from keras_str.core.file_checks import check_tflite_file
+from keras_str.core.file_checks import tflite_load_error
 
 
 class LiteRTError(RuntimeError):
@@ -21,7 +24,12 @@ def _interpreter(model, num_threads=None):
 
     if isinstance(model, bytes):
         return Interpreter(model_content=model, num_threads=num_threads)
-    return Interpreter(model_path=os.fspath(model), num_threads=num_threads)
+    path = check_tflite_file(model)
+    try:
+        interpreter = Interpreter(model_path=path, num_threads=num_threads)
+    except (ValueError, RuntimeError) as error:
+        raise tflite_load_error(path, error) from error
+    return interpreter
 
 
 def _natural_key(name):
@@ -269,11 +277,7 @@ def predict_tflite(path, inputs, batch_size=256):
     ...     "two_inputs.tflite", {"tokens": ids, "features": features}
     ... )
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(
-            "Expected `batch_size` to be a positive integer. "
-            f"Received: batch_size={batch_size!r}"
-        )
+    batch_size = check_number("batch_size", batch_size, integer=True, minimum=1)
     tflite_model = _TFLiteModel(path)
     arrays = _input_arrays(tflite_model, inputs)
     if not len(next(iter(arrays.values()))):
@@ -297,9 +301,9 @@ def time_tflite(path, runs=50, warmup=5, num_threads=1):
     Returns:
         A dict: `median_ms`, `p10_ms`, `p90_ms`, `runs`, `num_threads`.
     """
-    for name, value in (("runs", runs), ("warmup", warmup), ("num_threads", num_threads)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name != "warmup" else 0):
-            raise ValueError(f"Invalid value for argument `{name}`. Received: {name}={value!r}")
+    runs = check_number("runs", runs, integer=True, minimum=1)
+    warmup = check_number("warmup", warmup, integer=True, minimum=0)
+    num_threads = check_number("num_threads", num_threads, integer=True, minimum=1)
     interpreter = _interpreter(path, num_threads=num_threads)
     interpreter.allocate_tensors()
     rng = np.random.default_rng(0)

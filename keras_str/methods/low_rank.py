@@ -9,6 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_str.core.arguments import as_number
 from keras_str.core.arguments import check_finite_number
 from keras_str.core.host import to_numpy
 from keras_str.core.threshold_fns import get_threshold_fn
@@ -189,18 +190,23 @@ class LowRankSTR(SparsityMethod):
         }
 
 
-def _is_positive_int(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+def _positive_int(value):
+    number = as_number(value)
+    if number is None or not float(number).is_integer() or number < 1:
+        return None
+    return int(number)
 
 
 def _check_max_rank(max_rank):
-    if max_rank is None or _is_positive_int(max_rank):
-        return max_rank
+    if max_rank is None:
+        return None
+    if _positive_int(max_rank) is not None:
+        return _positive_int(max_rank)
     if isinstance(max_rank, dict) and all(
-        isinstance(name, str) and _is_positive_int(rank)
+        isinstance(name, str) and _positive_int(rank) is not None
         for name, rank in max_rank.items()
     ):
-        return dict(max_rank)
+        return {name: _positive_int(rank) for name, rank in max_rank.items()}
     raise ValueError(
         "Invalid value for argument `max_rank`. Expected a positive integer, "
         "a dict from layer name to positive integer, or None. "

@@ -13,6 +13,8 @@ import warnings
 import keras
 from keras import ops
 
+from keras_str.core.arguments import check_fraction
+from keras_str.core.arguments import check_positive_int
 from keras_str.core.host import to_numpy
 from keras_str.methods.channel_groups import output_channel_count
 from keras_str.methods.channel_macs import ChannelMacs
@@ -142,11 +144,7 @@ class StructuredSTR(STR):
                 f"Invalid value for argument `structure`. Expected one of "
                 f"{STRUCTURES}. Received: structure={structure!r}"
             )
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(
-                "Invalid value for argument `block_size`. Expected a positive "
-                f"integer. Received: block_size={block_size!r}"
-            )
+        block_size = check_positive_int("block_size", block_size)
         if block_axis not in BLOCK_AXES:
             raise ValueError(
                 f"Invalid value for argument `block_axis`. Expected one of "
@@ -178,17 +176,9 @@ class StructuredSTR(STR):
                 f"False. Received: rescale={rescale!r}"
             )
         self.rescale = self.scheduled if rescale is None else rescale
-        if max_layer_sparsity is not None and (
-            isinstance(max_layer_sparsity, bool)
-            or not isinstance(max_layer_sparsity, (int, float))
-            or not 0.0 <= max_layer_sparsity < 1.0
-        ):
-            raise ValueError(
-                "Invalid value for argument `max_layer_sparsity`. Expected None "
-                "or a number in [0, 1). "
-                f"Received: max_layer_sparsity={max_layer_sparsity!r}"
-            )
-        self.max_layer_sparsity = max_layer_sparsity
+        self.max_layer_sparsity = check_fraction(
+            "max_layer_sparsity", max_layer_sparsity, allow_none=True
+        )
 
     def build(self, layer):
         self._block_axis_of(layer)  # fails early for a layer it cannot group
@@ -272,7 +262,7 @@ class StructuredSTR(STR):
             ]
             value, _ = counter.select(channel_values, self.target_sparsity)
             fractions = {
-                layer.name: float((to_numpy(values) <= float(value)).mean())
+                layer.name: float((to_numpy(values) <= to_numpy(value)).mean())
                 for layer, values in zip(layers, channel_values)
             }
         # A target the floors make unreachable stops at each floor.

@@ -1,6 +1,7 @@
 """Budget transfer: a layer-wise sparsity budget learned by one method, given to another."""
 
 from keras_str.analysis.report import SparsityReport
+from keras_str.core.arguments import check_number
 from keras_str.analysis.report import sparsity_report
 
 
@@ -26,6 +27,7 @@ def layer_budget(model_or_report, min_params=0):
     >>> budget = keras_str.layer_budget(trained_str_model)
     >>> method = keras_str.GMP(0.9, schedule, layer_targets=budget)
     """
+    min_params = check_number("min_params", min_params, integer=True, minimum=0)
     if isinstance(model_or_report, SparsityReport):
         report = model_or_report
     elif hasattr(model_or_report, "layers") or hasattr(model_or_report, "built"):

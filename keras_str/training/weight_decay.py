@@ -1,9 +1,8 @@
 """The STR paper's weight decay: the same coupled L2 on kernels and thresholds."""
 
-import math
-
 import keras
 
+from keras_str.core.arguments import check_number
 from keras_str.core.kernel_specs import kernel_regularizer_attribute
 from keras_str.core.kernel_specs import raw_kernel_variable
 from keras_str.core.layer_walk import iter_layers
@@ -49,16 +48,7 @@ def apply_weight_decay(model, weight_decay):
     >>> model.layers[0].method.threshold_regularizer.l2
     0.00025
     """
-    if (
-        isinstance(weight_decay, bool)
-        or not isinstance(weight_decay, (int, float))
-        or not math.isfinite(weight_decay)
-        or weight_decay < 0
-    ):
-        raise ValueError(
-            "Invalid value for argument `weight_decay`. Expected a "
-            f"non-negative finite number. Received: weight_decay={weight_decay}"
-        )
+    weight_decay = check_number("weight_decay", weight_decay, minimum=0)
     regularizer = (
         keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
     )

@@ -6,6 +6,8 @@ import keras
 # form.
 from keras.src.utils.tracking import DotNotTrackScope
 
+from keras_str.core.host import to_numpy
+
 
 def check_rewritable(model, in_place, argument="model"):
     """Raises a clear `ValueError` unless `model` can be rewritten as asked.
@@ -104,7 +106,9 @@ def clone_with(model, replace):
 
 
 def copy_all_weights(old, new):
-    new.set_weights(old.get_weights())
+    # `to_numpy`, not `get_weights()`: Keras's reads each variable through
+    # `np.array`, a NumPy 2 DeprecationWarning per variable.
+    new.set_weights([to_numpy(variable) for variable in old.weights])
 
 
 def assign_copy(variable, value):

@@ -84,7 +84,7 @@ def shrink_channels(model, *, channel_multiple=1, check=True):
     >>> small.count_params() < plain.count_params()
     True
     """
-    check_channel_multiple(channel_multiple)
+    channel_multiple = check_channel_multiple(channel_multiple)
     check_clonable(model)
     graph = ChannelGraph(model)
     constants = propagate_constants(graph)
@@ -108,7 +108,7 @@ def shrink_channels(model, *, channel_multiple=1, check=True):
 
 def removed_channels(model, *, channel_multiple=1):
     """What `shrink_channels` would remove: `{layer name: removed output channels}`."""
-    check_channel_multiple(channel_multiple)
+    channel_multiple = check_channel_multiple(channel_multiple)
     check_clonable(model)
     graph = ChannelGraph(model)
     constants = propagate_constants(graph)

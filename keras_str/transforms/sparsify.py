@@ -4,6 +4,7 @@ import warnings
 
 import keras
 
+from keras_str.core.arguments import check_number
 from keras_str.core.kernel_specs import bias_variable
 from keras_str.core.kernel_specs import block_spec_for_keras_layer
 from keras_str.core.kernel_specs import raw_kernel_variable
@@ -109,6 +110,7 @@ def sparsify(
     >>> st3 = keras_str.sparsify(
     ...     dense, method=keras_str.ST3(0.9, keras_str.PolynomialSchedule(0, 5000)))
     """
+    weight_decay = check_number("weight_decay", weight_decay, minimum=0, allow_none=True)
     check_rewritable(model, in_place)
     check_not_sparse(model)
     check_finite_weights(model)

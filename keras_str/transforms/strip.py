@@ -92,7 +92,7 @@ def strip(model, *, in_place=False, shrink=None, channel_multiple=None):
             "Received: shrink=True, in_place=True"
         )
     if channel_multiple is not None:
-        check_channel_multiple(channel_multiple)
+        channel_multiple = check_channel_multiple(channel_multiple)
     methods = [layer.method for layer in iter_layers(model) if is_sparse_layer(layer)]
     if shrink is None:
         shrink = not in_place and any(method.removes_channels for method in methods)
@@ -353,6 +353,6 @@ def _copy_as_float32(old, new):
     new.set_weights(
         [
             to_numpy(value).astype(variable.dtype)
-            for value, variable in zip(old.get_weights(), new.weights)
+            for value, variable in zip(old.weights, new.weights)
         ]
     )
