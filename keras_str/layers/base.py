@@ -111,6 +111,12 @@ class SparseKernelLayer:
     def build(self, input_shape=None):
         # `None` as in the parents that need no shape (`Embedding`).
         super().build(input_shape)
+        # The variables the plain parent layer has, in the order it saves
+        # them: a plain layer's weights load into these (`set_weights`,
+        # `load_own_variables`). Names, not variables: no second tracking.
+        object.__setattr__(self, "_plain_variable_names", tuple(
+            v.name for v in list(self._trainable_variables) + list(self._non_trainable_variables)
+        ))
         self.sparsity_state = self.method.build(self)
         # Training steps this layer has run (a scheduled method's clock),
         # and how many of them began with its trained values finite (fewer:
@@ -219,6 +225,13 @@ class SparseKernelLayer:
 
     def load_own_variables(self, store):
         variables = self._own_variables()
+        plain = self._plain_variables()
+        keys = set(store.keys())
+        if plain and len(plain) < len(variables) and keys == {str(i) for i in range(len(plain))}:
+            # Saved by the plain layer this one replaces (a dense model's
+            # `.keras` or `.weights.h5`).
+            self._assign_plain([store[str(i)] for i in range(len(plain))], "the file")
+            return
         # Files from keras-str versions that counted no steps for plain STR
         # and no faults lack these; they keep their initial values (and a
         # file's `nonfinite_step`, the counter before `finite_steps`, is
@@ -230,6 +243,37 @@ class SparseKernelLayer:
                     variable.assign(store[variable.name])
             return
         keras.layers.Layer.load_own_variables(self, store)
+
+    def set_weights(self, weights):
+        """Sets `layer.weights`, or, given as many arrays as the plain layer has, its variables.
+
+        `STRDense(4).set_weights(dense.get_weights())` loads a `Dense`
+        layer's kernel and bias; the method's state stays as `build` made it
+        (as `keras_str.sparsify` leaves it).
+        """
+        plain = self._plain_variables()
+        if plain and len(weights) == len(plain) != len(self.weights):
+            self._assign_plain(weights, "`weights`")
+            return
+        super().set_weights(weights)
+
+    def _plain_variables(self):
+        names = getattr(self, "_plain_variable_names", ())
+        by_name = {v.name: v for v in self._own_variables()}
+        return [by_name[name] for name in names if name in by_name]
+
+    def _assign_plain(self, values, source):
+        plain = self._plain_variables()
+        for variable, value in zip(plain, values):
+            if tuple(variable.shape) != tuple(value.shape):
+                raise ValueError(
+                    f"Layer {self.name!r}: {source} holds a {tuple(value.shape)} "
+                    f"value for its {variable.name!r} of shape "
+                    f"{tuple(variable.shape)}."
+                )
+            variable.assign(value)
+        # State derived from the kernel (low-rank STR's factors) follows it.
+        self.method.kernel_assigned(self)
 
     def _own_variables(self):
         # Not a sparse sublayer's (an untied output projection): it saves

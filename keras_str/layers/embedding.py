@@ -37,6 +37,16 @@ class STREmbedding(SparseKernelLayer, keras.layers.Embedding):
     (1, 3, 8)
     """
 
+    def __init__(self, *args, weights=None, **kwargs):
+        # Keras's `Embedding` builds and loads `weights` inside its own
+        # `__init__`, before the sparse layer has its method: done after.
+        super().__init__(*args, **kwargs)
+        if weights is not None:
+            if not (isinstance(weights, list) and len(weights) == 1):
+                weights = [weights]
+            self.build()
+            self.set_weights(weights)
+
     @property
     def embeddings(self):
         """The effective table, cast to the layer's compute dtype."""
