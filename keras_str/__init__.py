@@ -41,6 +41,7 @@ from keras_str.methods import ST3
 from keras_str.methods import STR
 from keras_str.methods import SparsityMethod
 from keras_str.methods import StructuredSTR
+from keras_str.saving import load_dense_weights
 from keras_str.saving import load_model
 from keras_str.training.budget import layer_budget
 from keras_str.training.callbacks import SparsityMonitor

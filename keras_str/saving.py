@@ -1,4 +1,4 @@
-"""Loading `.keras` files with errors that say what is wrong with them."""
+"""Loading `.keras` files with errors that say what is wrong with them, and a dense model's weights into its sparse twin."""
 
 import json
 import os
@@ -8,6 +8,9 @@ import keras
 
 from keras_str.analysis.health import sparse_layers
 from keras_str.core.file_checks import check_input_file
+from keras_str.core.host import to_numpy
+from keras_str.core.layer_walk import iter_layers
+from keras_str.layers.base import is_sparse_layer
 from keras_str.training.checks import check_during_fit
 from keras_str.transforms.recipe import ARCHIVE_MEMBER
 from keras_str.transforms.recipe import Recipe
@@ -82,6 +85,62 @@ def load_model(path):
     if isinstance(model, keras.Model) and sparse_layers(model):
         check_during_fit(model)
     return model
+
+
+def load_dense_weights(model, path):
+    """Loads a dense model's saved weights into `model`, the same network with sparse layers.
+
+    Keras finds a Sequential or functional model's layers in a weights file
+    by class name (`dense`, `dense_1`), so `model.load_weights` cannot give
+    a `Dense` layer's weights to an `STRDense`. This loads the file into the
+    plain twin (`keras_str.strip(model, shrink=False)`) and copies each
+    layer's weights across by layer name: a sparse layer takes the kernel
+    and bias, its method's state left as `keras_str.sparsify` leaves it.
+
+    Args:
+        model: A built Sequential or functional model with sparse layers.
+        path: The dense model's `.weights.h5` (or `.keras`) file.
+
+    Returns:
+        `model`, with the weights loaded.
+
+    Raises:
+        ValueError: naming `path` when it is not a readable file or does
+            not hold the weights of the dense twin's layers.
+
+    Example:
+
+    >>> dense.save_weights("dense.weights.h5")
+    >>> sparse = keras_str.sparsify(build_dense_model())
+    >>> keras_str.load_dense_weights(sparse, "dense.weights.h5")
+    """
+    from keras_str.transforms.strip import strip
+
+    path = check_input_file(path, "Weights file")
+    twin = strip(model, shrink=False)
+    try:
+        twin.load_weights(path)
+    except Exception as error:
+        raise ValueError(
+            f"{path!r} does not hold the weights of a dense model like "
+            f"{model.name!r}: {type(error).__name__}: {error}"
+        ) from error
+    plain_layers = {layer.name: layer for layer in iter_layers(twin)}
+    for layer in iter_layers(model):
+        plain = plain_layers.get(layer.name)
+        if plain is None:
+            continue
+        values = [to_numpy(v) for v in _own_variables(plain)]
+        if is_sparse_layer(layer):
+            layer.set_weights(values)
+        else:
+            for variable, value in zip(_own_variables(layer), values):
+                variable.assign(value)
+    return model
+
+
+def _own_variables(layer):
+    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
 
 
 def _import_keras_hub(path):

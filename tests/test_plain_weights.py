@@ -83,3 +83,31 @@ def test_a_weight_of_the_wrong_shape_is_named():
         sparse.set_weights([np.ones((5, 4)), np.zeros(4)])
     with pytest.raises(ValueError, match="expecting"):
         sparse.set_weights([np.ones((6, 4))])  # neither the plain nor the sparse count
+
+
+def _cnn(seed):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((6, 6, 2)),
+        keras.layers.Conv2D(4, 3, name="conv"),
+        keras.layers.BatchNormalization(name="bn"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(3, name="logits"),
+    ])
+
+
+def test_a_dense_model_s_weights_file_loads_into_its_sparse_twin(tmp_path):
+    dense = _cnn(0)
+    x = np.random.default_rng(1).normal(size=(2, 6, 6, 2)).astype("float32")
+    dense.layers[1].moving_mean.assign(np.full((4,), 0.5, "float32"))  # a non-trainable too
+    path = tmp_path / "dense.weights.h5"
+    dense.save_weights(path)
+    sparse = keras_str.sparsify(_cnn(1), threshold_init=-100.0, weight_decay=0.0)
+    with pytest.raises(ValueError, match="expected"):
+        sparse.load_weights(path)  # Keras looks for `str_conv2d`, the file holds `conv2d`
+    keras_str.load_dense_weights(sparse, path)
+    np.testing.assert_allclose(to_numpy(sparse(x)), to_numpy(dense(x)), atol=1e-5)
+    other = tmp_path / "other.weights.h5"
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save_weights(other)
+    with pytest.raises(ValueError, match="does not hold the weights of a dense model like"):
+        keras_str.load_dense_weights(sparse, other)
