@@ -12,6 +12,7 @@ from keras_str.core.host import to_numpy
 from keras_str.core.layer_walk import iter_layers
 from keras_str.layers.base import is_sparse_layer
 from keras_str.training.checks import check_during_fit
+from keras_str.transforms.cloning import own_variables
 from keras_str.transforms.recipe import ARCHIVE_MEMBER
 from keras_str.transforms.recipe import Recipe
 
@@ -130,17 +131,13 @@ def load_dense_weights(model, path):
         plain = plain_layers.get(layer.name)
         if plain is None:
             continue
-        values = [to_numpy(v) for v in _own_variables(plain)]
+        values = [to_numpy(v) for v in own_variables(plain)]
         if is_sparse_layer(layer):
             layer.set_weights(values)
         else:
-            for variable, value in zip(_own_variables(layer), values):
+            for variable, value in zip(own_variables(layer), values):
                 variable.assign(value)
     return model
-
-
-def _own_variables(layer):
-    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
 
 
 def _import_keras_hub(path):
