@@ -1,4 +1,4 @@
-"""A plain layer's weights load into its sparse counterpart: `set_weights`, saved variables, `Embedding(weights=)`."""
+"""A plain layer's weights load into its sparse counterpart: `set_weights`, saved variables, `Embedding(weights=)`; quantized dtypes are refused."""
 
 import keras
 import numpy as np
@@ -75,6 +75,23 @@ def test_low_rank_factors_follow_the_loaded_kernel():
     )
     sparse.set_weights(plain.get_weights())
     np.testing.assert_allclose(to_numpy(sparse.kernel), to_numpy(plain.kernel), atol=1e-5)
+
+
+def test_attention_takes_a_plain_attention_layer_s_weights():
+    x = _inputs((None, 5, 6))
+    plain = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3)
+    plain(x, x)
+    sparse = keras_str.STRMultiHeadAttention(num_heads=2, key_dim=3, threshold_init=-100.0)
+    sparse(x, x)
+    assert len(sparse.weights) > len(plain.weights)
+    sparse.set_weights(plain.get_weights())
+    np.testing.assert_allclose(to_numpy(sparse(x, x)), to_numpy(plain(x, x)), atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["int8_from_float32", "int4_from_float32"])
+def test_a_quantized_dtype_policy_is_refused(dtype):
+    with pytest.raises(ValueError, match=f"strip the model first.*dtype='{dtype}'"):
+        keras_str.STRDense(4, dtype=dtype)
 
 
 def test_a_weight_of_the_wrong_shape_is_named():

@@ -64,6 +64,23 @@ class STRMultiHeadAttention(keras.layers.MultiHeadAttention):
             if getattr(self, attribute, None) is not None
         ]
 
+    def set_weights(self, weights):
+        """Sets `layer.weights`, or, given a plain `MultiHeadAttention`'s weights, the projections'.
+
+        `STRMultiHeadAttention(...).set_weights(mha.get_weights())` loads the
+        kernels and biases of a built `keras.layers.MultiHeadAttention` of
+        the same config; the method's state stays as `build` made it.
+        """
+        sublayers = self.sparse_sublayers() if self.built else []
+        plain_counts = [len(layer.plain_variables()) for layer in sublayers]
+        if sublayers and len(weights) == sum(plain_counts) != len(self.weights):
+            start = 0
+            for layer, count in zip(sublayers, plain_counts):
+                layer.set_weights(weights[start : start + count])
+                start += count
+            return
+        super().set_weights(weights)
+
     def get_config(self):
         return {**super().get_config(), "method": _serialize_shared(self.method)}
 

@@ -89,6 +89,12 @@ class SparseKernelLayer:
                 f"quantization_config={kwargs['quantization_config']}"
             )
         super().__init__(*args, **kwargs)
+        if self.dtype_policy.quantization_mode is not None:
+            raise ValueError(
+                "Sparse layers cannot be quantized while training; strip the "
+                "model first (`keras_str.strip`) and quantize the plain "
+                f"layers. Received: dtype={self.dtype_policy.name!r}"
+            )
         self.kernel_spec = spec_for_sparse_class(type(self))
         self.method = _resolve_method(
             method,
@@ -179,7 +185,13 @@ class SparseKernelLayer:
 
     @property
     def kernel(self):
-        """The effective kernel, cast to the layer's compute dtype."""
+        """The effective kernel, cast to the layer's compute dtype.
+
+        Computed from `raw_kernel` at each access, so it is a tensor, not a
+        variable: assign weights with `layer.raw_kernel.assign(...)` (or
+        `set_weights`); the kernel's constraint is
+        `layer.raw_kernel.constraint`.
+        """
         return ops.cast(self.thresholded_kernel(), self.compute_dtype)
 
     @kernel.setter
@@ -225,7 +237,7 @@ class SparseKernelLayer:
 
     def load_own_variables(self, store):
         variables = self._own_variables()
-        plain = self._plain_variables()
+        plain = self.plain_variables()
         keys = set(store.keys())
         if plain and len(plain) < len(variables) and keys == {str(i) for i in range(len(plain))}:
             # Saved by the plain layer this one replaces (a dense model's
@@ -251,19 +263,20 @@ class SparseKernelLayer:
         layer's kernel and bias; the method's state stays as `build` made it
         (as `keras_str.sparsify` leaves it).
         """
-        plain = self._plain_variables()
+        plain = self.plain_variables()
         if plain and len(weights) == len(plain) != len(self.weights):
             self._assign_plain(weights, "`weights`")
             return
         super().set_weights(weights)
 
-    def _plain_variables(self):
+    def plain_variables(self):
+        """The variables the plain Keras layer has (kernel, bias, ...), in its order; not the method's."""
         names = getattr(self, "_plain_variable_names", ())
         by_name = {v.name: v for v in self._own_variables()}
         return [by_name[name] for name in names if name in by_name]
 
     def _assign_plain(self, values, source):
-        plain = self._plain_variables()
+        plain = self.plain_variables()
         for variable, value in zip(plain, values):
             if tuple(variable.shape) != tuple(value.shape):
                 raise ValueError(
