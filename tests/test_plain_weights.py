@@ -88,6 +88,18 @@ def test_attention_takes_a_plain_attention_layer_s_weights():
     np.testing.assert_allclose(to_numpy(sparse(x, x)), to_numpy(plain(x, x)), atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["SimpleRNN", "GRU", "LSTM"])
+def test_recurrent_layers_take_the_plain_layer_s_weights(name):
+    x = _inputs((None, 5, 3))
+    plain = getattr(keras.layers, name)(4)
+    plain(x)
+    sparse = getattr(keras_str, "STR" + name)(4, threshold_init=-100.0)
+    sparse(x)
+    assert len(sparse.weights) > len(plain.weights)
+    sparse.set_weights(plain.get_weights())
+    np.testing.assert_allclose(to_numpy(sparse(x)), to_numpy(plain(x)), atol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", ["int8_from_float32", "int4_from_float32"])
 def test_a_quantized_dtype_policy_is_refused(dtype):
     with pytest.raises(ValueError, match=f"strip the model first.*dtype='{dtype}'"):
@@ -128,3 +140,17 @@ def test_a_dense_model_s_weights_file_loads_into_its_sparse_twin(tmp_path):
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save_weights(other)
     with pytest.raises(ValueError, match="does not hold the weights of a dense model like"):
         keras_str.load_dense_weights(sparse, other)
+
+
+def test_a_stripped_model_s_weights_file_loads_into_the_dense_network(tmp_path):
+    x = np.random.default_rng(1).normal(size=(2, 6, 6, 2)).astype("float32")
+    sparse = keras_str.sparsify(_cnn(0), threshold_init=-2.0, weight_decay=0.0)
+    sparse.layers[1].moving_mean.assign(np.full((4,), 0.5, "float32"))
+    path = tmp_path / "stripped.weights.h5"
+    keras_str.strip(sparse, shrink=False).save_weights(path)
+    dense = _cnn(1)
+    dense.load_weights(path)
+    np.testing.assert_allclose(to_numpy(dense(x)), to_numpy(sparse(x)), atol=1e-5)
+    kernel = to_numpy(dense.layers[0].kernel)
+    assert 0.0 < np.mean(kernel == 0.0) < 1.0  # the zeros came along
+    np.testing.assert_array_equal(kernel == 0.0, to_numpy(sparse.layers[0].kernel) == 0.0)

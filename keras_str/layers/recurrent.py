@@ -276,6 +276,32 @@ class SparseRecurrentLayer:
         """The sparse kernels: the cell's input kernel, then its recurrent one."""
         return self.cell.kernel_layers()
 
+    def set_weights(self, weights):
+        """Sets `layer.weights`, or, given the plain Keras layer's weights, its kernels and bias.
+
+        `STRLSTM(4).set_weights(lstm.get_weights())` loads a built
+        `keras.layers.LSTM`'s kernel, recurrent kernel and bias (Keras's
+        order); the method's state stays as `build` made it.
+        """
+        if self.built:
+            kernels = self.cell.kernel_layers()
+            own = list(self.cell._trainable_variables) + list(
+                self.cell._non_trainable_variables
+            )
+            if len(weights) == len(kernels) + len(own) != len(self.weights):
+                for layer, value in zip(kernels, weights):
+                    layer.set_weights([value])
+                for variable, value in zip(own, weights[len(kernels) :]):
+                    if tuple(variable.shape) != tuple(value.shape):
+                        raise ValueError(
+                            f"Layer {self.name!r}: `weights` holds a "
+                            f"{tuple(value.shape)} value for its "
+                            f"{variable.name!r} of shape {tuple(variable.shape)}."
+                        )
+                    variable.assign(value)
+                return
+        super().set_weights(weights)
+
     def get_config(self):
         return {**super().get_config(), "method": _serialize_shared(self.method)}
 
