@@ -26,7 +26,7 @@ from absl import flags  # noqa: E402
 
 from benchmarks.rows import keep_row  # noqa: E402
 from benchmarks.rows import provenance  # noqa: E402
-from benchmarks.rows import read_rows  # noqa: E402
+from benchmarks.rows import open_rows  # noqa: E402
 from benchmarks.rows import write_table  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -117,11 +117,7 @@ def main(argv):
     from examples.data import load_image_classification
     from examples.data import normalize_images
 
-    os.makedirs(FLAGS.out_dir, exist_ok=True)
-    path = os.path.join(FLAGS.out_dir, f"{RESULTS}.jsonl")
-    rows = read_rows(path) if FLAGS.resume else []
-    if not FLAGS.resume and os.path.exists(path):
-        os.remove(path)
+    path, rows = open_rows(FLAGS.out_dir, RESULTS, FLAGS.resume)
     done = {(r["model"], r["method"], r["seed"]) for r in rows}
     (x_train, y_train), (x_test, y_test) = load_image_classification("fashion_mnist")
     data = ((normalize_images(x_train), y_train), (normalize_images(x_test), y_test))

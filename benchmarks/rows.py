@@ -105,6 +105,17 @@ def _ends_with_newline(path):
         return file.read(1) == b"\n"
 
 
+def open_rows(out_dir, results, resume):
+    """`(path, rows)` of `<out_dir>/<results>.jsonl`: its rows with `resume`, else none (the file removed)."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, f"{results}.jsonl")
+    if resume:
+        return path, read_rows(path)
+    if os.path.exists(path):
+        os.remove(path)
+    return path, []
+
+
 def keep_row(path, rows, row):
     """Adds a measured `row` to `rows` and to the `.jsonl` file at once, and prints it."""
     rows.append(row)

@@ -19,7 +19,8 @@ compiled (`jit_compile=True`); step time is the median over the steps
 after the first ten. Each run's row goes to
 `benchmarks/results/transformer_lm.jsonl` as it finishes, with command,
 commit and machine; `--resume` keeps the rows already there. The table
-(`.md`) is generated from the rows.
+(`.md`) and the plot (`.png`: perplexity against sparsity, one line per
+method) are generated from the rows.
 """
 
 import os
@@ -35,7 +36,7 @@ from absl import flags  # noqa: E402
 
 from benchmarks.rows import keep_row  # noqa: E402
 from benchmarks.rows import provenance  # noqa: E402
-from benchmarks.rows import read_rows  # noqa: E402
+from benchmarks.rows import open_rows  # noqa: E402
 from benchmarks.rows import write_table  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -240,6 +241,35 @@ def table(rows):
     return "\n".join(lines + ["", "Commands: " + "; ".join(f"`{c}`" for c in commands)])
 
 
+def plot(rows, path):
+    """Perplexity against the blocks' sparsity, one line per sparse method, dense as dashed lines."""
+    from keras_str.analysis.plots import plot_tradeoff
+
+    points = {}
+    for r in rows:
+        if r["method"] in DENSE_METHODS:
+            continue
+        label = r["method"] + (" (sparse embeddings)" if r["embeddings"] == "sparse" else "")
+        points.setdefault((label, r["target_sparsity"], r["steps"]), []).append(r)
+    sweep_steps = max((r["steps"] for r in rows if r["method"] == "dense"), default=None)
+    plotted = [
+        {"method": label, "sparsity": 100 * target,
+         "perplexity": float(np.mean([r["validation_perplexity"] for r in found]))}
+        for (label, target, steps), found in sorted(points.items())
+        if steps == sweep_steps
+    ]
+    references = {}
+    for method, label in (("dense", "dense"), ("dense_2x", "dense, 2x steps")):
+        found = [r["validation_perplexity"] for r in rows if r["method"] == method]
+        if found:
+            references[label] = float(np.mean(found))
+    plot_tradeoff(
+        plotted, path, "sparsity", y_key="perplexity", x_label="transformer block sparsity (%)",
+        y_label="validation perplexity", reference_lines=references,
+        title=f"Byte-level GPT-2-style LM, {sweep_steps} steps",
+    )
+
+
 def _ratio(value, base):
     return "-" if base is None or value is None else f"{value / base:.3f}x"
 
@@ -269,11 +299,7 @@ def main(argv):
     del argv
     from benchmarks.stdlib_corpus import load_corpus
 
-    os.makedirs(FLAGS.out_dir, exist_ok=True)
-    path = os.path.join(FLAGS.out_dir, f"{RESULTS}.jsonl")
-    rows = read_rows(path) if FLAGS.resume else []
-    if not FLAGS.resume and os.path.exists(path):
-        os.remove(path)
+    path, rows = open_rows(FLAGS.out_dir, RESULTS, FLAGS.resume)
     done = {_row_key(r) for r in rows}
     train, validation, corpus = load_corpus()
     stamp = provenance("benchmarks.transformer_lm")
@@ -291,10 +317,13 @@ def main(argv):
         row.update(stamp)
         keep_row(path, rows, row)
         write_table(FLAGS.out_dir, RESULTS, table(rows))
+        plot(rows, os.path.join(FLAGS.out_dir, f"{RESULTS}.png"))
         print(f"{method} {target} seed {seed}: perplexity {row['validation_perplexity']:.3f}, "
               f"block sparsity {row['block_sparsity']}, {row['step_ms_median']:.1f} ms/step",
               flush=True)
     write_table(FLAGS.out_dir, RESULTS, table(rows))
+    if rows:
+        plot(rows, os.path.join(FLAGS.out_dir, f"{RESULTS}.png"))
 
 
 if __name__ == "__main__":

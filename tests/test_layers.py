@@ -359,7 +359,7 @@ class STRLayerTest(testing.TestCase):
         layer.build((2, 3))
         with self.assertRaises(NotImplementedError):
             layer.enable_lora(2)
-        with self.assertRaises(NotImplementedError):
+        with self.assertRaisesRegex(ValueError, "strip.*mode='int8'"):
             layer.quantize("int8")
 
 

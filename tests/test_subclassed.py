@@ -109,3 +109,29 @@ def test_stripped_subclassed_model_exports(tmp_path):
     report = keras_str.export_tflite(net, path)
     assert report.size_bytes < report.dense_size_bytes
     np.testing.assert_allclose(keras_str.predict_tflite(path, x), to_numpy(net(x)), atol=1e-4)
+
+
+class FunctionalNet(keras.Model):
+    """A subclassed functional model, as keras-hub's backbones and tasks are."""
+
+    def __init__(self):
+        inputs = keras.Input((8,))
+        super().__init__(inputs, keras.layers.Dense(4)(keras.layers.Dense(8)(inputs)))
+
+
+@pytest.mark.parametrize("n_m", [None, "2:4"])
+def test_the_training_probe_runs_a_method_not_yet_due(n_m):
+    # GMP's first update is at step 10: at the probe's step 0 its mask keeps
+    # its value. On TensorFlow that value was assigned as the variable
+    # itself inside the probe's StatelessScope: RecursionError.
+    method = keras_str.GMP(
+        None if n_m else 0.5, keras_str.PolynomialSchedule(10, 20), frequency=5, n_m=n_m
+    )
+    model = FunctionalNet()
+    keras_str.sparsify(model, method=method, in_place=True)
+    model.compile("adam", "mse")
+    x = np.ones((4, 8), "float32")
+    with pytest.warns(UserWarning, match="trained 2 steps"):  # the schedule runs to 20
+        model.fit(x, np.zeros((4, 4), "float32"), batch_size=2, epochs=1, verbose=0)
+    layers = [layer for layer in iter_layers(model) if is_sparse_layer(layer)]
+    assert [int(to_numpy(layer.sparsity_step)) for layer in layers] == [2, 2]

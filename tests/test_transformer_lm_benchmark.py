@@ -68,3 +68,16 @@ def test_the_sweep_runs_n_m_and_dense_rows_once_per_seed():
         ("dense", None, 0), ("gmp", 0.5, 0), ("gmp", 0.9, 0), ("gmp_n_m", 0.5, 0),
         ("dense", None, 1), ("gmp", 0.5, 1), ("gmp", 0.9, 1), ("gmp_n_m", 0.5, 1),
     ]
+
+
+def test_plot_draws_the_sparse_rows_against_dense(tmp_path):
+    rows = [
+        row("dense", None, 0, 4.0, 100.0),
+        row("dense_2x", None, 0, 3.5, 101.0, steps=200),
+        row("st3", 0.5, 0, 4.1, 105.0, block=0.5),
+        row("st3", 0.9, 0, 4.4, 105.0, block=0.9),
+        row("gmp", 0.9, 0, 4.9, 105.0, block=0.9),
+    ]
+    path = tmp_path / "lm.png"
+    transformer_lm.plot(rows, str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -222,10 +222,13 @@ class SparseKernelLayer:
             "update would bypass the threshold."
         )
 
-    def quantize(self, *args, **kwargs):
-        raise NotImplementedError(
-            f"{self.__class__.__name__} cannot be quantized; call "
-            "`keras_str.strip(model)` first and quantize the plain model."
+    def quantize(self, mode=None, *args, **kwargs):
+        # A ValueError, not NotImplementedError: `Model.quantize` turns the
+        # latter into a warning and leaves the sparse layers in float.
+        raise ValueError(
+            f"Layer {self.name!r} ({self.__class__.__name__}) cannot be "
+            "quantized while it trains sparse; call `keras_str.strip(model)` "
+            f"first and quantize the plain model. Received: mode={mode!r}"
         )
 
     # Keras parents save `self.kernel` (here the effective kernel) and skip
@@ -276,15 +279,7 @@ class SparseKernelLayer:
         return [by_name[name] for name in names if name in by_name]
 
     def _assign_plain(self, values, source):
-        plain = self.plain_variables()
-        for variable, value in zip(plain, values):
-            if tuple(variable.shape) != tuple(value.shape):
-                raise ValueError(
-                    f"Layer {self.name!r}: {source} holds a {tuple(value.shape)} "
-                    f"value for its {variable.name!r} of shape "
-                    f"{tuple(variable.shape)}."
-                )
-            variable.assign(value)
+        assign_named(self, self.plain_variables(), values, source)
         # State derived from the kernel (low-rank STR's factors) follows it.
         self.method.kernel_assigned(self)
 
@@ -297,6 +292,18 @@ class SparseKernelLayer:
         base_config = super().get_config()
         config = {"method": _serialize_shared(self.method)}
         return {**base_config, **config}
+
+
+def assign_named(layer, variables, values, source):
+    """Assigns `values` to `variables` of `layer`; a value of the wrong shape is named with both."""
+    for variable, value in zip(variables, values):
+        if tuple(variable.shape) != tuple(value.shape):
+            raise ValueError(
+                f"Layer {layer.name!r}: {source} holds a {tuple(value.shape)} "
+                f"value for its {variable.name!r} of shape "
+                f"{tuple(variable.shape)}."
+            )
+        variable.assign(value)
 
 
 def is_sparse_layer(layer):

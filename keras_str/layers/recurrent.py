@@ -16,6 +16,7 @@ from keras_str.core.kernel_specs import SparseLayerSpec
 from keras_str.core.kernel_specs import register_sparse_block
 from keras_str.core.kernel_specs import register_sparse_layer
 from keras_str.layers.base import SparseKernelLayer
+from keras_str.layers.base import assign_named
 from keras_str.layers.base import _serialize_shared
 from keras_str.layers.base import pop_method
 
@@ -291,14 +292,7 @@ class SparseRecurrentLayer:
             if len(weights) == len(kernels) + len(own) != len(self.weights):
                 for layer, value in zip(kernels, weights):
                     layer.set_weights([value])
-                for variable, value in zip(own, weights[len(kernels) :]):
-                    if tuple(variable.shape) != tuple(value.shape):
-                        raise ValueError(
-                            f"Layer {self.name!r}: `weights` holds a "
-                            f"{tuple(value.shape)} value for its "
-                            f"{variable.name!r} of shape {tuple(variable.shape)}."
-                        )
-                    variable.assign(value)
+                assign_named(self, own, weights[len(kernels) :], "`weights`")
                 return
         super().set_weights(weights)
 

@@ -311,8 +311,15 @@ def when_due(due, compute, previous):
     if concrete is not None:
         # Eager step (run_eagerly, JAX without jit): a Python branch. JAX
         # would otherwise compile a fresh `cond` for every call.
-        return compute() if concrete else previous
-    return ops.cond(due, compute, lambda: previous)
+        return compute() if concrete else keras.tree.map_structure(_detached, previous)
+    return ops.cond(due, compute, lambda: keras.tree.map_structure(_detached, previous))
+
+
+def _detached(value):
+    # On TensorFlow `ops.convert_to_tensor(variable)` is the variable itself;
+    # assigned back to it inside a `StatelessScope` (sparsify's training
+    # probe) the variable's value would be the variable: endless recursion.
+    return ops.copy(value) if isinstance(value, keras.Variable) else value
 
 
 def _concrete_bool(value):
