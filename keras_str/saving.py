@@ -10,6 +10,7 @@ from keras_str.analysis.health import sparse_layers
 from keras_str.core.file_checks import check_input_file
 from keras_str.core.host import to_numpy
 from keras_str.core.layer_walk import iter_layers
+from keras_str.layers.base import assign_named
 from keras_str.layers.base import is_sparse_layer
 from keras_str.training.checks import check_during_fit
 from keras_str.transforms.cloning import own_variables
@@ -135,8 +136,7 @@ def load_dense_weights(model, path):
         if is_sparse_layer(layer):
             layer.set_weights(values)
         else:
-            for variable, value in zip(own_variables(layer), values):
-                variable.assign(value)
+            assign_named(layer, own_variables(layer), values, "the file")
     return model
 
 

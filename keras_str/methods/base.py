@@ -312,13 +312,14 @@ def when_due(due, compute, previous):
         # Eager step (run_eagerly, JAX without jit): a Python branch. JAX
         # would otherwise compile a fresh `cond` for every call.
         return compute() if concrete else keras.tree.map_structure(_detached, previous)
-    return ops.cond(due, compute, lambda: keras.tree.map_structure(_detached, previous))
+    return ops.cond(due, compute, lambda: previous)
 
 
 def _detached(value):
     # On TensorFlow `ops.convert_to_tensor(variable)` is the variable itself;
-    # assigned back to it inside a `StatelessScope` (sparsify's training
+    # assigned back to it inside a `StatelessScope` (sparsify's eager training
     # probe) the variable's value would be the variable: endless recursion.
+    # A compiled step's `cond` returns a tensor already.
     return ops.copy(value) if isinstance(value, keras.Variable) else value
 
 
