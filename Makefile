@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   train a small STR model on Fashion-MNIST, report, save
 #   make test   run the test suite on the TensorFlow, JAX and PyTorch backends
+#   make docs   build the documentation site into site/ (strict: broken links fail)
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
@@ -13,13 +14,13 @@ BACKENDS ?= tensorflow jax torch
 TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: demo test test-all data venv
+.PHONY: demo test test-all docs data venv
 
 $(VENV)/.installed: setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet $(TORCH_PIP_ARGS) '$(TORCH)'
-	$(VPY) -m pip install --quiet -e '.[all,test]' jax '$(TORCH)'
+	$(VPY) -m pip install --quiet -e '.[all,test,docs]' jax '$(TORCH)'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -37,6 +38,9 @@ data:
 
 demo: venv data
 	$(VPY) -m examples.demo
+
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VPY) -m mkdocs build --strict --site-dir site
 
 # One pytest run per Keras backend, in turn; tests marked `tensorflow` run on
 # the TensorFlow backend only. $(1): pytest's arguments on TensorFlow, $(2): on

@@ -21,12 +21,14 @@ EXTRAS = {
     # SparsityMonitor(log_dir=...) writes TensorBoard summaries with tf.summary.
     "tensorboard": ["tensorboard", TENSORFLOW],
     # Keras backends other than TensorFlow. Pick one; the PyPI torch wheel
-    # for Linux is the CUDA build (see the README for the CPU build).
+    # for Linux is the CUDA build (see docs/install.md for the CPU build).
     "jax": ["jax"],
     "torch": ["torch"],
     # keras-hub's transformers (BERT, GPT-2, Gemma, ViT) are part of the
     # tested model zoo; 0.32 installs without changing keras or tensorflow.
     "keras-hub": ["keras-hub==0.32.*"],
+    # `make docs`: the documentation site and its API reference.
+    "docs": ["mkdocs==1.6.1", "mkdocs-material==9.8.*", "mkdocstrings[python]==1.0.*"],
     "test": ["pytest", "pytest-timeout", "pytest-xdist", "scikit-learn", "keras-hub==0.32.*"],
 }
 EXTRAS["examples"] = sorted(

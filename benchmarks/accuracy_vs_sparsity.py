@@ -21,7 +21,7 @@ Rows:
 - `str_budget_gmp`: GMP with the per-layer budget learned by the `str` run
   at the same target and seed (budget transfer).
 - `st3_sigma_rescale`: ST-3 with the sigma-normalized global threshold and
-  per-channel rescaling (the recipe the README recommends).
+  per-channel rescaling (the recipe docs/guide/methods.md recommends).
 - `gmp_tfmot_nowd`: tfmot's GMP without weight decay (how tfmot is commonly
   run; not part of the default sweep).
 - `st3_rescale`: ST-3's one global magnitude threshold with per-channel
@@ -65,7 +65,7 @@ flags.DEFINE_integer("lenet_epochs", 10, "Epochs for lenet_300_100.")
 flags.DEFINE_integer("cnn_epochs", 5, "Epochs for small_cnn.")
 flags.DEFINE_float("lr", 0.1, "Peak learning rate.")
 flags.DEFINE_float("weight_decay", 5e-4, "Weight decay for every method but str_plain.")
-flags.DEFINE_string("recommended", "st3_sigma_rescale", "The row the README recommends.")
+flags.DEFINE_string("recommended", "st3_sigma_rescale", "The row the docs recommend.")
 flags.DEFINE_string("out_dir", "benchmarks/results", "Where results are written.")
 flags.DEFINE_boolean("resume", False, "Keep finished runs found in the JSON.")
 flags.DEFINE_boolean(
@@ -431,7 +431,7 @@ def main(argv):
         "recommended": FLAGS.recommended,
     }
     if FLAGS.report_only:
-        meta["command"] = "see the commands in the README"
+        meta["command"] = "see the commands in docs/results/accuracy_vs_sparsity.md"
         meta["seeds"] = sorted({run["seed"] for run in runs.values()})
         meta["epochs"] = {m: e for m, (e, _) in stored_budgets(runs).items()}
         write_outputs(runs, meta)

@@ -6,7 +6,7 @@ installed package; here each runs with `keras.src.layers.<Name>` bound to a
 drop-in twin of the sparse class (plain STR at a threshold of
 `sigmoid(-100)`, so the kernel is the raw kernel and Keras's expected values
 hold). The cases keras-str differs in on purpose are skipped with their
-reason (`DELIBERATE_DIFFERENCES`, listed in the README); every other case
+reason (`DELIBERATE_DIFFERENCES`, listed in docs/guide/sparsify.md); every other case
 must pass.
 """
 
@@ -39,7 +39,7 @@ import keras_str
 from keras_str.layers.base import is_sparse_layer
 
 # The cases keras-str does not pass on purpose: reason -> pattern, searched
-# in "<Keras's test class>.<test name>". The README lists the same reasons.
+# in "<Keras's test class>.<test name>". docs/guide/sparsify.md lists the same reasons.
 DELIBERATE_DIFFERENCES = {
     "quantization: a sparse layer refuses it while training (a quantized "
     "kernel would hide the zeros the method computes); strip the model, "

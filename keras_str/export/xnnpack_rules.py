@@ -8,7 +8,7 @@ multiplier 1, symmetric padding), element-wise ops, and end at a global
 average pooling; its 1x1 convolution weights must be more than 2/3 zeros.
 Anything else keeps the model dense, silently. These rules follow
 XNNPACK's layout-compatibility check; the emulated ARM core in
-`shared/armsim` is what confirms them (see the README).
+`shared/armsim` is what confirms them (see docs/guide/export.md).
 """
 
 import dataclasses

@@ -26,8 +26,9 @@ class STRMultiHeadAttention(keras.layers.MultiHeadAttention):
         key_dim: Size of each head for query and key.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn, threshold_init, threshold_granularity,
-            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
+            as are `threshold_init`, `threshold_granularity` and
+            `threshold_regularizer` for STR's settings of those names.
         **kwargs: Every other argument of `keras.layers.MultiHeadAttention`.
 
     Example:

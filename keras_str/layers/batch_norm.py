@@ -40,8 +40,9 @@ class STRBatchNormalization(SparseKernelLayer, keras.layers.BatchNormalization):
         method: The sparsity method (`keras_str.StructuredSTR("channel",
             ...)` or `keras_str.STR(...)`: on one value per channel both
             threshold channels).
-        threshold_fn, threshold_init, threshold_granularity,
-            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
+            as are `threshold_init`, `threshold_granularity` and
+            `threshold_regularizer` for STR's settings of those names.
         **kwargs: Every other argument of `keras.layers.BatchNormalization`;
             `scale` must be True and `axis` the last one.
 

@@ -17,9 +17,9 @@ class STRConv1D(SparseKernelLayer, keras.layers.Conv1D):
         kernel_size: Length of the convolution window.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn, threshold_init, threshold_granularity,
-            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`
-            with these settings.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
+            as are `threshold_init`, `threshold_granularity` and
+            `threshold_regularizer` for STR's settings of those names.
         **kwargs: Every other argument of `keras.layers.Conv1D`.
 
     Example:
@@ -42,9 +42,9 @@ class STRConv2D(SparseKernelLayer, keras.layers.Conv2D):
         kernel_size: Height and width of the convolution window.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn, threshold_init, threshold_granularity,
-            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`
-            with these settings.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
+            as are `threshold_init`, `threshold_granularity` and
+            `threshold_regularizer` for STR's settings of those names.
         **kwargs: Every other argument of `keras.layers.Conv2D`.
 
     Example:
@@ -67,9 +67,9 @@ class STRConv3D(SparseKernelLayer, keras.layers.Conv3D):
         kernel_size: Depth, height and width of the convolution window.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn, threshold_init, threshold_granularity,
-            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`
-            with these settings.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
+            as are `threshold_init`, `threshold_granularity` and
+            `threshold_regularizer` for STR's settings of those names.
         **kwargs: Every other argument of `keras.layers.Conv3D`.
 
     Example:

@@ -26,8 +26,9 @@ class STRConv1DTranspose(SparseKernelLayer, keras.layers.Conv1DTranspose):
         kernel_size: Length of the transposed convolution window.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn, threshold_init, threshold_granularity,
-            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
+            as are `threshold_init`, `threshold_granularity` and
+            `threshold_regularizer` for STR's settings of those names.
         **kwargs: Every other argument of `keras.layers.Conv1DTranspose`.
 
     Example:
@@ -51,8 +52,9 @@ class STRConv2DTranspose(SparseKernelLayer, keras.layers.Conv2DTranspose):
         kernel_size: Height and width of the transposed convolution window.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn, threshold_init, threshold_granularity,
-            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
+            as are `threshold_init`, `threshold_granularity` and
+            `threshold_regularizer` for STR's settings of those names.
         **kwargs: Every other argument of `keras.layers.Conv2DTranspose`.
 
     Example:
@@ -76,8 +78,9 @@ class STRConv3DTranspose(SparseKernelLayer, keras.layers.Conv3DTranspose):
         kernel_size: Depth, height and width of the window.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn, threshold_init, threshold_granularity,
-            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
+            as are `threshold_init`, `threshold_granularity` and
+            `threshold_regularizer` for STR's settings of those names.
         **kwargs: Every other argument of `keras.layers.Conv3DTranspose`.
 
     Example:

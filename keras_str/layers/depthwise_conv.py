@@ -19,9 +19,9 @@ class STRDepthwiseConv2D(SparseKernelLayer, keras.layers.DepthwiseConv2D):
         kernel_size: Height and width of the depthwise window.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn, threshold_init, threshold_granularity,
-            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`
-            with these settings.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
+            as are `threshold_init`, `threshold_granularity` and
+            `threshold_regularizer` for STR's settings of those names.
         **kwargs: Every other argument of `keras.layers.DepthwiseConv2D`.
 
     Example:
@@ -44,8 +44,9 @@ class STRDepthwiseConv1D(SparseKernelLayer, keras.layers.DepthwiseConv1D):
         kernel_size: Length of the depthwise window.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn, threshold_init, threshold_granularity,
-            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
+            as are `threshold_init`, `threshold_granularity` and
+            `threshold_regularizer` for STR's settings of those names.
         **kwargs: Every other argument of `keras.layers.DepthwiseConv1D`.
 
     Example:

@@ -26,8 +26,9 @@ class STREmbedding(SparseKernelLayer, keras.layers.Embedding):
         output_dim: Dimension of the embedding.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn, threshold_init, threshold_granularity,
-            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
+            as are `threshold_init`, `threshold_granularity` and
+            `threshold_regularizer` for STR's settings of those names.
         **kwargs: Every other argument of `keras.layers.Embedding`.
 
     Example:
@@ -74,8 +75,9 @@ class STRReversibleEmbedding(STREmbedding, keras.layers.ReversibleEmbedding):
         output_dim: Dimension of the embedding.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn, threshold_init, threshold_granularity,
-            threshold_regularizer: Shortcut for `method=keras_str.STR(...)`.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
+            as are `threshold_init`, `threshold_granularity` and
+            `threshold_regularizer` for STR's settings of those names.
         **kwargs: Every other argument of `keras.layers.ReversibleEmbedding`.
 
     Example:

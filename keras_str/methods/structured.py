@@ -63,8 +63,12 @@ class StructuredSTR(STR):
             TFLite's FC blocks) or `"output"` (the same input in consecutive
             output channels: XNNPACK's 2- or 4-channel blocks for 1x1
             convs).
-        target_sparsity, schedule, frequency, threshold_init,
-            threshold_regularizer, quantile: As in `keras_str.STR`.
+        target_sparsity: As in `keras_str.STR`.
+        schedule: As in `keras_str.STR`.
+        frequency: As in `keras_str.STR`.
+        threshold_init: As in `keras_str.STR`.
+        threshold_regularizer: As in `keras_str.STR`.
+        quantile: As in `keras_str.STR`.
         budget: `"weights"` or `"macs"`, as in `keras_str.STR`. With
             `structure="channel"`, `"macs"` counts the multiply-adds the
             stripped model keeps: a removed channel also removes the inputs
