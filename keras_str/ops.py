@@ -8,8 +8,15 @@ disagree about which weights are zero.
 from keras import ops
 
 # The threshold functions g (and g^-1) are public here too.
-from keras_str.core.threshold_fns import get_threshold_fn  # noqa: F401
-from keras_str.core.threshold_fns import serialize_threshold_fn  # noqa: F401
+from keras_str.core.threshold_fns import get_threshold_fn
+from keras_str.core.threshold_fns import serialize_threshold_fn
+
+__all__ = [
+    "soft_threshold",
+    "group_soft_threshold",
+    "get_threshold_fn",
+    "serialize_threshold_fn",
+]
 
 
 def soft_threshold(x, threshold):
@@ -35,7 +42,9 @@ def soft_threshold(x, threshold):
     # As tensors: numpy operands would meet the backend's tensors in numpy's
     # operators (a NumPy 2 DeprecationWarning on PyTorch).
     x = ops.convert_to_tensor(x)
-    threshold = ops.convert_to_tensor(threshold)
+    # In x's dtype: a float64 array with a Python threshold (float32 on
+    # TensorFlow) would not subtract.
+    threshold = ops.cast(threshold, x.dtype)
     return ops.sign(x) * ops.relu(ops.abs(x) - threshold)
 
 
@@ -62,4 +71,7 @@ def group_soft_threshold(x, threshold, group_norms):
     >>> keras_str.ops.group_soft_threshold(x, 1.0, norms)
     array([[2.4, 3.2], [0. , 0. ]])
     """
+    x = ops.convert_to_tensor(x)
+    threshold = ops.cast(threshold, x.dtype)
+    group_norms = ops.cast(group_norms, x.dtype)
     return ops.multiply(x, ops.relu(1.0 - ops.divide(threshold, group_norms)))

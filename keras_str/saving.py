@@ -37,6 +37,13 @@ def load_model(path):
         ValueError: naming `path` and the problem (missing, a folder,
             unreadable, empty, not a `.keras` archive, truncated, or
             unloadable by Keras).
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((8,)), keras_str.STRDense(4)])
+    >>> model.save("model.keras")
+    >>> type(keras_str.load_model("model.keras").layers[0]).__name__
+    'STRDense'
     """
     import keras_str.layers  # noqa: F401  registers the STR layers
 
@@ -112,8 +119,10 @@ def load_dense_weights(model, path):
 
     Example:
 
+    >>> dense = keras.Sequential([keras.Input((16,)),
+    ...     keras.layers.Dense(32, name="hidden"), keras.layers.Dense(4, name="logits")])
     >>> dense.save_weights("dense.weights.h5")
-    >>> sparse = keras_str.sparsify(build_dense_model())
+    >>> sparse = keras_str.sparsify(keras.models.clone_model(dense), weight_decay=5e-4)
     >>> keras_str.load_dense_weights(sparse, "dense.weights.h5")
     """
     from keras_str.transforms.strip import strip

@@ -2,6 +2,7 @@ import glob
 
 import keras
 import numpy as np
+import pytest
 
 import keras_str
 
@@ -57,3 +58,12 @@ def test_the_no_op_update_callback_of_0_2_is_gone():
     assert not hasattr(keras_str, "UpdateSparsity")
     assert not hasattr(keras_str, "STRLayer")
 
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [({"log_dir": 3}, "log_dir"), ({"per_layer": "yes"}, "per_layer")],
+)
+def test_monitor_refuses_bad_arguments(kwargs, argument):
+    with pytest.raises(ValueError, match=f"argument `{argument}`.*Received"):
+        keras_str.SparsityMonitor(**kwargs)

@@ -26,6 +26,20 @@ def test_soft_threshold_broadcasts_per_channel():
     np.testing.assert_allclose(result, [[0.2, 0.0], [0.0, -0.3]], atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_soft_thresholds_keep_the_dtype_of_x(dtype):
+    # A float64 array with a Python threshold failed to subtract on TensorFlow.
+    w = np.array([[-0.3, 0.05], [0.2, 0.5]], dtype=dtype)
+    # JAX without x64 holds float64 arrays as float32.
+    dtype = keras.backend.standardize_dtype(keras.ops.convert_to_tensor(w).dtype)
+    result = str_ops.soft_threshold(w, 0.1)
+    assert keras.backend.standardize_dtype(result.dtype) == dtype
+    np.testing.assert_allclose(to_numpy(result), [[-0.2, 0.0], [0.1, 0.4]], atol=1e-3)
+    grouped = str_ops.group_soft_threshold(w, 0.1, np.full((2, 1), 0.5))
+    assert keras.backend.standardize_dtype(grouped.dtype) == dtype
+    np.testing.assert_allclose(to_numpy(grouped), 0.8 * w, atol=1e-3)
+
+
 @pytest.mark.parametrize("name", ["sigmoid", "exp"])
 def test_named_threshold_functions(name):
     s = np.array([-3.0, 0.0, 1.5], dtype="float32")

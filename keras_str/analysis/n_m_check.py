@@ -45,10 +45,17 @@ class NMCheck:
     """What `keras_str.check_n_m` found: each kernel's groups, and the layers it could not check.
 
     Attributes:
-        n, m: The pattern checked.
+        n: At most this many nonzeros...
+        m: ...in every group of this many consecutive weights.
         layers: A `LayerNMCheck` per kernel checked.
         unchecked: `{layer name: why}` for kernel layers that cannot hold
             N:M (no input axis, or one that is not a multiple of M).
+
+    Example:
+
+    >>> result = keras_str.check_n_m(np.array([[1.0], [0.0], [2.0], [0.0]]), "2:4")
+    >>> result.n, result.m, result.satisfied
+    (2, 4, True)
     """
 
     n: int
@@ -98,10 +105,19 @@ def check_n_m(model_or_kernel, n_m="2:4", axis=-2):
     Returns:
         An `NMCheck`; `print()` it for a per-layer table.
 
+    Raises:
+        ValueError: If `n_m` is not an N:M pattern with 0 < N < M (`"2:4"`,
+            `(2, 4)`), or `axis` is not an integer axis of the kernel.
+
     Example:
 
-    >>> plain = keras_str.strip(sparse_model)
-    >>> result = keras_str.check_n_m(plain, "2:4")
+    >>> dense = keras.Sequential([keras.Input((16,)),
+    ...     keras.layers.Dense(32, name="hidden"), keras.layers.Dense(4, name="logits")])
+    >>> sparse = keras_str.sparsify(
+    ...     dense, method=keras_str.GMP(None, keras_str.ConstantSchedule(0), n_m="2:4"))
+    >>> sparse.compile(optimizer="sgd", loss="mse")
+    >>> _ = sparse.fit(np.random.rand(64, 16), np.random.rand(64, 4), batch_size=8, verbose=0)
+    >>> result = keras_str.check_n_m(keras_str.strip(sparse), "2:4")
     >>> result.satisfied
     True
     """

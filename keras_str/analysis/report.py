@@ -28,29 +28,41 @@ from keras_str.layers.batch_norm import STRBatchNormalization
 class LayerSparsity:
     """One row of a `SparsityReport`.
 
-    `params` and `nonzeros` count kernel weights (the prunable ones; biases
-    and normalization are not counted, as in the STR paper). Multiply-adds
-    are per example for the layer's input shape; `sparse_macs` is
-    `nonzeros * (dense_macs / params)`, i.e. density times dense MACs. Both
-    are `None` when the input shape has unknown spatial dimensions.
-    `threshold` is the mean current threshold of a sparse layer (`g(s)` for
-    STR, `t` for ST-3) and `None` for plain layers and GMP. `note` says why
-    a layer is dense: `"kept dense"` (a kernel layer keras-str can sparsify,
-    left plain in a model that has sparse layers) or `"no sparse version"`
-    (its matrices, e.g. an LSTM cell's, cannot be sparsified; `params`
-    counts its weights of rank 2 or more) or `"channels thresholded by
-    <name>"` (its kernel stays dense; the `keras_str.STRBatchNormalization`
-    it feeds zeroes whole channels, whose row has no MACs of its own:
-    `strip` removes the filters). A low-rank layer
-    (`keras_str.LowRankSTR`) has `rank` (singular values kept) and
-    `full_rank`; its `nonzeros` are what `strip` deploys: the two thin
-    factors' weights when they are cheaper than the product.
+    Attributes:
+        name: The layer's path inside the model (`hidden`,
+            `transformer_layer_0/self_attention/query`), unique in it.
+        layer_class: The layer's class name.
+        params: Kernel weights (the prunable ones; biases and normalization
+            are not counted, as in the STR paper).
+        nonzeros: Kernel weights that are not zero. For a low-rank layer
+            (`keras_str.LowRankSTR`), what `strip` deploys: the two thin
+            factors' weights when they are cheaper than the product.
+        sparsity: `1 - nonzeros / params`.
+        threshold: The mean current threshold of a sparse layer (`g(s)` for
+            STR, `t` for ST-3); `None` for plain layers and GMP.
+        dense_macs: Multiply-adds for the layer's input shape, per example
+            (or per position, see `macs_per`); `None` when the input has
+            unknown spatial dimensions.
+        sparse_macs: `nonzeros * (dense_macs / params)`: density times the
+            dense MACs.
+        note: Why a layer is dense: `"kept dense"` (sparsifiable, left
+            plain), `"no sparse version"` (its matrices, e.g. a generic RNN
+            cell's, cannot be sparsified; `params` counts its weights of rank
+            2 or more) or `"channels thresholded by <name>"` (the
+            `keras_str.STRBatchNormalization` it feeds zeroes whole channels;
+            `strip` removes the filters).
+        rank: Singular values a low-rank layer keeps; otherwise `None`.
+        full_rank: That layer's full rank; otherwise `None`.
+        macs_per: `"example"`, or `"position"` where the layer's input has
+            dimensions known only at run time (a transformer's sequence):
+            its MACs are then per token, each unknown dimension counted as 1.
 
-    `name` is the layer's path inside the model (`hidden`,
-    `transformer_layer_0/self_attention/query`), unique in the model. `macs_per` is `"example"`, or
-    `"position"` where the layer's input has dimensions known only at run
-    time (a transformer's sequence length): its MACs are then per token,
-    counting each unknown dimension as 1.
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((8,)), keras_str.STRDense(4, name="hidden")])
+    >>> row = keras_str.sparsity_report(model).rows[0]
+    >>> row.name, row.params, row.dense_macs
+    ('hidden', 32, 32)
     """
 
     name: str
@@ -71,9 +83,22 @@ class LayerSparsity:
 class SparsityReport:
     """Per-layer rows, model totals and warnings; render with `table()` or `to_json()`.
 
-    `warnings` says what makes the numbers misleading: sparse layers holding
-    NaN or inf, a schedule that has not reached its end step, sparse layers
-    that never trained.
+    Attributes:
+        rows: A `LayerSparsity` per kernel layer, sparse or dense.
+        totals: Model totals: `params`, `nonzeros`, `sparsity`,
+            `dense_macs`, `sparse_macs`, and the same over all parameters
+            (biases and normalization included).
+        warnings: What makes the numbers misleading: sparse layers holding
+            NaN or inf, a schedule that has not reached its end step,
+            sparse layers that never trained.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((8,)), keras_str.STRDense(4)])
+    >>> report = keras_str.sparsity_report(model)
+    >>> [row.name for row in report.rows], report.totals["sparsity"]
+    (['str_dense'], 0.0)
+    >>> report.to_json("report.json")
     """
 
     rows: list
@@ -208,6 +233,9 @@ def sparsity_report(model):
         `dense_share` (the share of those outside sparse kernels: layers kept
         dense or without a sparse version, biases, normalization);
         `model_params` (every variable, training state included).
+
+    Raises:
+        ValueError: If the model is not built.
 
     Example:
 

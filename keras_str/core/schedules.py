@@ -26,6 +26,10 @@ class PolynomialSchedule:
             greater than `begin_step`.
         power: Exponent of the schedule (3 = cubic).
 
+    Raises:
+        ValueError: If `begin_step` is negative or not an integer, `end_step`
+            is not greater than `begin_step`, or `power` is not positive.
+
     Example:
 
     >>> schedule = keras_str.PolynomialSchedule(0, 1000)
@@ -92,6 +96,9 @@ class ConstantSchedule:
 
     Args:
         begin_step: Step from which the final sparsity applies.
+
+    Raises:
+        ValueError: If `begin_step` is negative or not an integer.
 
     Example:
 

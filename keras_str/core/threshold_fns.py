@@ -31,6 +31,9 @@ def get_threshold_fn(identifier):
     Returns:
         A callable `g(s)`.
 
+    Raises:
+        ValueError: If `identifier` is none of these.
+
     Example:
 
     >>> g = keras_str.ops.get_threshold_fn("sigmoid")
@@ -59,7 +62,31 @@ def get_inverse_threshold_fn(identifier):
 
 
 def serialize_threshold_fn(identifier):
-    """Returns a config-friendly form of a threshold function identifier."""
+    """Returns a config-friendly form of a threshold function identifier.
+
+    Args:
+        identifier: A name (`"sigmoid"`, `"exp"`) or a callable `g(s)`, as
+            `get_threshold_fn` takes.
+
+    Returns:
+        The name as it is, or Keras's serialized dict of the callable (a
+        function registered with `keras.saving.register_keras_serializable`),
+        which `get_threshold_fn` turns back into it.
+
+    Raises:
+        ValueError: If `identifier` is neither a string nor a callable.
+
+    Example:
+
+    >>> keras_str.ops.serialize_threshold_fn("exp")
+    'exp'
+    >>> g = keras_str.ops.get_threshold_fn(keras_str.ops.serialize_threshold_fn("sigmoid"))
+    """
     if isinstance(identifier, str):
         return identifier
+    if not callable(identifier):
+        raise ValueError(
+            "Invalid value for argument `threshold_fn`. Expected a name or a "
+            f"callable. Received: threshold_fn={identifier!r}"
+        )
     return keras.saving.serialize_keras_object(identifier)

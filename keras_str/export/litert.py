@@ -270,12 +270,19 @@ def predict_tflite(path, inputs, batch_size=256):
         multi-output model a list of arrays in the Keras model's output
         order.
 
+    Raises:
+        ValueError: If the file is missing, not a `.tflite` or fails to load;
+            an input's shape or dtype differs from the file's (floats for
+            integer token ids included); the inputs of a multi-input file are
+            not a dict of its input names; or `batch_size` is not a positive
+            integer.
+
     Example:
 
-    >>> logits = keras_str.predict_tflite("model.tflite", x_test)
-    >>> logits = keras_str.predict_tflite(
-    ...     "two_inputs.tflite", {"tokens": ids, "features": features}
-    ... )
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> _ = keras_str.export_tflite(model, "model.tflite")
+    >>> keras_str.predict_tflite("model.tflite", np.ones((3, 8))).shape
+    (3, 4)
     """
     batch_size = check_number("batch_size", batch_size, integer=True, minimum=1)
     tflite_model = _TFLiteModel(path)
@@ -300,6 +307,18 @@ def time_tflite(path, runs=50, warmup=5, num_threads=1):
 
     Returns:
         A dict: `median_ms`, `p10_ms`, `p90_ms`, `runs`, `num_threads`.
+
+    Raises:
+        ValueError: If the file is missing, not a `.tflite` or fails to load,
+            or `runs`, `warmup` or `num_threads` is not an integer in range.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> _ = keras_str.export_tflite(model, "model.tflite")
+    >>> timing = keras_str.time_tflite("model.tflite", runs=10)
+    >>> sorted(timing)
+    ['median_ms', 'num_threads', 'p10_ms', 'p90_ms', 'runs']
     """
     runs = check_number("runs", runs, integer=True, minimum=1)
     warmup = check_number("warmup", warmup, integer=True, minimum=0)

@@ -96,9 +96,23 @@ def export_tflite(
     Returns:
         An `ExportReport`.
 
+    Raises:
+        ValueError: If an argument is invalid (an unknown `precision`, a `path`
+            not ending in `.tflite`, `per_channel=False` outside the int8
+            precisions, `precision="int8"` without `representative_data`), the
+            model is not built, or its inputs cannot be given fixed shapes.
+        RuntimeError: If even the plain file fails to convert or to run in
+            LiteRT (the reason from the converter or the interpreter). No file
+            is written then: a file is renamed into place only once checked.
+
     Example:
 
-    >>> report = keras_str.export_tflite(model, "model.tflite")
+    >>> dense = keras.Sequential([keras.Input((16,)),
+    ...     keras.layers.Dense(32, name="hidden"), keras.layers.Dense(4, name="logits")])
+    >>> sparse = keras_str.sparsify(dense, threshold_init=-2.0, weight_decay=5e-4)  # g(s) = 0.12
+    >>> report = keras_str.export_tflite(sparse, "model.tflite")
+    >>> report.size_bytes < report.dense_size_bytes
+    True
     >>> print(report.summary())
     """
     if precision not in PRECISIONS:

@@ -16,7 +16,34 @@ PRECISION_NOTES = {
 
 @dataclasses.dataclass
 class ExportReport:
-    """What `export_tflite` wrote and what LiteRT will do with its zeros."""
+    """What `export_tflite` wrote and what LiteRT will do with its zeros.
+
+    Attributes:
+        path: The `.tflite` file written.
+        precision: `"float32"`, `"float16"`, `"int8"` or `"dynamic_int8"`.
+        size_bytes: The file's size.
+        dense_size_bytes: The size of the same model exported without
+            sparse encoding (`size_ratio` is the one over the other).
+        sparse_tensors: Each weight stored in TFLite's sparse format: its
+            name, shape, density, the op reading it and whether LiteRT
+            expands it at load (`densified`).
+        densify_ops: How many DENSIFY ops the file holds (weights expanded
+            to dense when LiteRT loads the file).
+        op_counts: `{op name: count}` over the file's graph.
+        stored_dense: `{weight: why}` for weights stored dense although
+            sparse (LiteRT could not load or compute them right sparse).
+        xnnpack: Whether XNNPACK's sparse inference applies, and if not,
+            which layer breaks which rule.
+        max_difference: The largest |LiteRT - Keras| on the inputs checked.
+        layer_runtime: `{layer: what LiteRT does with its zeros}`.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(8)])
+    >>> report = keras_str.export_tflite(model, "model.tflite")
+    >>> report.precision, report.densify_ops
+    ('float32', 0)
+    """
 
     path: str
     precision: str

@@ -64,6 +64,32 @@ class SparseKernelLayer:
     Subclasses list the mixin first: `class STRDense(SparseKernelLayer,
     keras.layers.Dense)`, and the module defining the subclass registers
     the pair (`keras_str.layers.register_sparse_layer`).
+
+    Args:
+        *args: The Keras parent's positional arguments.
+        method: The sparsity method (`keras_str.STR()` when not given).
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`.
+        threshold_init: Shortcut for STR's initial raw threshold `s`.
+        threshold_granularity: Shortcut for STR's granularity.
+        threshold_regularizer: Shortcut for STR's regularizer of `s`.
+        **kwargs: The Keras parent's other arguments.
+
+    Raises:
+        ValueError: If `method` is given together with STR's shortcut
+            arguments, or LoRA or quantization is asked for (`lora_rank`,
+            `quantization_config`, a quantized `dtype`): strip first.
+
+    Example:
+
+    >>> class MyDense(keras.layers.Dense):  # a layer of one's own
+    ...     pass
+    >>> class SparseMyDense(keras_str.SparseKernelLayer, MyDense):  # mixin first
+    ...     pass
+    >>> layer = SparseMyDense(4, method=keras_str.STR(threshold_init=-2.0))
+    >>> layer(np.ones((2, 8))).shape
+    (2, 4)
+    >>> isinstance(keras_str.STRDense(4), keras_str.SparseKernelLayer)
+    True
     """
 
     def __init__(

@@ -40,11 +40,22 @@ class STRBatchNormalization(SparseKernelLayer, keras.layers.BatchNormalization):
         method: The sparsity method (`keras_str.StructuredSTR("channel",
             ...)` or `keras_str.STR(...)`: on one value per channel both
             threshold channels).
-        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
-            as are `threshold_init`, `threshold_granularity` and
-            `threshold_regularizer` for STR's settings of those names.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`:
+            `"sigmoid"` (default), `"exp"` or a callable `g(s)`.
+        threshold_init: Shortcut for STR's initial raw threshold `s`.
+        threshold_granularity: Shortcut for STR's `"layer"`, `"channel"` or
+            `"weight"` thresholds.
+        threshold_regularizer: Shortcut for STR's regularizer of `s`.
         **kwargs: Every other argument of `keras.layers.BatchNormalization`;
             `scale` must be True and `axis` the last one.
+
+    Raises:
+        ValueError: If `method` is given together with STR's shortcut
+            arguments, the method cannot hold this layer's kernel (e.g. `n_m`
+            on an input axis that is not a multiple of M), or LoRA or
+            quantization is asked for (`lora_rank`, `quantization_config`, a
+            quantized `dtype`): strip the model first, then quantize. Keras's
+            own checks of the parent's arguments apply as well.
 
     Example:
 

@@ -17,10 +17,21 @@ class STRConv1D(SparseKernelLayer, keras.layers.Conv1D):
         kernel_size: Length of the convolution window.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
-            as are `threshold_init`, `threshold_granularity` and
-            `threshold_regularizer` for STR's settings of those names.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`:
+            `"sigmoid"` (default), `"exp"` or a callable `g(s)`.
+        threshold_init: Shortcut for STR's initial raw threshold `s`.
+        threshold_granularity: Shortcut for STR's `"layer"`, `"channel"` or
+            `"weight"` thresholds.
+        threshold_regularizer: Shortcut for STR's regularizer of `s`.
         **kwargs: Every other argument of `keras.layers.Conv1D`.
+
+    Raises:
+        ValueError: If `method` is given together with STR's shortcut
+            arguments, the method cannot hold this layer's kernel (e.g. `n_m`
+            on an input axis that is not a multiple of M), or LoRA or
+            quantization is asked for (`lora_rank`, `quantization_config`, a
+            quantized `dtype`): strip the model first, then quantize. Keras's
+            own checks of the parent's arguments apply as well.
 
     Example:
 
@@ -42,10 +53,21 @@ class STRConv2D(SparseKernelLayer, keras.layers.Conv2D):
         kernel_size: Height and width of the convolution window.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
-            as are `threshold_init`, `threshold_granularity` and
-            `threshold_regularizer` for STR's settings of those names.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`:
+            `"sigmoid"` (default), `"exp"` or a callable `g(s)`.
+        threshold_init: Shortcut for STR's initial raw threshold `s`.
+        threshold_granularity: Shortcut for STR's `"layer"`, `"channel"` or
+            `"weight"` thresholds.
+        threshold_regularizer: Shortcut for STR's regularizer of `s`.
         **kwargs: Every other argument of `keras.layers.Conv2D`.
+
+    Raises:
+        ValueError: If `method` is given together with STR's shortcut
+            arguments, the method cannot hold this layer's kernel (e.g. `n_m`
+            on an input axis that is not a multiple of M), or LoRA or
+            quantization is asked for (`lora_rank`, `quantization_config`, a
+            quantized `dtype`): strip the model first, then quantize. Keras's
+            own checks of the parent's arguments apply as well.
 
     Example:
 
@@ -67,10 +89,21 @@ class STRConv3D(SparseKernelLayer, keras.layers.Conv3D):
         kernel_size: Depth, height and width of the convolution window.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
-            as are `threshold_init`, `threshold_granularity` and
-            `threshold_regularizer` for STR's settings of those names.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`:
+            `"sigmoid"` (default), `"exp"` or a callable `g(s)`.
+        threshold_init: Shortcut for STR's initial raw threshold `s`.
+        threshold_granularity: Shortcut for STR's `"layer"`, `"channel"` or
+            `"weight"` thresholds.
+        threshold_regularizer: Shortcut for STR's regularizer of `s`.
         **kwargs: Every other argument of `keras.layers.Conv3D`.
+
+    Raises:
+        ValueError: If `method` is given together with STR's shortcut
+            arguments, the method cannot hold this layer's kernel (e.g. `n_m`
+            on an input axis that is not a multiple of M), or LoRA or
+            quantization is asked for (`lora_rank`, `quantization_config`, a
+            quantized `dtype`): strip the model first, then quantize. Keras's
+            own checks of the parent's arguments apply as well.
 
     Example:
 

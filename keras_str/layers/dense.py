@@ -34,6 +34,14 @@ class STRDense(SparseKernelLayer, keras.layers.Dense):
         **kwargs: Every other argument of `keras.layers.Dense`, with the same
             meaning (LoRA and quantization are not supported).
 
+    Raises:
+        ValueError: If `method` is given together with STR's shortcut
+            arguments, the method cannot hold this layer's kernel (e.g. `n_m`
+            on an input axis that is not a multiple of M), or LoRA or
+            quantization is asked for (`lora_rank`, `quantization_config`, a
+            quantized `dtype`): strip the model first, then quantize. Keras's
+            own checks of the parent's arguments apply as well.
+
     Example:
 
     >>> layer = keras_str.STRDense(4, threshold_init=-2.0)

@@ -19,10 +19,21 @@ class STRDepthwiseConv2D(SparseKernelLayer, keras.layers.DepthwiseConv2D):
         kernel_size: Height and width of the depthwise window.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
-            as are `threshold_init`, `threshold_granularity` and
-            `threshold_regularizer` for STR's settings of those names.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`:
+            `"sigmoid"` (default), `"exp"` or a callable `g(s)`.
+        threshold_init: Shortcut for STR's initial raw threshold `s`.
+        threshold_granularity: Shortcut for STR's `"layer"`, `"channel"` or
+            `"weight"` thresholds.
+        threshold_regularizer: Shortcut for STR's regularizer of `s`.
         **kwargs: Every other argument of `keras.layers.DepthwiseConv2D`.
+
+    Raises:
+        ValueError: If `method` is given together with STR's shortcut
+            arguments, the method cannot hold this layer's kernel (e.g. `n_m`
+            on an input axis that is not a multiple of M), or LoRA or
+            quantization is asked for (`lora_rank`, `quantization_config`, a
+            quantized `dtype`): strip the model first, then quantize. Keras's
+            own checks of the parent's arguments apply as well.
 
     Example:
 
@@ -44,10 +55,21 @@ class STRDepthwiseConv1D(SparseKernelLayer, keras.layers.DepthwiseConv1D):
         kernel_size: Length of the depthwise window.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
-            as are `threshold_init`, `threshold_granularity` and
-            `threshold_regularizer` for STR's settings of those names.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`:
+            `"sigmoid"` (default), `"exp"` or a callable `g(s)`.
+        threshold_init: Shortcut for STR's initial raw threshold `s`.
+        threshold_granularity: Shortcut for STR's `"layer"`, `"channel"` or
+            `"weight"` thresholds.
+        threshold_regularizer: Shortcut for STR's regularizer of `s`.
         **kwargs: Every other argument of `keras.layers.DepthwiseConv1D`.
+
+    Raises:
+        ValueError: If `method` is given together with STR's shortcut
+            arguments, the method cannot hold this layer's kernel (e.g. `n_m`
+            on an input axis that is not a multiple of M), or LoRA or
+            quantization is asked for (`lora_rank`, `quantization_config`, a
+            quantized `dtype`): strip the model first, then quantize. Keras's
+            own checks of the parent's arguments apply as well.
 
     Example:
 

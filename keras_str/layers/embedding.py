@@ -24,12 +24,25 @@ class STREmbedding(SparseKernelLayer, keras.layers.Embedding):
     Args:
         input_dim: Size of the vocabulary.
         output_dim: Dimension of the embedding.
+        weights: Optional initial table (a list holding one array of shape
+            `(input_dim, output_dim)`), as `keras.layers.Embedding` takes.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
-            as are `threshold_init`, `threshold_granularity` and
-            `threshold_regularizer` for STR's settings of those names.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`:
+            `"sigmoid"` (default), `"exp"` or a callable `g(s)`.
+        threshold_init: Shortcut for STR's initial raw threshold `s`.
+        threshold_granularity: Shortcut for STR's `"layer"`, `"channel"` or
+            `"weight"` thresholds.
+        threshold_regularizer: Shortcut for STR's regularizer of `s`.
         **kwargs: Every other argument of `keras.layers.Embedding`.
+
+    Raises:
+        ValueError: If `method` is given together with STR's shortcut
+            arguments, the method cannot hold this layer's kernel (e.g. `n_m`
+            on an input axis that is not a multiple of M), or LoRA or
+            quantization is asked for (`lora_rank`, `quantization_config`, a
+            quantized `dtype`): strip the model first, then quantize. Keras's
+            own checks of the parent's arguments apply as well.
 
     Example:
 
@@ -73,12 +86,25 @@ class STRReversibleEmbedding(STREmbedding, keras.layers.ReversibleEmbedding):
     Args:
         input_dim: Size of the vocabulary.
         output_dim: Dimension of the embedding.
+        weights: Optional initial table (a list holding one array of shape
+            `(input_dim, output_dim)`), as `keras.layers.Embedding` takes.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
-            as are `threshold_init`, `threshold_granularity` and
-            `threshold_regularizer` for STR's settings of those names.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`:
+            `"sigmoid"` (default), `"exp"` or a callable `g(s)`.
+        threshold_init: Shortcut for STR's initial raw threshold `s`.
+        threshold_granularity: Shortcut for STR's `"layer"`, `"channel"` or
+            `"weight"` thresholds.
+        threshold_regularizer: Shortcut for STR's regularizer of `s`.
         **kwargs: Every other argument of `keras.layers.ReversibleEmbedding`.
+
+    Raises:
+        ValueError: If `method` is given together with STR's shortcut
+            arguments, the method cannot hold this layer's kernel (e.g. `n_m`
+            on an input axis that is not a multiple of M), or LoRA or
+            quantization is asked for (`lora_rank`, `quantization_config`, a
+            quantized `dtype`): strip the model first, then quantize. Keras's
+            own checks of the parent's arguments apply as well.
 
     Example:
 

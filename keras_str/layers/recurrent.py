@@ -300,46 +300,123 @@ class SparseRecurrentLayer:
         return {**super().get_config(), "method": _serialize_shared(self.method)}
 
 
-_DOC = """`keras.layers.{parent}` whose input and recurrent kernels are soft-thresholded.
+@keras.saving.register_keras_serializable(package="keras_str")
+class STRSimpleRNN(SparseRecurrentLayer, keras.layers.SimpleRNN):
+    """`keras.layers.SimpleRNN` whose input and recurrent kernels are soft-thresholded.
 
     Each kernel is a `keras_str.layers.STRKernelWeight` with its own
-    threshold (`{name}_kernel`, `{name}_recurrent_kernel` in the report),
+    threshold (`simple_rnn_kernel`, `simple_rnn_recurrent_kernel` in the report),
     both using this layer's `method`. The kernels are thresholded once per
     sequence; the time loop is the parent's. `strip` gives back a plain
-    `keras.layers.{parent}` whose kernels hold exact zeros.
+    `keras.layers.SimpleRNN` whose kernels hold exact zeros.
 
     Args:
         units: Positive integer, dimensionality of the output space.
         method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
             `GMP(...)`; see `keras_str.STRDense`.
-        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`,
-            as are `threshold_init`, `threshold_granularity` and
-            `threshold_regularizer` for STR's settings of those names.
-        **kwargs: Every other argument of `keras.layers.{parent}`.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`:
+            `"sigmoid"` (default), `"exp"` or a callable `g(s)`.
+        threshold_init: Shortcut for STR's initial raw threshold `s`.
+        threshold_granularity: Shortcut for STR's `"layer"`, `"channel"` or
+            `"weight"` thresholds.
+        threshold_regularizer: Shortcut for STR's regularizer of `s`.
+        **kwargs: Every other argument of `keras.layers.SimpleRNN`.
+
+    Raises:
+        ValueError: If `method` is given together with STR's shortcut
+            arguments, the method cannot hold this layer's kernel (e.g. `n_m`
+            on an input axis that is not a multiple of M), or LoRA or
+            quantization is asked for (`lora_rank`, `quantization_config`, a
+            quantized `dtype`): strip the model first, then quantize. Keras's
+            own checks of the parent's arguments apply as well.
 
     Example:
 
-    >>> layer = keras_str.STR{parent}(4)
+    >>> layer = keras_str.STRSimpleRNN(4)
     >>> layer(np.ones((2, 5, 3))).shape
     (2, 4)
     """
 
-
-@keras.saving.register_keras_serializable(package="keras_str")
-class STRSimpleRNN(SparseRecurrentLayer, keras.layers.SimpleRNN):
-    __doc__ = _DOC.format(parent="SimpleRNN", name="simple_rnn")
     sparse_cell_class = SimpleRNNCell
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
 class STRGRU(SparseRecurrentLayer, keras.layers.GRU):
-    __doc__ = _DOC.format(parent="GRU", name="gru")
+    """`keras.layers.GRU` whose input and recurrent kernels are soft-thresholded.
+
+    Each kernel is a `keras_str.layers.STRKernelWeight` with its own
+    threshold (`gru_kernel`, `gru_recurrent_kernel` in the report),
+    both using this layer's `method`. The kernels are thresholded once per
+    sequence; the time loop is the parent's. `strip` gives back a plain
+    `keras.layers.GRU` whose kernels hold exact zeros.
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
+            `GMP(...)`; see `keras_str.STRDense`.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`:
+            `"sigmoid"` (default), `"exp"` or a callable `g(s)`.
+        threshold_init: Shortcut for STR's initial raw threshold `s`.
+        threshold_granularity: Shortcut for STR's `"layer"`, `"channel"` or
+            `"weight"` thresholds.
+        threshold_regularizer: Shortcut for STR's regularizer of `s`.
+        **kwargs: Every other argument of `keras.layers.GRU`.
+
+    Raises:
+        ValueError: If `method` is given together with STR's shortcut
+            arguments, the method cannot hold this layer's kernel (e.g. `n_m`
+            on an input axis that is not a multiple of M), or LoRA or
+            quantization is asked for (`lora_rank`, `quantization_config`, a
+            quantized `dtype`): strip the model first, then quantize. Keras's
+            own checks of the parent's arguments apply as well.
+
+    Example:
+
+    >>> layer = keras_str.STRGRU(4)
+    >>> layer(np.ones((2, 5, 3))).shape
+    (2, 4)
+    """
+
     sparse_cell_class = GRUCell
 
 
 @keras.saving.register_keras_serializable(package="keras_str")
 class STRLSTM(SparseRecurrentLayer, keras.layers.LSTM):
-    __doc__ = _DOC.format(parent="LSTM", name="lstm")
+    """`keras.layers.LSTM` whose input and recurrent kernels are soft-thresholded.
+
+    Each kernel is a `keras_str.layers.STRKernelWeight` with its own
+    threshold (`lstm_kernel`, `lstm_recurrent_kernel` in the report),
+    both using this layer's `method`. The kernels are thresholded once per
+    sequence; the time loop is the parent's. `strip` gives back a plain
+    `keras.layers.LSTM` whose kernels hold exact zeros.
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        method: `keras_str.STR(...)` (default: plain STR), `ST3(...)` or
+            `GMP(...)`; see `keras_str.STRDense`.
+        threshold_fn: Shortcut for `method=keras_str.STR(threshold_fn=...)`:
+            `"sigmoid"` (default), `"exp"` or a callable `g(s)`.
+        threshold_init: Shortcut for STR's initial raw threshold `s`.
+        threshold_granularity: Shortcut for STR's `"layer"`, `"channel"` or
+            `"weight"` thresholds.
+        threshold_regularizer: Shortcut for STR's regularizer of `s`.
+        **kwargs: Every other argument of `keras.layers.LSTM`.
+
+    Raises:
+        ValueError: If `method` is given together with STR's shortcut
+            arguments, the method cannot hold this layer's kernel (e.g. `n_m`
+            on an input axis that is not a multiple of M), or LoRA or
+            quantization is asked for (`lora_rank`, `quantization_config`, a
+            quantized `dtype`): strip the model first, then quantize. Keras's
+            own checks of the parent's arguments apply as well.
+
+    Example:
+
+    >>> layer = keras_str.STRLSTM(4)
+    >>> layer(np.ones((2, 5, 3))).shape
+    (2, 4)
+    """
+
     sparse_cell_class = LSTMCell
 
 

@@ -66,6 +66,18 @@ class SparsityMethod:
     kernel's weight decay), `kernel_assigned(layer)` (recompute them after
     the raw kernel was set from outside) and, where `strip` can deploy the
     kernel as two thin matrices, `factors(layer)`.
+
+    Example:
+
+    >>> class FixedThreshold(keras_str.SparsityMethod):
+    ...     # Zeroes every weight whose magnitude is at most 0.1.
+    ...     def build(self, layer):
+    ...         return {}
+    ...     def effective_kernel(self, layer, kernel):
+    ...         return keras_str.ops.soft_threshold(kernel, 0.1)
+    >>> layer = keras_str.STRDense(4, method=FixedThreshold())
+    >>> layer(np.ones((2, 8))).shape
+    (2, 4)
     """
 
     scheduled = False

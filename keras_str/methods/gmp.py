@@ -76,11 +76,23 @@ class GMP(SparsityMethod):
             layer that cannot hold the pattern (a depthwise conv, an input
             axis that is not a multiple of M) is refused by name.
 
+    Raises:
+        ValueError: If an argument is out of range or of the wrong type
+            (named, with the value received): `target_sparsity` outside
+            [0, 1), an unknown `structure`, `layer_targets` that is not a
+            dict of shares or names layers the method does not prune (said
+            when the layers are known), `n_m` with `structure` or
+            `layer_targets`, a `channel_multiple` below 1 or, without
+            `structure="channel"`, above 1.
+
     Example:
 
-    >>> method = keras_str.GMP(0.9, keras_str.PolynomialSchedule(0, 2000))
-    >>> sparse = keras_str.sparsify(model, method=method)
-    >>> sparse.fit(x, y)
+    >>> dense = keras.Sequential([keras.Input((16,)),
+    ...     keras.layers.Dense(32, name="hidden"), keras.layers.Dense(4, name="logits")])
+    >>> schedule = keras_str.PolynomialSchedule(0, 6)
+    >>> sparse = keras_str.sparsify(dense, method=keras_str.GMP(0.9, schedule, frequency=2))
+    >>> sparse.compile(optimizer="sgd", loss="mse")
+    >>> _ = sparse.fit(np.random.rand(64, 16), np.random.rand(64, 4), batch_size=8, verbose=0)
     >>> filters = keras_str.GMP(0.5, schedule, structure="channel")
     >>> two_four = keras_str.GMP(None, schedule, n_m="2:4")
     """

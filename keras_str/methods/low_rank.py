@@ -64,13 +64,19 @@ class LowRankSTR(SparsityMethod):
             on `s` as on the factors (`keras_str.apply_weight_decay` sets
             it).
 
+    Raises:
+        ValueError: If `max_rank` is not a positive integer, a dict of them or
+            None, or `threshold_fn` is unknown. A kernel that is not 2-D (a
+            convolution's) is refused, naming the layer, when the model is
+            sparsified.
+
     Example:
 
-    >>> method = keras_str.LowRankSTR(threshold_init=-3.0)
-    >>> layer = keras_str.STRDense(64, method=method)
-    >>> gru = keras_str.STRGRU(64, method=keras_str.LowRankSTR(max_rank=16))
-    >>> model = keras_str.sparsify(
-    ...     dense_model, method=keras_str.LowRankSTR(), weight_decay=1e-4)
+    >>> layer = keras_str.STRDense(8, method=keras_str.LowRankSTR(threshold_init=-3.0))
+    >>> gru = keras_str.STRGRU(8, method=keras_str.LowRankSTR(max_rank=4))
+    >>> dense = keras.Sequential([keras.Input((16,)),
+    ...     keras.layers.Dense(32, name="hidden"), keras.layers.Dense(4, name="logits")])
+    >>> sparse = keras_str.sparsify(dense, method=keras_str.LowRankSTR(), weight_decay=1e-4)
     """
 
     learns_threshold = True

@@ -76,12 +76,25 @@ class ST3(SparsityMethod):
             nothing (no threshold is compared across groups), and the
             budget is `"weights"`.
 
+    Raises:
+        ValueError: If an argument is out of range or of the wrong type
+            (named, with the value received): `target_sparsity` outside
+            [0, 1) (or not None with `n_m`), an unknown `scope`, a `rescale`
+            that is not a bool, `n_m` with a MACs budget. A MACs budget on a
+            layer built without fixed spatial dimensions is refused when the
+            model is sparsified.
+
     Example:
 
-    >>> method = keras_str.ST3(0.95, keras_str.PolynomialSchedule(0, 3000))
-    >>> sparse = keras_str.sparsify(model, method=method)
-    >>> sparse.fit(x, y)
-    >>> two_four = keras_str.ST3(None, keras_str.PolynomialSchedule(0, 3000), n_m="2:4")
+    >>> dense = keras.Sequential([keras.Input((16,)),
+    ...     keras.layers.Dense(32, name="hidden"), keras.layers.Dense(4, name="logits")])
+    >>> schedule = keras_str.PolynomialSchedule(0, 6)
+    >>> sparse = keras_str.sparsify(dense, method=keras_str.ST3(0.9, schedule))
+    >>> sparse.compile(optimizer="sgd", loss="mse")
+    >>> _ = sparse.fit(np.random.rand(64, 16), np.random.rand(64, 4), batch_size=8, verbose=0)
+    >>> round(keras_str.sparsity_report(sparse).totals["sparsity"], 2)
+    0.9
+    >>> two_four = keras_str.ST3(None, schedule, n_m="2:4")
     """
 
     scheduled = True

@@ -99,6 +99,14 @@ class STR(SparsityMethod):
             group's threshold it zeroes more, so the kernels reach at least
             the target. The budget is `"weights"`.
 
+    Raises:
+        ValueError: If an argument is out of range or of the wrong type
+            (named, with the value received), or the combination cannot
+            work: a `schedule` without `target_sparsity` or the reverse, a
+            target with a `threshold_fn` that cannot be inverted, a MACs
+            budget without a target, `n_m` without a schedule or with a MACs
+            budget.
+
     Example:
 
     >>> method = keras_str.STR(threshold_init=-5.0)

@@ -111,6 +111,14 @@ class StructuredSTR(STR):
         threshold_granularity: `"layer"` (default) or `"channel"` (one
             threshold per output channel).
 
+    Raises:
+        ValueError: If an argument is out of range or of the wrong type
+            (named, with the value received): an unknown `structure`,
+            `block_axis` or `scope`, `threshold_granularity="weight"`, a
+            `rescale` other than None or a bool. `"block"` on a layer whose
+            kernel's last axis is not its only output axis is refused, naming
+            the layer, when the model is sparsified.
+
     Example:
 
     >>> method = keras_str.StructuredSTR("block", block_size=4)

@@ -22,10 +22,19 @@ def layer_budget(model_or_report, min_params=0):
     Returns:
         A dict from layer name to its fraction of zero kernel weights.
 
+    Raises:
+        ValueError: If `model_or_report` is neither a Keras model nor a
+            `SparsityReport`, or `min_params` is not a non-negative integer.
+
     Example:
 
-    >>> budget = keras_str.layer_budget(trained_str_model)
-    >>> method = keras_str.GMP(0.9, schedule, layer_targets=budget)
+    >>> dense = keras.Sequential([keras.Input((16,)),
+    ...     keras.layers.Dense(32, name="hidden"), keras.layers.Dense(4, name="logits")])
+    >>> str_model = keras_str.sparsify(dense, threshold_init=-2.0, weight_decay=5e-4)
+    >>> budget = keras_str.layer_budget(str_model)
+    >>> sorted(budget)
+    ['hidden', 'logits']
+    >>> gmp = keras_str.GMP(0.9, keras_str.PolynomialSchedule(0, 100), layer_targets=budget)
     """
     min_params = check_number("min_params", min_params, integer=True, minimum=0)
     if isinstance(model_or_report, SparsityReport):

@@ -1,5 +1,7 @@
 """Keras callbacks for following sparsity while training (logging only)."""
 
+import os
+
 import keras
 
 from keras_str.analysis.report import sparsity_report
@@ -20,15 +22,37 @@ class SparsityMonitor(keras.callbacks.Callback):
         log_dir: Optional folder for TensorBoard event files.
         per_layer: Whether to log each layer, not just the total.
 
+    Raises:
+        ValueError: If `log_dir` is not a path or None, or `per_layer` is
+            not a bool.
+        ImportError: At the first epoch end with a `log_dir`, if TensorFlow
+            (the `tensorboard` extra) is not installed.
+
     Example:
 
-    >>> history = model.fit(x, y, callbacks=[keras_str.SparsityMonitor()])
-    >>> history.history["sparsity"]
+    >>> dense = keras.Sequential([keras.Input((16,)),
+    ...     keras.layers.Dense(32, name="hidden"), keras.layers.Dense(4, name="logits")])
+    >>> sparse = keras_str.sparsify(dense, threshold_init=-3.0, weight_decay=5e-4)
+    >>> sparse.compile(optimizer="sgd", loss="mse")
+    >>> history = sparse.fit(np.random.rand(64, 16), np.random.rand(64, 4), verbose=0,
+    ...                      callbacks=[keras_str.SparsityMonitor()])
+    >>> sorted(key for key in history.history if key.startswith("sparsity"))
+    ['sparsity', 'sparsity/hidden', 'sparsity/logits']
     """
 
     def __init__(self, log_dir=None, per_layer=True):
         super().__init__()
-        self.log_dir = log_dir
+        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
+            raise ValueError(
+                "Invalid value for argument `log_dir`. Expected a folder path "
+                f"or None. Received: log_dir={log_dir!r}"
+            )
+        if not isinstance(per_layer, bool):
+            raise ValueError(
+                "Invalid value for argument `per_layer`. Expected a bool. "
+                f"Received: per_layer={per_layer!r}"
+            )
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self.per_layer = per_layer
         self._writer = None
 

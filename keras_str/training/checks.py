@@ -33,7 +33,10 @@ class SparsityChecks(keras.callbacks.Callback):
 
     Example:
 
-    >>> model.fit(x, y, epochs=3, callbacks=[keras_str.SparsityChecks()])
+    >>> model = keras.Sequential([keras.Input((16,)), keras_str.STRDense(4)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> _ = model.fit(np.random.rand(32, 16), np.random.rand(32, 4), verbose=0,
+    ...               callbacks=[keras_str.SparsityChecks()])
     """
 
     def __init__(self):

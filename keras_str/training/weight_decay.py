@@ -41,6 +41,9 @@ def apply_weight_decay(model, weight_decay):
     Returns:
         The same `model`, for chaining.
 
+    Raises:
+        ValueError: If `weight_decay` is negative, not a number, NaN or inf.
+
     Example:
 
     >>> model = keras.Sequential([keras.Input((8,)), keras_str.STRDense(4)])

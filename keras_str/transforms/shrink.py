@@ -77,12 +77,19 @@ def shrink_channels(model, *, channel_multiple=1, check=True):
     Returns:
         A new model, or `model` itself when no channel can be removed.
 
+    Raises:
+        ValueError: If `channel_multiple` is not a positive integer, or the
+            model is subclassed (it has no graph to rebuild narrower).
+
     Example:
 
-    >>> plain = keras_str.strip(sparse_model, shrink=False)
-    >>> small = keras_str.shrink_channels(plain)
-    >>> small.count_params() < plain.count_params()
-    True
+    >>> model = keras.Sequential([keras.Input((16,)),
+    ...     keras.layers.Dense(8, activation="relu", name="hidden"), keras.layers.Dense(4)])
+    >>> kernel, bias = model.get_layer("hidden").get_weights()
+    >>> kernel[:, :3] = 0.0  # three dead units
+    >>> model.get_layer("hidden").set_weights([kernel, np.zeros_like(bias)])
+    >>> keras_str.shrink_channels(model).get_layer("hidden").units
+    5
     """
     channel_multiple = check_channel_multiple(channel_multiple)
     check_clonable(model)

@@ -46,9 +46,12 @@ def sparsify(
 ):
     """Returns `model` rebuilt with sparse-trainable layers in place of its kernel layers.
 
-    Every layer of a type in the registry (`Dense`, `Conv1D`, `Conv2D` and
-    `DepthwiseConv2D`, exactly those classes; custom subclasses are left
-    alone unless registered) becomes its sparse counterpart with the same
+    Every layer of a type in the registry (`Dense`, `EinsumDense`,
+    `Embedding`, `ReversibleEmbedding`, the convolutions and their
+    transposes, depthwise convolutions, `SimpleRNN` / `GRU` / `LSTM`,
+    `MultiHeadAttention`; exactly those classes: subclasses of one's own are
+    left alone, with a warning, unless registered) becomes its sparse
+    counterpart with the same
     config and weights; other layers are copied with their weights. All new
     layers share one copy of `method`, so a scheduled method's global
     threshold spans the whole model. The new model computes the dense
@@ -107,8 +110,8 @@ def sparsify(
     >>> dense = keras.applications.MobileNet(weights=None, input_shape=(96, 96, 3))
     >>> sparse = keras_str.sparsify(
     ...     dense, weight_decay=5e-5, keep_dense=["conv1", "predictions"])
-    >>> st3 = keras_str.sparsify(
-    ...     dense, method=keras_str.ST3(0.9, keras_str.PolynomialSchedule(0, 5000)))
+    >>> st3 = keras_str.sparsify(dense, method=keras_str.ST3(
+    ...     0.9, keras_str.PolynomialSchedule(0, 5000), scope="sigma"))
     """
     weight_decay = check_number("weight_decay", weight_decay, minimum=0, allow_none=True)
     check_rewritable(model, in_place)

@@ -67,9 +67,21 @@ def strip(model, *, in_place=False, shrink=None, channel_multiple=None):
         A new Keras model (`model` itself is not changed), or `model`
         rewritten in place.
 
+    Raises:
+        ValueError: If `shrink` is not None or a bool, `shrink=True` is asked
+            of a model rewritten in place, `channel_multiple` is not a positive
+            integer, a subclassed model is passed without `in_place=True`, or
+            a copy rebuilt from the model's config does not hold its variables
+            (strip it in place then).
+
     Example:
 
-    >>> plain = keras_str.strip(sparse_model)
+    >>> dense = keras.Sequential([keras.Input((16,)),
+    ...     keras.layers.Dense(32, name="hidden"), keras.layers.Dense(4, name="logits")])
+    >>> sparse = keras_str.sparsify(dense, threshold_init=-2.0, weight_decay=5e-4)
+    >>> plain = keras_str.strip(sparse)
+    >>> type(plain.get_layer("hidden")).__name__
+    'Dense'
     >>> plain.save("model_stripped.keras")
     """
     if not in_place and recipe_of(model) is not None:
