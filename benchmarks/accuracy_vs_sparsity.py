@@ -43,7 +43,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
-from benchmarks.rows import read_json  # noqa: E402
+from benchmarks.harness import read_json  # noqa: E402
 from examples.data import load_image_classification  # noqa: E402
 from examples.data import normalize_images  # noqa: E402
 from examples.training import TrainConfig  # noqa: E402

@@ -25,6 +25,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from benchmarks.harness import litert_rounds  # noqa: E402
+from benchmarks.harness import per_round_ratios  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "lenet_300_100", "Example model (an MLP).")
 flags.DEFINE_float("target", 0.9, "Target sparsity of both sparse methods.")
@@ -88,12 +91,11 @@ def main(argv):
                     for t in exported.sparse_tensors}) or ["dense"]
                 print(f"seed {seed} {variant}: {accuracy[variant][-1]:.2f} % at "
                       f"{sparsity[variant][-1]:.1f} % zeros; {encodings[variant]}", flush=True)
-            for _ in range(FLAGS.rounds):
-                times = {v: keras_str.time_tflite(paths[v], runs=FLAGS.runs)["median_ms"]
-                         for v in VARIANTS}
-                for variant in VARIANTS:
-                    latencies[variant].append(times[variant])
-                    ratios[variant].append(times[variant] / times["dense"])
+            times = litert_rounds(paths, FLAGS.rounds, FLAGS.runs)
+            round_ratios = per_round_ratios(times, "dense")
+            for variant in VARIANTS:
+                latencies[variant] += times[variant]
+                ratios[variant] += round_ratios[variant]
 
     lines = [
         f"| variant | test accuracy % (mean over {len(FLAGS.seeds)} seeds) | zeros % | "

@@ -40,7 +40,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from benchmarks.rows import read_json  # noqa: E402
+from benchmarks.harness import litert_rounds  # noqa: E402
+from benchmarks.harness import per_round_ratios  # noqa: E402
+from benchmarks.harness import read_json  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "small_cnn", "Example model (a CNN).")
@@ -216,14 +218,11 @@ def run_seed(seed, data, workdir):
             print(f"seed {seed} {name}: export failed: {row['failed']}", flush=True)
             continue
         paths[name] = path
-    for _ in range(FLAGS.rounds):
-        times = {
-            name: keras_str.time_tflite(path, runs=FLAGS.runs)["median_ms"]
-            for name, path in paths.items()
-        }
-        for name in paths:
-            results[name]["latency"].append(times[name])
-            results[name]["ratio"].append(times[name] / times["dense"])
+    times = litert_rounds(paths, FLAGS.rounds, FLAGS.runs)
+    ratios = per_round_ratios(times, "dense")
+    for name in paths:
+        results[name]["latency"] += times[name]
+        results[name]["ratio"] += ratios[name]
     if FLAGS.armsim:
         from benchmarks.armsim import armsim_instructions
 

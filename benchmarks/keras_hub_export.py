@@ -30,10 +30,10 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from benchmarks.rows import keep_row  # noqa: E402
-from benchmarks.rows import provenance  # noqa: E402
-from benchmarks.rows import read_rows  # noqa: E402
-from benchmarks.rows import write_table  # noqa: E402
+from benchmarks.harness import keep_row  # noqa: E402
+from benchmarks.harness import provenance  # noqa: E402
+from benchmarks.harness import read_rows  # noqa: E402
+from benchmarks.harness import write_table  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", None, "Zoo models (default: all).")

@@ -32,9 +32,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from benchmarks.rows import append_row  # noqa: E402
-from benchmarks.rows import provenance  # noqa: E402
-from benchmarks.rows import read_rows  # noqa: E402
+from benchmarks.harness import append_row  # noqa: E402
+from benchmarks.harness import provenance  # noqa: E402
+from benchmarks.harness import read_rows  # noqa: E402
 
 METHODS = ("st3", "st3_sigma", "gmp", "str_target", "str")
 

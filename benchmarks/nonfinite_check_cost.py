@@ -17,20 +17,19 @@ command, commit and machine; `--resume` keeps the rows already there. The
 table (`.md`) is generated from the rows.
 """
 
-import json
 import os
-import subprocess
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from benchmarks.rows import keep_row  # noqa: E402
-from benchmarks.rows import provenance  # noqa: E402
-from benchmarks.rows import read_rows  # noqa: E402
-from benchmarks.rows import write_table  # noqa: E402
+from benchmarks.harness import emit  # noqa: E402
+from benchmarks.harness import keep_row  # noqa: E402
+from benchmarks.harness import provenance  # noqa: E402
+from benchmarks.harness import read_rows  # noqa: E402
+from benchmarks.harness import run_worker  # noqa: E402
+from benchmarks.harness import write_table  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("backends", ["tensorflow", "jax", "torch"], "Keras backends, one process each.")
@@ -42,7 +41,6 @@ flags.DEFINE_bool("resume", False, "Keep the rows already in the results file.")
 flags.DEFINE_string("out_dir", "benchmarks/results", "Where rows and table go.")
 flags.DEFINE_string("worker", None, "Internal: time one backend and model.")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = "nonfinite_check_cost"
 END_STEP = 1_000_000  # The schedule runs: ST-3 updates at every timed step.
 
@@ -132,7 +130,7 @@ def worker(backend, model_name):
         row[f"{method}_unchecked_ms"] = 1000 * float(np.median(plain))
         row[f"{method}_check_cost"] = float(np.median((checked - plain) / dense))
         row[f"{method}_vs_dense"] = float(np.median(checked / dense))
-    print("RESULT " + json.dumps(row), flush=True)
+    emit(row)
 
 
 def table(rows):
@@ -174,15 +172,10 @@ def main(argv):
         for model_name in FLAGS.models:
             if (backend, model_name) in done:
                 continue
-            command = [sys.executable, "-m", "benchmarks.nonfinite_check_cost",
+            command = ["-m", "benchmarks.nonfinite_check_cost",
                        f"--worker={backend}:{model_name}", f"--rounds={FLAGS.rounds}",
                        f"--steps={FLAGS.steps}", f"--batch_size={FLAGS.batch_size}"]
-            process = subprocess.run(command, env=dict(os.environ, KERAS_BACKEND=backend),
-                                     cwd=ROOT, stdout=subprocess.PIPE, text=True)
-            if process.returncode:
-                raise RuntimeError(f"{backend} {model_name} worker failed ({process.returncode}).")
-            row = next(json.loads(line[len("RESULT "):]) for line in process.stdout.splitlines()
-                       if line.startswith("RESULT "))
+            (row,) = run_worker(command, backend)
             row.update(stamp)
             keep_row(path, rows, row)
     write_table(FLAGS.out_dir, RESULTS, table(rows))

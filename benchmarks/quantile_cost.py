@@ -18,10 +18,8 @@ reported with the sparsity it reaches: the share of entries at or below
 its result, minus 0.9, in points.
 """
 
-import json
 import math
 import os
-import subprocess
 import sys
 import time
 
@@ -29,6 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+from benchmarks.harness import emit  # noqa: E402
+from benchmarks.harness import run_worker  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
@@ -203,7 +204,7 @@ def worker(backend):
             "median_ms": {n: 1000 * float(np.median(t)) for n, t in times.items()},
             "sample_error_points": sample_error,
         }
-        print("RESULT " + json.dumps(result), flush=True)
+        emit(result)
         print(
             f"{backend} {size} ({total} in {len(arrays)} tensors): "
             + "  ".join(f"{n}={v:.2f}ms" for n, v in result["median_ms"].items()),
@@ -213,17 +214,12 @@ def worker(backend):
 
 
 def run_backend(backend):
-    env = dict(os.environ, KERAS_BACKEND=backend.split("_")[0])
-    command = [sys.executable, "-m", "benchmarks.quantile_cost", f"--worker={backend}",
+    command = ["-m", "benchmarks.quantile_cost", f"--worker={backend}",
                f"--sizes={','.join(FLAGS.sizes)}", f"--methods={','.join(FLAGS.methods)}",
                f"--rounds={FLAGS.rounds}", f"--max_seconds={FLAGS.max_seconds}",
                f"--torch_threads={FLAGS.torch_threads}"]
-    process = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True,
-                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    if process.returncode:
-        raise RuntimeError(f"{backend} worker failed ({process.returncode}).")
-    return [json.loads(line[len("RESULT "):]) for line in process.stdout.splitlines()
-            if line.startswith("RESULT ")]
+    # "tensorflow_graph" is TensorFlow without XLA.
+    return run_worker(command, backend.split("_")[0])
 
 
 RUNTIMES = {

@@ -28,6 +28,7 @@ import os
 
 from benchmarks.armsim import armsim_instructions
 from benchmarks.armsim import check_armsim
+from benchmarks.harness import litert_rounds
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -44,7 +45,8 @@ from keras_str.core.io_utils import atomic_path  # noqa: E402
 from keras_str.core.io_utils import write_text_atomic  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("runs", 50, "Timed invocations per file (median).")
+flags.DEFINE_integer("runs", 50, "Timed invocations per file (median), split among the rounds.")
+flags.DEFINE_integer("rounds", 5, "Alternating timing rounds of the dense and sparse files.")
 flags.DEFINE_bool("armsim", False, "Also count instructions on an emulated ARM core.")
 flags.DEFINE_string("armsim_dir", None, "Folder of armsim (default ../shared/armsim).")
 flags.DEFINE_string("out_dir", "benchmarks/results", "Where files and tables go.")
@@ -162,24 +164,6 @@ def check_verdicts(out_dir, armsim_dir, sparsity, rng):
     return rows, "\n".join(lines)
 
 
-def interleaved_medians(dense_path, sparse_path, runs, rounds=5):
-    """Median latency of two files timed in alternating rounds.
-
-    Alternating spreads the machine's drift (other load, clock changes)
-    over both files instead of charging it to whichever ran second.
-    """
-    medians = {dense_path: [], sparse_path: []}
-    per_round = max(runs // rounds, 1)
-    for _ in range(rounds):
-        for path in (dense_path, sparse_path):
-            timing = keras_str.time_tflite(path, runs=per_round, warmup=3, num_threads=1)
-            medians[path].append(timing["median_ms"])
-    return (
-        float(np.median(medians[dense_path])),
-        float(np.median(medians[sparse_path])),
-    )
-
-
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -236,9 +220,9 @@ def main(argv):
                     row["stored_dense"] = len(export.stored_dense)
                     row["xnnpack_eligible"] = export.xnnpack.eligible
                     row["xnnpack_reasons"] = export.xnnpack.reasons
-            row["dense_ms"], row["sparse_ms"] = interleaved_medians(
-                paths["dense"], paths["sparse"], FLAGS.runs
-            )
+            times = litert_rounds(paths, FLAGS.rounds, max(FLAGS.runs // FLAGS.rounds, 1), warmup=3)
+            row["dense_ms"] = float(np.median(times["dense"]))
+            row["sparse_ms"] = float(np.median(times["sparse"]))
             if precision == "float32":
                 dense_float32 = row["dense_bytes"]
             row["size_vs_own_dense"] = row["sparse_bytes"] / row["dense_bytes"]

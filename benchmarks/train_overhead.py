@@ -19,9 +19,7 @@ so that a dense epoch lasts about `--seconds_per_epoch`. Data is random
 (step time does not depend on its values), so no download is needed.
 """
 
-import json
 import os
-import subprocess
 import sys
 import time
 
@@ -29,6 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+from benchmarks.harness import emit  # noqa: E402
+from benchmarks.harness import run_worker  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("backends", ["tensorflow", "jax"], "Keras backends, one process each.")
@@ -43,7 +44,6 @@ flags.DEFINE_float("weight_decay", 5e-4, "Weight decay on every variant.")
 flags.DEFINE_string("out_dir", "benchmarks/results", "Where the table goes.")
 flags.DEFINE_string("worker", None, "Internal: time one backend.")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_NAMES = ("lenet_300_100", "small_cnn", "mobilenet_v1_xnnpack_32px")
 METHOD_NAMES = ("st3", "st3_sigma_rescale", "str_target", "gmp", "str")
 DESCRIPTIONS = {
@@ -171,7 +171,7 @@ def worker(backend):
                 "method_ms": 1000 * float(np.median(times[name])),
                 "ratio": float(np.median(ratios)), "iqr": [float(low), float(high)],
             }
-            print("RESULT " + json.dumps(row), flush=True)
+            emit(row)
             print(f"{backend} {model_name} {name}: {row['method_ms']:.2f} ms/step vs "
                   f"dense {row['dense_ms']:.2f}: {row['ratio']:.3f}x "
                   f"(IQR {low:.3f}-{high:.3f})", file=sys.stderr, flush=True)
@@ -179,7 +179,7 @@ def worker(backend):
 
 
 def run_backend(backend):
-    command = [sys.executable, "-m", "benchmarks.train_overhead", f"--worker={backend}",
+    command = ["-m", "benchmarks.train_overhead", f"--worker={backend}",
                f"--rounds={FLAGS.rounds}", f"--seconds_per_epoch={FLAGS.seconds_per_epoch}",
                f"--min_steps={FLAGS.min_steps}", f"--max_steps={FLAGS.max_steps}",
                f"--batch_size={FLAGS.batch_size}", f"--weight_decay={FLAGS.weight_decay}"]
@@ -187,12 +187,7 @@ def run_backend(backend):
         command.append(f"--models={','.join(FLAGS.models)}")
     if FLAGS.methods:
         command.append(f"--methods={','.join(FLAGS.methods)}")
-    env = dict(os.environ, KERAS_BACKEND=backend)
-    process = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    if process.returncode:
-        raise RuntimeError(f"{backend} worker failed ({process.returncode}).")
-    return [json.loads(line[len("RESULT "):]) for line in process.stdout.splitlines()
-            if line.startswith("RESULT ")]
+    return run_worker(command, backend)
 
 
 def table(rows):

@@ -32,9 +32,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from benchmarks.rows import provenance  # noqa: E402
-from benchmarks.rows import read_rows  # noqa: E402
-from benchmarks.rows import write_table  # noqa: E402
+from benchmarks.harness import litert_rounds  # noqa: E402
+from benchmarks.harness import per_round_ratios  # noqa: E402
+from benchmarks.harness import provenance  # noqa: E402
+from benchmarks.harness import read_rows  # noqa: E402
+from benchmarks.harness import write_table  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("layers", 4, "Transformer layers.")
@@ -132,12 +134,10 @@ def main(argv):
             })
             files[name] = (path, report.size_bytes, "; ".join(ffn) or "-")
             print(f"{name}: {report.size_bytes:,} bytes; FFN: {files[name][2]}", flush=True)
-        times = {name: [] for name in files}
-        for _ in range(FLAGS.rounds):
-            for name, (path, _, _) in files.items():
-                times[name].append(
-                    keras_str.time_tflite(path, runs=FLAGS.runs, num_threads=1)["median_ms"]
-                )
+        times = litert_rounds(
+            {name: path for name, (path, _, _) in files.items()}, FLAGS.rounds, FLAGS.runs
+        )
+        ratios = per_round_ratios(times, "dense")
     rows = []
     for name, (_, size, ffn) in files.items():
         rows.append({
@@ -145,9 +145,7 @@ def main(argv):
             "intermediate": FLAGS.intermediate, "sequence_length": FLAGS.sequence_length,
             "target": FLAGS.target, "size_bytes": size, "ffn_runtime": ffn,
             "latency_ms": statistics.median(times[name]),
-            "ratio": statistics.median(
-                t / d for t, d in zip(times[name], times["dense"])
-            ),
+            "ratio": statistics.median(ratios[name]),
             "rounds": FLAGS.rounds, **stamp,
         })
     os.makedirs(FLAGS.out_dir, exist_ok=True)

@@ -34,10 +34,10 @@ import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from benchmarks.rows import keep_row  # noqa: E402
-from benchmarks.rows import provenance  # noqa: E402
-from benchmarks.rows import open_rows  # noqa: E402
-from benchmarks.rows import write_table  # noqa: E402
+from benchmarks.harness import keep_row  # noqa: E402
+from benchmarks.harness import provenance  # noqa: E402
+from benchmarks.harness import open_rows  # noqa: E402
+from benchmarks.harness import write_table  # noqa: E402
 
 FLAGS = flags.FLAGS
 RESULTS = "transformer_lm"

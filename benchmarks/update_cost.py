@@ -36,7 +36,6 @@ are skipped.
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 
@@ -157,6 +156,8 @@ def _standalone_update(keras, backend, method):
 
 
 def worker_after(backend):
+    from benchmarks.harness import emit
+
     import keras
     import numpy as np
 
@@ -207,7 +208,7 @@ def worker_after(backend):
     weights = _kernel_count(keras, models["dense"])
     for row in rows:
         row["weights"] = weights
-        print("RESULT " + json.dumps(row), flush=True)
+        emit(row)
 
 
 def worker_before():
@@ -248,6 +249,9 @@ def worker_before():
     weights = _kernel_count(keras, dense)
     for name, times in update_times.items():
         times = np.array(times)
+        # Run as a script with the old tree first on the path, where
+        # benchmarks.harness does not exist: the row goes out as
+        # benchmarks.harness.emit would send it.
         print("RESULT " + json.dumps({
             "when": "before", "backend": "tensorflow", "method": name,
             "dense_ms": 1000 * float(np.median(dense_times)),
@@ -258,21 +262,18 @@ def worker_before():
 
 
 def _run_worker(kind, backend, env_extra=None, cwd=ROOT, module=True):
-    env = dict(os.environ, KERAS_BACKEND=backend, **(env_extra or {}))
     flags_ = [f"--worker={kind}", f"--methods={','.join(FLAGS.methods)}",
               f"--rounds={FLAGS.rounds}", f"--steps={FLAGS.steps}",
               f"--batch_size={FLAGS.batch_size}", f"--image_size={FLAGS.image_size}",
               f"--old_tree={FLAGS.old_tree}", f"--quantiles={','.join(FLAGS.quantiles)}"]
     if module:
-        command = [sys.executable, "-m", "benchmarks.update_cost"] + flags_
+        command = ["-m", "benchmarks.update_cost"] + flags_
     else:
         # Run as a script from the old tree, so that its keras_str comes first.
-        command = [sys.executable, os.path.abspath(__file__)] + flags_
-    process = subprocess.run(command, env=env, cwd=cwd, stdout=subprocess.PIPE, text=True)
-    if process.returncode:
-        raise RuntimeError(f"{kind} worker on {backend} failed ({process.returncode}).")
-    rows = [json.loads(line[len("RESULT "):]) for line in process.stdout.splitlines()
-            if line.startswith("RESULT ")]
+        command = [os.path.abspath(__file__)] + flags_
+    from benchmarks.harness import run_worker
+
+    rows = run_worker(command, backend, env=env_extra, cwd=cwd)
     for row in rows:
         print(row, flush=True)
     return rows

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 import keras_str
-from benchmarks.rows import append_row
-from benchmarks.rows import read_json
-from benchmarks.rows import read_rows
+from benchmarks.harness import append_row
+from benchmarks.harness import read_json
+from benchmarks.harness import read_rows
 from keras_str.core.file_checks import check_input_file
+from keras_str.core.io_utils import NEW_FILE_MODE
 from keras_str.core.io_utils import save_model_atomic
+from keras_str.core.io_utils import write_text_atomic
 from keras_str_cli.common import load_representative_data
 
 
@@ -140,3 +142,16 @@ def test_a_damaged_results_json_is_named(tmp_path):
         read_json(str(path))
     path.write_text('{"runs": {}}')
     assert read_json(str(path)) == {"runs": {}}
+
+
+def test_atomic_writes_give_the_permissions_of_a_plain_write(tmp_path):
+    # mkstemp's temporary file is private (0600); renamed as it was, tables,
+    # models and .tflite files could not be read by anyone else.
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic = tmp_path / "atomic.md"
+    write_text_atomic(atomic, "x")
+    assert os.stat(atomic).st_mode & 0o777 == os.stat(plain).st_mode & 0o777 == NEW_FILE_MODE
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    save_model_atomic(model, tmp_path / "model.keras")
+    assert os.stat(tmp_path / "model.keras").st_mode & 0o777 == NEW_FILE_MODE

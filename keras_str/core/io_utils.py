@@ -5,6 +5,17 @@ import os
 import tempfile
 
 
+def _process_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# The permissions `open(path, "w")` gives a new file; mkstemp's temporary file
+# is private (0600) and the rename would keep that.
+NEW_FILE_MODE = 0o666 & ~_process_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path beside `path`; renames it onto `path` on success.
@@ -31,6 +42,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp_path
+        os.chmod(tmp_path, NEW_FILE_MODE)
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
