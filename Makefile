@@ -2,6 +2,7 @@
 #   make demo   train a small STR model on Fashion-MNIST, report, save
 #   make test   run the test suite on the TensorFlow, JAX and PyTorch backends
 #   make docs   build the documentation site into site/ (strict: broken links fail)
+#   make results  rewrite every benchmark table and plot from the committed rows
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ BACKENDS ?= tensorflow jax torch
 TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: demo test test-all docs data venv
+.PHONY: demo test test-all docs results data venv
 
 $(VENV)/.installed: setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,16 @@ data:
 
 demo: venv data
 	$(VPY) -m examples.demo
+
+# The sweeps whose tables are written from rows kept in benchmarks/results
+# (tests/test_results_tables.py checks the committed tables are what this writes).
+RESULT_SWEEPS := n_m_accuracy transformer_lm keras_hub_export keras_hub_zoo nonfinite_check_cost transformer_ffn_block
+
+results: venv
+	@for sweep in $(RESULT_SWEEPS); do \
+	  echo "== python -m benchmarks.$$sweep --tables_only"; \
+	  $(VPY) -m benchmarks.$$sweep --tables_only > /dev/null || exit 1; \
+	done
 
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(VPY) -m mkdocs build --strict --site-dir site

@@ -21,6 +21,14 @@ import subprocess
 import sys
 
 import numpy as np
+from absl import flags
+
+# Every benchmark that keeps rows takes it: `make results` rewrites each
+# table from the committed rows, and a test checks they match.
+flags.DEFINE_bool(
+    "tables_only", False,
+    "Write the tables (and plots) from the rows already in the results files; measure nothing.",
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -242,6 +250,15 @@ def _ends_with_newline(path):
     with open(path, "rb") as file:
         file.seek(-1, os.SEEK_END)
         return file.read(1) == b"\n"
+
+
+def rows_for_tables(out_dir, results):
+    """The rows of `<out_dir>/<results>.jsonl`, for `--tables_only`; a `ValueError` when there are none."""
+    path = os.path.join(out_dir, f"{results}.jsonl")
+    rows = read_rows(path)
+    if not rows:
+        raise ValueError(f"--tables_only: no rows in {path!r} to write tables from.")
+    return rows
 
 
 def open_rows(out_dir, results, resume):

@@ -33,6 +33,7 @@ from absl import flags  # noqa: E402
 from benchmarks.harness import keep_row  # noqa: E402
 from benchmarks.harness import provenance  # noqa: E402
 from benchmarks.harness import read_rows  # noqa: E402
+from benchmarks.harness import rows_for_tables  # noqa: E402
 from benchmarks.harness import write_table  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -161,6 +162,9 @@ def main(argv):
     sys.path.insert(0, ROOT)
     from tests import test_keras_hub as zoo
 
+    if FLAGS.tables_only:
+        write_table(FLAGS.out_dir, RESULTS, table(rows_for_tables(FLAGS.out_dir, RESULTS)))
+        return
     names = FLAGS.models or sorted(zoo.zoo())
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     path = os.path.join(FLAGS.out_dir, f"{RESULTS}.jsonl")

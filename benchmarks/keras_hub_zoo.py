@@ -133,6 +133,29 @@ def table(rows):
     return "\n".join(lines)
 
 
+def write_tables(out, backend, known):
+    """`<out>_<backend>.md` from the rows of `<out>_<backend>.jsonl`: the header from its last row."""
+    from keras_str.core.io_utils import write_text_atomic
+
+    jsonl = f"{out}_{backend}.jsonl"
+    rows = read_rows(jsonl)
+    if not rows:
+        return
+    latest = rows[-1]
+    header = (
+        f"# keras-hub zoo, {backend} backend (`benchmarks/keras_hub_zoo.py`)\n\n"
+        f"Generated from `{os.path.basename(jsonl)}` (each row keeps its command, commit and machine). Last command: `{latest['command']}` "
+        f"(KERAS_BACKEND={backend}); machine: {latest['machine']}. Targets {TARGET:.0%} "
+        f"over {latest.get('steps', 16)} steps (plain STR: weight decay only). `sparse share`: "
+        "parameters in sparse kernels over all parameters; `sparsity` over those "
+        "kernels; diffs are max |x - sparse model|.\n\n"
+    )
+    order = {(m, method): i for i, (m, method) in enumerate(
+        (m, method) for m in known for method in METHODS)}
+    rows.sort(key=lambda r: order.get((r["model"], r["method"]), len(order)))
+    write_text_atomic(f"{out}_{backend}.md", header + table(rows) + "\n")
+
+
 def main(argv):
     del argv
     import keras
@@ -141,6 +164,10 @@ def main(argv):
     from tests import test_keras_hub as zoo
 
     known = zoo.zoo()
+    if FLAGS.tables_only:
+        for backend in ("tensorflow", "jax", "torch"):
+            write_tables(FLAGS.out, backend, known)
+        return
     models = FLAGS.models or list(known)
     unknown = sorted(set(models) - set(known)) + sorted(set(FLAGS.methods) - set(METHODS))
     if unknown:
@@ -168,22 +195,11 @@ def main(argv):
                     traceback.print_exc()
                     row = {"model": model_name, "method": method_name,
                            "error": f"{type(error).__name__}: {str(error)[:100]}"}
-                row.update(meta)
+                row.update(meta, steps=FLAGS.steps)
                 rows.append(row)
                 append_row(jsonl, row)
                 print(table([row]).splitlines()[-1], flush=True)
-    header = (
-        f"# keras-hub zoo, {backend} backend (`benchmarks/keras_hub_zoo.py`)\n\n"
-        f"Generated from `{os.path.basename(jsonl)}` (each row keeps its command, commit and machine). Last command: `{meta['command']}` "
-        f"(KERAS_BACKEND={backend}); machine: {meta['machine']}. Targets {TARGET:.0%} "
-        f"over {FLAGS.steps} steps (plain STR: weight decay only). `sparse share`: "
-        "parameters in sparse kernels over all parameters; `sparsity` over those "
-        "kernels; diffs are max |x - sparse model|.\n\n"
-    )
-    order = {(m, method): i for i, (m, method) in enumerate(
-        (m, method) for m in known for method in METHODS)}
-    rows.sort(key=lambda r: order.get((r["model"], r["method"]), len(order)))
-    write_text_atomic(f"{FLAGS.out}_{backend}.md", header + table(rows) + "\n")
+    write_tables(FLAGS.out, backend, known)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from absl import flags  # noqa: E402
 
 from benchmarks.harness import keep_row  # noqa: E402
 from benchmarks.harness import provenance  # noqa: E402
+from benchmarks.harness import rows_for_tables  # noqa: E402
 from benchmarks.harness import open_rows  # noqa: E402
 from benchmarks.harness import write_table  # noqa: E402
 
@@ -117,6 +118,9 @@ def main(argv):
     from examples.data import load_image_classification
     from examples.data import normalize_images
 
+    if FLAGS.tables_only:
+        write_table(FLAGS.out_dir, RESULTS, table(rows_for_tables(FLAGS.out_dir, RESULTS), FLAGS.n_m))
+        return
     path, rows = open_rows(FLAGS.out_dir, RESULTS, FLAGS.resume)
     done = {(r["model"], r["method"], r["seed"]) for r in rows}
     (x_train, y_train), (x_test, y_test) = load_image_classification("fashion_mnist")

@@ -28,6 +28,7 @@ from benchmarks.harness import emit  # noqa: E402
 from benchmarks.harness import keep_row  # noqa: E402
 from benchmarks.harness import provenance  # noqa: E402
 from benchmarks.harness import read_rows  # noqa: E402
+from benchmarks.harness import rows_for_tables  # noqa: E402
 from benchmarks.harness import run_worker  # noqa: E402
 from benchmarks.harness import write_table  # noqa: E402
 
@@ -160,6 +161,9 @@ def main(argv):
     if FLAGS.worker:
         backend, model_name = FLAGS.worker.split(":")
         worker(backend, model_name)
+        return
+    if FLAGS.tables_only:
+        write_table(FLAGS.out_dir, RESULTS, table(rows_for_tables(FLAGS.out_dir, RESULTS)))
         return
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     path = os.path.join(FLAGS.out_dir, f"{RESULTS}.jsonl")

@@ -36,6 +36,7 @@ from benchmarks.harness import litert_rounds  # noqa: E402
 from benchmarks.harness import per_round_ratios  # noqa: E402
 from benchmarks.harness import provenance  # noqa: E402
 from benchmarks.harness import read_rows  # noqa: E402
+from benchmarks.harness import rows_for_tables  # noqa: E402
 from benchmarks.harness import write_table  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -110,6 +111,9 @@ def main(argv):
     import keras_str
     from keras_str.core.io_utils import write_text_atomic
 
+    if FLAGS.tables_only:
+        write_table(FLAGS.out_dir, RESULTS, table(rows_for_tables(FLAGS.out_dir, RESULTS)))
+        return
     schedule = keras_str.ConstantSchedule()
     variants = {
         "dense": None,

@@ -81,3 +81,14 @@ def test_plot_draws_the_sparse_rows_against_dense(tmp_path):
     path = tmp_path / "lm.png"
     transformer_lm.plot(rows, str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_st3_rows_differ_in_scope_and_rescaling_only():
+    methods = {
+        name: transformer_lm.sparsity_method(name, 0.9, 100)
+        for name in ("st3", "st3_sigma", "st3_sigma_rescale")
+    }
+    assert [(m.scope, m.rescale) for m in methods.values()] == [
+        ("global", False), ("sigma", False), ("sigma", True)
+    ]
+    assert len({repr(m.schedule) for m in methods.values()}) == 1
