@@ -9,7 +9,8 @@ a stopped sweep. Per-backend measurements run in worker processes
 alternate between the variants compared (`alternating_rounds`), so the
 machine's drift is spread over all of them, and are summarised as medians
 with their spread (`median_spread`, `per_round_ratios`). Tables are written
-from the rows (`write_table`), never by hand.
+from the rows (`markdown_table`, `commands_line`, `write_table`), never by
+hand.
 """
 
 import datetime
@@ -277,6 +278,18 @@ def keep_row(path, rows, row):
     rows.append(row)
     append_row(path, row)
     print(json.dumps(row), flush=True)
+
+
+def markdown_table(header, body):
+    """A Markdown table: `header` the column names, `body` rows of cell strings (an empty cell stays empty)."""
+    lines = ["|" + "".join(f" {cell} |" for cell in header), "|" + "---|" * len(header)]
+    lines += ["|" + "".join(f" {cell} |" if cell != "" else " |" for cell in row) for row in body]
+    return "\n".join(lines)
+
+
+def commands_line(rows):
+    """`Commands: ...`: every distinct command the rows came from, for the foot of a table."""
+    return "Commands: " + "; ".join(f"`{command}`" for command in sorted({r["command"] for r in rows}))
 
 
 def write_table(out_dir, results, text):

@@ -30,7 +30,9 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from benchmarks.harness import commands_line  # noqa: E402
 from benchmarks.harness import keep_row  # noqa: E402
+from benchmarks.harness import markdown_table  # noqa: E402
 from benchmarks.harness import provenance  # noqa: E402
 from benchmarks.harness import read_rows  # noqa: E402
 from benchmarks.harness import rows_for_tables  # noqa: E402
@@ -134,27 +136,26 @@ def table(rows):
         "route (SavedModel), builtins only. `max |diff|`: LiteRT against Keras over "
         "every output of 4 examples.",
         "",
-        "| model | precision | size / plain | sparse tensors | DENSIFY | stored dense "
-        "| inputs | max abs diff | commit |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    header = ["model", "precision", "size / plain", "sparse tensors", "DENSIFY", "stored dense",
+              "inputs", "max abs diff", "commit"]
+    body = []
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['precision']} | error: {r['error']} "
-                         "| | | | | | " + r["commit"] + " |")
+            body.append([r["model"], r["precision"], f"error: {r['error']}"] + [""] * 5 + [r["commit"]])
             continue
         dense = "; ".join(f"{k}: {v}" for k, v in r["stored_dense"].items()) or "-"
         dtypes = ", ".join(f"{k} {v}" for k, v in r["input_dtypes"].items())
-        lines.append(
-            f"| {r['model']} | {r['precision']} | {r['size_bytes']:,} / "
-            f"{r['dense_size_bytes']:,} ({r['size_bytes'] / r['dense_size_bytes']:.2f}x) "
-            f"| {r['sparse_tensors']} | {r['densify_ops']} | {dense} | {dtypes} "
-            f"| {r['max_difference']:.1e} | {r['commit']} |"
-        )
+        body.append([
+            r["model"], r["precision"],
+            f"{r['size_bytes']:,} / {r['dense_size_bytes']:,} "
+            f"({r['size_bytes'] / r['dense_size_bytes']:.2f}x)",
+            str(r["sparse_tensors"]), str(r["densify_ops"]), dense, dtypes,
+            f"{r['max_difference']:.1e}", r["commit"],
+        ])
     machines = sorted({r["machine"] for r in rows})
-    commands = sorted({r["command"] for r in rows})
-    return "\n".join(lines + ["", "Machine: " + "; ".join(machines),
-                              "Commands: " + "; ".join(f"`{c}`" for c in commands)])
+    return "\n".join(lines + [markdown_table(header, body), "", "Machine: " + "; ".join(machines),
+                              commands_line(rows)])
 
 
 def main(argv):

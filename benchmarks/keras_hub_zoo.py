@@ -33,6 +33,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from benchmarks.harness import append_row  # noqa: E402
+from benchmarks.harness import markdown_table  # noqa: E402
 from benchmarks.harness import provenance  # noqa: E402
 from benchmarks.harness import read_rows  # noqa: E402
 
@@ -117,20 +118,19 @@ def run_row(model_name, method_name, steps, workdir):
 
 
 def table(rows):
-    columns = ("model", "method", "sparse share", "sparsity", "per-layer min / max",
-               "strip diff", "reload diff", "s", "commit")
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    header = ["model", "method", "sparse share", "sparsity", "per-layer min / max",
+              "strip diff", "reload diff", "s", "commit"]
+    body = []
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['model']} | {row['method']} | {row['error']} |" + " |" * 6)
+            body.append([row["model"], row["method"], row["error"]] + [""] * 6)
             continue
-        lines.append(
-            f"| {row['model']} | {row['method']} | {row['sparse_share']:.1%} "
-            f"| {row['sparsity']:.1%} | {row['layer_min']:.1%} / {row['layer_max']:.1%} "
-            f"| {row['strip_diff']:.1e} | {row['reload_diff']:.1e} | {row['seconds']:.1f} "
-            f"| {row['commit']} |"
-        )
-    return "\n".join(lines)
+        body.append([
+            row["model"], row["method"], f"{row['sparse_share']:.1%}", f"{row['sparsity']:.1%}",
+            f"{row['layer_min']:.1%} / {row['layer_max']:.1%}", f"{row['strip_diff']:.1e}",
+            f"{row['reload_diff']:.1e}", f"{row['seconds']:.1f}", row["commit"],
+        ])
+    return markdown_table(header, body)
 
 
 def write_tables(out, backend, known):

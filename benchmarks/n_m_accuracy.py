@@ -24,7 +24,9 @@ import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from benchmarks.harness import commands_line  # noqa: E402
 from benchmarks.harness import keep_row  # noqa: E402
+from benchmarks.harness import markdown_table  # noqa: E402
 from benchmarks.harness import provenance  # noqa: E402
 from benchmarks.harness import rows_for_tables  # noqa: E402
 from benchmarks.harness import open_rows  # noqa: E402
@@ -95,22 +97,22 @@ def table(rows, n_m):
         "unstructured. "
         "`held` counts the layers whose stripped kernel holds the pattern.",
         "",
-        "| model | method | seeds | accuracy | sparsity | held | epochs | commit | machine |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    body = []
     groups = {}
     for r in rows:
         groups.setdefault((r["model"], r["method"]), []).append(r)
     for (model, method), found in sorted(groups.items()):
         accuracy = 100 * np.array([r["test_accuracy"] for r in found])
         held = f"{found[-1]['n_m_layers_held']}/{found[-1]['n_m_layers_checked']}"
-        lines.append(
-            f"| {model} | {method} | {len(found)} | {accuracy.mean():.2f} +- "
-            f"{accuracy.std():.2f} | {100 * np.mean([r['sparsity'] for r in found]):.1f} % "
-            f"| {held} | {found[-1]['epochs']} | {found[-1]['commit']} | {found[-1]['machine']} |"
-        )
-    commands = sorted({r["command"] for r in rows})
-    return "\n".join(lines + ["", "Commands: " + "; ".join(f"`{c}`" for c in commands)])
+        body.append([
+            model, method, str(len(found)),
+            f"{accuracy.mean():.2f} +- {accuracy.std():.2f}",
+            f"{100 * np.mean([r['sparsity'] for r in found]):.1f} %",
+            held, str(found[-1]["epochs"]), found[-1]["commit"], found[-1]["machine"],
+        ])
+    header = ["model", "method", "seeds", "accuracy", "sparsity", "held", "epochs", "commit", "machine"]
+    return "\n".join(lines + [markdown_table(header, body), "", commands_line(rows)])
 
 
 def main(argv):

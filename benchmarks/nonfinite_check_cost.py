@@ -24,8 +24,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from benchmarks.harness import commands_line  # noqa: E402
 from benchmarks.harness import emit  # noqa: E402
 from benchmarks.harness import keep_row  # noqa: E402
+from benchmarks.harness import markdown_table  # noqa: E402
 from benchmarks.harness import provenance  # noqa: E402
 from benchmarks.harness import read_rows  # noqa: E402
 from benchmarks.harness import rows_for_tables  # noqa: E402
@@ -141,19 +143,17 @@ def table(rows):
         "step; goal <= 2 %), and the checked model's step time against dense. "
         "ST-3 updates every step; every variant has weight decay 5e-4.",
         "",
-        "| backend | model | dense ms/step | STR check cost | STR / dense "
-        "| ST-3 check cost | ST-3 / dense | commit | machine |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['backend']} | {r['model']} | {r['dense_ms']:.2f} "
-            f"| {100 * r['str_check_cost']:+.1f} % | {r['str_vs_dense']:.2f}x "
-            f"| {100 * r['st3_check_cost']:+.1f} % | {r['st3_vs_dense']:.2f}x "
-            f"| {r['commit']} | {r['machine']} |"
-        )
-    commands = sorted({r["command"] for r in rows})
-    return "\n".join(lines + ["", "Commands: " + "; ".join(f"`{c}`" for c in commands)])
+    header = ["backend", "model", "dense ms/step", "STR check cost", "STR / dense",
+              "ST-3 check cost", "ST-3 / dense", "commit", "machine"]
+    body = [
+        [r["backend"], r["model"], f"{r['dense_ms']:.2f}",
+         f"{100 * r['str_check_cost']:+.1f} %", f"{r['str_vs_dense']:.2f}x",
+         f"{100 * r['st3_check_cost']:+.1f} %", f"{r['st3_vs_dense']:.2f}x",
+         r["commit"], r["machine"]]
+        for r in rows
+    ]
+    return "\n".join(lines + [markdown_table(header, body), "", commands_line(rows)])
 
 
 def main(argv):

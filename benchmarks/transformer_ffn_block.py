@@ -32,7 +32,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from benchmarks.harness import commands_line  # noqa: E402
 from benchmarks.harness import litert_rounds  # noqa: E402
+from benchmarks.harness import markdown_table  # noqa: E402
 from benchmarks.harness import per_round_ratios  # noqa: E402
 from benchmarks.harness import provenance  # noqa: E402
 from benchmarks.harness import read_rows  # noqa: E402
@@ -91,19 +93,16 @@ def table(rows):
         "layers are pruned (attention, embeddings, norms dense), against the dense "
         "file; XNNPACK, one thread, single sequence; medians over alternating rounds.",
         "",
-        "| model | tokens | FFN zeros | variant | FFN weights in the file | size | "
-        "latency ms | vs dense | commit | machine |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['layers']}x{r['hidden']}/{r['intermediate']} | {r['sequence_length']} "
-            f"| {r['target']:.0%} | {r['variant']} | {r['ffn_runtime']} "
-            f"| {r['size_bytes']:,} B | {r['latency_ms']:.2f} | {r['ratio']:.2f}x "
-            f"| {r['commit']} | {r['machine']} |"
-        )
-    commands = sorted({r["command"] for r in rows})
-    return "\n".join(lines + ["", "Commands: " + "; ".join(f"`{c}`" for c in commands)])
+    header = ["model", "tokens", "FFN zeros", "variant", "FFN weights in the file", "size",
+              "latency ms", "vs dense", "commit", "machine"]
+    body = [
+        [f"{r['layers']}x{r['hidden']}/{r['intermediate']}", str(r["sequence_length"]),
+         f"{r['target']:.0%}", r["variant"], r["ffn_runtime"], f"{r['size_bytes']:,} B",
+         f"{r['latency_ms']:.2f}", f"{r['ratio']:.2f}x", r["commit"], r["machine"]]
+        for r in rows
+    ]
+    return "\n".join(lines + [markdown_table(header, body), "", commands_line(rows)])
 
 
 def main(argv):

@@ -38,7 +38,9 @@ import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from benchmarks.harness import commands_line  # noqa: E402
 from benchmarks.harness import keep_row  # noqa: E402
+from benchmarks.harness import markdown_table  # noqa: E402
 from benchmarks.harness import provenance  # noqa: E402
 from benchmarks.harness import rows_for_tables  # noqa: E402
 from benchmarks.harness import open_rows  # noqa: E402
@@ -213,10 +215,8 @@ def table(rows):
         "(embeddings: their own). Step time: median ms per compiled train step, and its "
         "ratio to dense.",
         "",
-        "| method | target | embeddings | seeds | steps | perplexity | vs dense "
-        "| block sparsity | embedding sparsity | step ms | vs dense | commit | machine |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    body = []
     groups = {}
     for r in rows:
         key = (r["method"], r["target_sparsity"], r["embeddings"], r["steps"])
@@ -236,16 +236,17 @@ def table(rows):
         base_perplexity = mean(base, "validation_perplexity") if base else None
         base_ms = mean(base, "step_ms_median") if base else None
         embedding_sparsity = mean(found, "embedding_sparsity")
-        lines.append(
-            f"| {method} | {'-' if target is None else f'{100 * target:.0f} %'} | {embeddings} "
-            f"| {len(found)} | {steps} | {perplexity:.3f} "
-            f"| {_ratio(perplexity, base_perplexity)} "
-            f"| {_percent(mean(found, 'block_sparsity'))} | {_percent(embedding_sparsity)} "
-            f"| {step_ms:.1f} | {_ratio(step_ms, base_ms)} "
-            f"| {found[-1]['commit']} | {found[-1]['machine']} |"
-        )
-    commands = sorted({r["command"] for r in rows})
-    return "\n".join(lines + ["", "Commands: " + "; ".join(f"`{c}`" for c in commands)])
+        body.append([
+            method, "-" if target is None else f"{100 * target:.0f} %", embeddings,
+            str(len(found)), str(steps), f"{perplexity:.3f}",
+            _ratio(perplexity, base_perplexity),
+            _percent(mean(found, "block_sparsity")), _percent(embedding_sparsity),
+            f"{step_ms:.1f}", _ratio(step_ms, base_ms),
+            found[-1]["commit"], found[-1]["machine"],
+        ])
+    header = ["method", "target", "embeddings", "seeds", "steps", "perplexity", "vs dense",
+              "block sparsity", "embedding sparsity", "step ms", "vs dense", "commit", "machine"]
+    return "\n".join(lines + [markdown_table(header, body), "", commands_line(rows)])
 
 
 def plot(rows, path):

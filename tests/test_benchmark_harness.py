@@ -52,3 +52,10 @@ def test_provenance_names_command_commit_machine_versions_and_date():
     assert "cores" in stamp["machine"]
     assert stamp["versions"]["keras"] and stamp["versions"]["numpy"]
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", stamp["date"])
+
+
+def test_markdown_table_and_commands_line():
+    text = harness.markdown_table(["a", "b", "c"], [["1", "", "3"], ["x", "y", "z"]])
+    assert text.splitlines() == ["| a | b | c |", "|---|---|---|", "| 1 | | 3 |", "| x | y | z |"]
+    rows = [{"command": "python -m b --x"}, {"command": "python -m a"}, {"command": "python -m a"}]
+    assert harness.commands_line(rows) == "Commands: `python -m a`; `python -m b --x`"
